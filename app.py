@@ -1,0 +1,223 @@
+"""The plugNmeet webhook receiver: the app factory and the webhook route."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, current_app, jsonify, request
+from sqlalchemy import Engine
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+import handlers
+import storage
+from config import Settings, load_settings
+from normalize import normalize, peek
+from validation import VerificationError, body_digest, extract_token, verify
+
+log = logging.getLogger(__name__)
+
+ACCEPTED_CONTENT_TYPES = frozenset({"application/json", "application/webhook+json"})
+MAX_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What the route needs, built once per process by the factory."""
+
+    settings: Settings
+    engine: Engine
+
+
+class BadEvent(ValueError):
+    """A verified body that is not a JSON object with a string ``event``."""
+
+
+def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask:
+    """Create the receiver: settings from the environment (or ``test_config``), storage, route."""
+    if isinstance(test_config, Settings):
+        settings = test_config
+    else:
+        settings = load_settings({**os.environ, **(test_config or {})})
+    configure_logging(settings)
+
+    app = Flask(__name__, instance_relative_config=True)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    if settings.proxy_count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count)  # type: ignore[method-assign]
+
+    engine = storage.make_engine(settings.database_url)
+    storage.init_schema(engine)
+    app.extensions["pnm"] = Runtime(settings=settings, engine=engine)
+
+    app.add_url_rule(
+        settings.webhook_path,
+        "webhook",
+        receive,
+        methods=["POST"],
+        provide_automatic_options=False,
+    )
+    app.register_error_handler(HTTPException, http_error)
+
+    import cli
+
+    cli.init_app(app)
+    return app
+
+
+def runtime() -> Runtime:
+    """Return the current app's runtime."""
+    return current_app.extensions["pnm"]
+
+
+def _reply(status: int, word: str, **headers: str) -> Response:
+    response = jsonify(status=word)
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def http_error(exc: HTTPException) -> Response:
+    """Answer Werkzeug's errors (404, 405, 413, ...) as small JSON bodies."""
+    code = exc.code or 500
+    if code == 413:
+        log.warning(
+            "rejected delivery from %s: body larger than the limit (413)", request.remote_addr
+        )
+    response = _reply(code, (exc.name or "error").lower().replace(" ", "_"))
+    if code == 405:
+        response.headers["Allow"] = "POST"
+    return response
+
+
+def _reject(status: int, word: str, reason: str, **headers: str) -> Response:
+    log.warning("rejected delivery from %s: %s (%d)", request.remote_addr, reason, status)
+    return _reply(status, word, **headers)
+
+
+def parse_event(body: bytes) -> dict[str, Any]:
+    """Parse a verified body as a JSON object carrying a string ``event``."""
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadEvent("body is not UTF-8") from None
+    except RecursionError:
+        raise BadEvent("body is nested too deeply") from None
+    except ValueError:
+        raise BadEvent("body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise BadEvent(f"body is a JSON {type(payload).__name__}, not an object")
+    name = payload.get("event")
+    if not isinstance(name, str) or not name.strip():
+        raise BadEvent("body has no string 'event'")
+    if len(name) > MAX_KEY_LENGTH or not name.isprintable() or not _utf8(name):
+        raise BadEvent("'event' is not a plausible event name")
+    event_id = payload.get("id")
+    if event_id is not None and not (
+        isinstance(event_id, str) and len(event_id) <= MAX_KEY_LENGTH and _utf8(event_id)
+    ):
+        raise BadEvent("'id' is not a string of at most 200 characters")
+    return payload
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def receive() -> Response:
+    """Verify a delivery, store it, run its handler, acknowledge it."""
+    rt = runtime()
+    body = request.get_data(cache=False)
+    if request.mimetype not in ACCEPTED_CONTENT_TYPES:
+        return _reject(415, "unsupported_media_type", f"content type {request.mimetype!r}")
+    try:
+        token = extract_token(
+            request.headers.get("Authorization"), request.headers.get("Hash-Token")
+        )
+        claims = verify(body, token, rt.settings.api_keys, leeway=rt.settings.clock_leeway)
+    except VerificationError as exc:
+        if exc.missing_token:
+            return _reject(401, "unauthorized", exc.reason, **{"WWW-Authenticate": "Bearer"})
+        return _reject(403, "forbidden", exc.reason)
+    try:
+        payload = parse_event(body)
+    except BadEvent as exc:
+        return _reject(400, "bad_request", str(exc))
+
+    digest = body_digest(body)
+    room_id, room_sid, created_at = peek(payload)
+    event_id = payload.get("id") or None
+    stored = storage.StoredEvent(
+        dedupe_key=event_id or f"sha256:{digest.hex()}",
+        event_id=event_id,
+        event=payload["event"],
+        room_id=room_id,
+        room_sid=room_sid,
+        created_at=created_at,
+        received_at=storage.now(),
+        api_key=claims["iss"],
+        remote_addr=request.remote_addr,
+        body_sha256=digest.hex(),
+        body=body,
+    )
+
+    def handle(conn: Any, row_id: int) -> None:
+        ctx = handlers.Context(conn=conn, row_id=row_id, received_at=stored.received_at)
+        handlers.dispatch(normalize(payload), ctx)
+
+    try:
+        inserted = storage.store_and_handle(rt.engine, stored, handle)
+    except storage.StorageError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        log.error(
+            "database unavailable, delivery of %s answered 503 for a retry: %s: %s",
+            stored.event,
+            type(cause).__name__,
+            str(cause).splitlines()[0][:200] if str(cause) else "",
+        )
+        return _reply(503, "unavailable", **{"Retry-After": "5"})
+    if not inserted:
+        log.info(
+            "Duplicate %s event %s acknowledged; nothing changed.", stored.event, stored.dedupe_key
+        )
+        return _reply(200, "duplicate")
+    return _reply(200, "accepted")
+
+
+class _TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s [%(name)s] %(message)s")
+
+
+_HANDLER_MARK = "_pnm_handler"
+
+
+def configure_logging(settings: Settings) -> None:
+    """Send log lines to stderr, as text or as one JSON object per line."""
+    if settings.log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        formatter: logging.Formatter = JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    else:
+        formatter = _TextFormatter()
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    setattr(handler, _HANDLER_MARK, True)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)

@@ -1,0 +1,167 @@
+"""Command-line tools, run as ``flask --app app <command>``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+
+import storage
+from validation import sign as sign_token
+
+CONTENT_TYPE = "application/json"
+
+
+def init_app(app: Flask) -> None:
+    """Register the commands on the app's ``flask`` command group."""
+    for command in (init_db, sign, send, events):
+        app.cli.add_command(command)
+
+
+def _runtime():  # noqa: ANN202 - the app module's Runtime, imported lazily to avoid a cycle
+    return current_app.extensions["pnm"]
+
+
+def _default_url() -> str:
+    port = os.environ.get("PORT", "").strip() or "8000"
+    return f"http://127.0.0.1:{port}{_runtime().settings.webhook_path}"
+
+
+def _key_pair(key: str | None) -> tuple[str, str]:
+    keys = _runtime().settings.api_keys
+    if key is None:
+        key = next(iter(keys))
+    if key not in keys:
+        raise click.BadParameter(
+            f"{key!r} is not a configured API key; use one of: {', '.join(sorted(keys))}.",
+            param_hint="--key",
+        )
+    return key, keys[key]
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot read {path}: {exc.strerror}.", param_hint="FILE"
+        ) from None
+
+
+_key_option = click.option("--key", help="API key to sign with (default: the first configured).")
+_url_option = click.option("--url", help="Receiver URL (default: this service on 127.0.0.1:$PORT).")
+
+
+@click.command("init-db")
+def init_db() -> None:
+    """Create the database tables if they do not exist yet."""
+    storage.init_schema(_runtime().engine)
+    click.echo("Database ready.")
+
+
+@click.command("sign")
+@click.argument("file", type=click.Path(dir_okay=False))
+@_key_option
+@_url_option
+@click.option(
+    "--hex",
+    "hex_digest",
+    is_flag=True,
+    help="Put a hex digest in the token, as the guide's tokens do.",
+)
+def sign(file: str, key: str | None, url: str | None, hex_digest: bool) -> None:
+    """Print a curl command that delivers FILE signed as a plugNmeet server signs it."""
+    body = _read(file)
+    api_key, secret = _key_pair(key)
+    token = sign_token(body, api_key, secret, digest_format="hex" if hex_digest else "base64")
+    parts = [
+        "curl", "-sS", "-X", "POST", url or _default_url(),
+        "-H", f"Content-Type: {CONTENT_TYPE}",
+        "-H", f"Authorization: {token}",
+        "-H", f"Hash-Token: {token}",
+        "--data-binary", f"@{file}",
+    ]  # fmt: skip
+    click.echo(shlex.join(parts))
+
+
+def post(url: str, body: bytes, token: str, timeout: float = 10) -> tuple[int, str]:
+    """POST a signed body; return the status code and the response text."""
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": CONTENT_TYPE, "Authorization": token, "Hash-Token": token},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+
+
+@click.command("send")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@_key_option
+@_url_option
+def send(files: tuple[str, ...], key: str | None, url: str | None) -> None:
+    """Sign and POST each FILE to the receiver, as a plugNmeet server would."""
+    api_key, secret = _key_pair(key)
+    target = url or _default_url()
+    failed = 0
+    for file in files:
+        body = _read(file)
+        try:
+            status, text = post(target, body, sign_token(body, api_key, secret))
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise click.ClickException(
+                f"cannot reach {target} ({reason}); "
+                "start the service with 'make run' or pass --url."
+            ) from None
+        word = json.loads(text).get("status", "") if text.startswith("{") else ""
+        click.echo(f"{status} {word:<10} {file}")
+        failed += status != 200
+    if failed:
+        raise click.ClickException(f"{failed} of {len(files)} deliveries were not accepted.")
+
+
+@click.command("events")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many events."
+)
+def events(fmt: str, limit: int) -> None:
+    """List the stored events, newest first."""
+    rows = storage.list_events(_runtime().engine, limit=limit)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo(
+            "No events stored yet. Send one with: flask --app app send samples/room_created.json"
+        )
+        return
+    header = ("#", "received (UTC)", "event", "room", "event id", "handler")
+    table = [header] + [
+        (
+            str(r["id"]),
+            datetime.fromtimestamp(r["received_at"], UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            r["event"],
+            r["room_id"] or "",
+            r["event_id"] or r["dedupe_key"][:20],
+            r["handler_status"],
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

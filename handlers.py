@@ -1,0 +1,290 @@
+"""Event handlers: one registered function per event name, reading normalised events."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from normalize import Artifact, Event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a handler may use besides the event: the open transaction and the receipt."""
+
+    conn: Any
+    row_id: int | None
+    received_at: float
+
+
+Handler = Callable[[Event, Context], None]
+_handlers: dict[str, Handler] = {}
+
+
+def on(*names: str) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of the named events."""
+
+    def register(fn: Handler) -> Handler:
+        for name in names:
+            if name in _handlers:
+                raise ValueError(f"event {name!r} already has a handler")
+            _handlers[name] = fn
+        return fn
+
+    return register
+
+
+def handled_events() -> frozenset[str]:
+    """Return the names of the events that have a handler."""
+    return frozenset(_handlers)
+
+
+def dispatch(event: Event, ctx: Context) -> None:
+    """Run the handler of ``event``; an event without one is logged (it is already stored)."""
+    handler = _handlers.get(event.event)
+    if handler is None:
+        log.info("Stored event '%s' (%s); no handler for it.", event.event, _room(event))
+        return
+    handler(event, ctx)
+
+
+def _room(event: Event) -> str:
+    room = event.room
+    return f"room '{room.room_id or room.sid or '?'}'"
+
+
+def _who(event: Event) -> str:
+    p = event.participant
+    if p is None:
+        return "someone"
+    if p.name and p.identity:
+        return f"'{p.name}' ({p.identity})"
+    return f"'{p.name or p.identity or p.sid or '?'}'"
+
+
+# --- rooms and sessions ----------------------------------------------------------
+
+
+@on("room_created", "room_started", "room_finished")
+def room_lifecycle(event: Event, ctx: Context) -> None:
+    """Log a room being created, started or finished."""
+    room = event.room
+    verb = event.event.removeprefix("room_")
+    title = f' "{room.title}"' if room.title else ""
+    log.info("Room '%s'%s %s (sid %s).", room.room_id or room.sid, title, verb, room.sid or "?")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLength:
+    """How long a session lasted and which time stamp gave its end."""
+
+    seconds: int
+    minutes: int
+    end_source: str
+
+
+def session_length(event: Event, received_at: float) -> SessionLength | None:
+    """Return the session length, or None when the room's creation time was not sent.
+
+    The end is ``room.ended_time`` if sent, else the event's ``created_at`` (what real
+    servers stamp as they end the session), else the receipt time. Minutes round up.
+    """
+    start = event.room.creation_time
+    if not start:
+        return None
+    if event.room.ended_time:
+        end, source = event.room.ended_time, "ended_time"
+    elif event.created_at:
+        end, source = event.created_at, "created_at"
+    else:
+        end, source = int(received_at), "receipt"
+    seconds = max(0, end - start)
+    return SessionLength(seconds=seconds, minutes=math.ceil(seconds / 60), end_source=source)
+
+
+@on("session_ended")
+def session_ended(event: Event, ctx: Context) -> None:
+    """Log how many billable minutes the session lasted."""
+    room_id = event.room.room_id or event.room.sid or "?"
+    length = session_length(event, ctx.received_at)
+    if length is None:
+        log.warning("Room '%s' ended, but no creation_time was sent: length unknown.", room_id)
+        return
+    log.info("SUCCESS: Room '%s' lasted for %d minutes.", room_id, length.minutes)
+    log.debug("session of %s: %d s, end from %s", room_id, length.seconds, length.end_source)
+
+
+# --- participants and tracks ------------------------------------------------------
+
+
+@on("participant_joined")
+def participant_joined(event: Event, ctx: Context) -> None:
+    """Log who joined which room."""
+    count = event.room.num_participants
+    log.info("%s joined %s (%d in the room).", _who(event), _room(event), count)
+
+
+@on("participant_left")
+def participant_left(event: Event, ctx: Context) -> None:
+    """Log who left which room, and after how long when both times are known."""
+    p = event.participant
+    stayed = ""
+    if p is not None and p.joined_at and event.created_at >= p.joined_at:
+        stayed = f" after {math.ceil((event.created_at - p.joined_at) / 60)} min"
+    log.info("%s left %s%s.", _who(event), _room(event), stayed)
+
+
+@on("track_published", "track_unpublished")
+def track_changed(event: Event, ctx: Context) -> None:
+    """Log which track someone published or unpublished."""
+    track = event.track
+    verb = "published" if event.event == "track_published" else "unpublished"
+    if track is None:
+        log.info("%s %s a track in %s.", _who(event), verb, _room(event))
+        return
+    detail = ", ".join(x for x in (track.type, track.source, track.mime_type) if x)
+    log.info(
+        "%s %s track %s (%s) in %s.", _who(event), verb, track.sid or "?", detail, _room(event)
+    )
+
+
+# --- recordings, streams, analytics ---------------------------------------------------
+
+_RECORDING_LINES = {
+    "start_recording": "Recording %s started in %s on recorder %s.",
+    "end_recording": "Recording %s ended in %s on recorder %s.",
+    "start_rtmp": "RTMP stream %s started in %s on recorder %s.",
+    "end_rtmp": "RTMP stream %s ended in %s on recorder %s.",
+}
+
+
+@on(*_RECORDING_LINES)
+def recording_changed(event: Event, ctx: Context) -> None:
+    """Log a recording or RTMP stream starting or ending."""
+    info = event.recording_info
+    record_id = info.record_id if info else "?"
+    recorder = (info.recorder_id if info else "") or "?"
+    log.info(_RECORDING_LINES[event.event], record_id, _room(event), recorder)
+
+
+@on("recording_proceeded")
+def recording_proceeded(event: Event, ctx: Context) -> None:
+    """Log which recording file is ready."""
+    info = event.recording_info
+    if info is None or not info.file_path:
+        log.warning("Recording of %s proceeded, but no file path was sent.", _room(event))
+        return
+    log.info(
+        "Recording %s of %s is ready: %s (%.2f MB).",
+        info.record_id or "?",
+        _room(event),
+        info.file_path,
+        info.file_size,
+    )
+
+
+@on("analytics_proceeded")
+def analytics_proceeded(event: Event, ctx: Context) -> None:
+    """Log which analytics file is ready."""
+    file_id = event.analytics.file_id if event.analytics else ""
+    log.info("Analytics file %s of %s is ready.", file_id or "?", _room(event))
+
+
+# --- artifacts ------------------------------------------------------------------------
+
+FILE_ARTIFACTS = frozenset({"MEETING_ANALYTICS", "MEETING_SUMMARY", "SPEECH_TRANSCRIPTION"})
+USAGE_UNITS = {
+    "MEETING_SUMMARY_USAGE": "tokens",
+    "AI_TEXT_CHAT_INTERACTION_USAGE": "tokens",
+    "AI_TEXT_CHAT_SUMMARIZATION_USAGE": "tokens",
+    "SPEECH_TRANSCRIPTION_USAGE": "seconds",
+    "SYNTHESIZED_SPEECH_USAGE": "characters",
+    "CHAT_TRANSLATION_USAGE": "characters",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A metered quantity; ``cost`` is None when the sender reported no cost."""
+
+    quantity: int
+    unit: str
+    cost: float | None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    breakdown: dict[str, int] | None = None
+
+
+def artifact_usage(artifact: Artifact) -> Usage | None:
+    """Return the usage an artifact reports, whichever of the three kinds it carries."""
+    meta = artifact.metadata
+    if meta.token_usage is not None:
+        t = meta.token_usage
+        return Usage(
+            t.total_tokens,
+            "tokens",
+            t.total_tokens_estimated_cost,
+            t.prompt_tokens,
+            t.completion_tokens,
+            t.breakdown,
+        )
+    if meta.duration_usage is not None:
+        d = meta.duration_usage
+        return Usage(
+            d.duration_sec, "seconds", d.duration_sec_estimated_cost, breakdown=d.breakdown
+        )
+    if meta.character_count_usage is not None:
+        c = meta.character_count_usage
+        return Usage(
+            c.total_characters,
+            "characters",
+            c.total_characters_estimated_cost,
+            breakdown=c.breakdown,
+        )
+    return None
+
+
+def describe_usage(usage: Usage) -> str:
+    """Say a usage in words: quantity, unit, split and estimated cost."""
+    text = f"{usage.quantity} {usage.unit}"
+    if usage.prompt_tokens or usage.completion_tokens:
+        text += f" ({usage.prompt_tokens} prompt + {usage.completion_tokens} completion)"
+    if usage.cost is None:
+        return text + ", no cost reported"
+    return text + f", estimated cost {usage.cost:.6f}"
+
+
+@on("artifact_created")
+def artifact_created(event: Event, ctx: Context) -> None:
+    """Log a file artifact's path, or a usage artifact's quantity and cost."""
+    artifact = event.room_artifact
+    if artifact is None:
+        log.warning("artifact_created for %s carries no room_artifact.", _room(event))
+        return
+    name = artifact.type
+    head = f"Artifact {name} ({artifact.artifact_id or 'no id'}) for {_room(event)}"
+    meta = artifact.metadata
+    user = f" by {meta.user_info.user_id}" if meta.user_info and meta.user_info.user_id else ""
+    if name in FILE_ARTIFACTS:
+        info = meta.file_info
+        if info is None or not info.file_path:
+            log.warning("%s: no file path was sent.", head)
+        else:
+            size = f"{info.file_size} bytes" + (f", {info.mime_type}" if info.mime_type else "")
+            log.info("%s: file %s (%s).", head, info.file_path, size)
+        return
+    usage = artifact_usage(artifact)
+    if name in USAGE_UNITS:
+        if usage is None:
+            log.warning("%s%s: no usage was sent.", head, user)
+        else:
+            log.info("%s%s: %s.", head, user, describe_usage(usage))
+        return
+    known = "type not known to this receiver" if name != "UNKNOWN_ARTIFACT" else "type unknown"
+    extra = f"; {describe_usage(usage)}" if usage else ""
+    log.info("%s: %s, stored as sent%s.", head, known, extra)

@@ -1,0 +1,370 @@
+"""Turn a protojson ``CommonNotifyEvent`` into one normalised, typed shape.
+
+Senders write proto names (``room_id``) or lowerCamelCase JSON names (``roomId``), 64-bit
+integers as strings or numbers, enums by name or by number, and omit zero values. This
+module deals with all of that once, at the edge, so handlers read plain typed attributes.
+Unknown fields are ignored; a field of the wrong type raises :class:`NormalizationError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_INTEGER_TEXT = re.compile(r"-?[0-9]{1,20}")
+
+Converter = Callable[[Any, str], Any]
+T = TypeVar("T")
+
+
+class NormalizationError(ValueError):
+    """A field of a verified event has a type or value protojson does not allow."""
+
+
+def camel_name(proto_name: str) -> str:
+    """Return the lowerCamelCase JSON name protoc derives from a proto field name."""
+    head, *rest = proto_name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+# --- scalar converters: (value, path) -> python value ------------------------------
+
+
+def to_int(value: Any, path: str) -> int:
+    """Read an integer written as a JSON number or (int64 style) as a decimal string."""
+    if isinstance(value, bool):
+        raise NormalizationError(f"{path}: expected an integer, got a boolean")
+    if isinstance(value, int):
+        result = value
+    elif (isinstance(value, float) and value.is_integer()) or (
+        isinstance(value, str) and _INTEGER_TEXT.fullmatch(value)
+    ):
+        result = int(value)
+    else:
+        raise NormalizationError(f"{path}: expected an integer, got {type(value).__name__}")
+    if not INT64_MIN <= result <= INT64_MAX:
+        raise NormalizationError(f"{path}: integer out of the 64-bit range")
+    return result
+
+
+def to_float(value: Any, path: str) -> float:
+    """Read a finite float written as a JSON number or a numeric string."""
+    if isinstance(value, bool):
+        raise NormalizationError(f"{path}: expected a number, got a boolean")
+    if isinstance(value, (int, float)):
+        result = float(value)
+    elif isinstance(value, str):
+        try:
+            result = float(value)
+        except ValueError:
+            raise NormalizationError(f"{path}: expected a number, got text") from None
+    else:
+        raise NormalizationError(f"{path}: expected a number, got {type(value).__name__}")
+    if not math.isfinite(result):
+        raise NormalizationError(f"{path}: number is not finite")
+    return result
+
+
+def to_str(value: Any, path: str) -> str:
+    """Read a string that can be stored and logged as UTF-8."""
+    if not isinstance(value, str):
+        raise NormalizationError(f"{path}: expected a string, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise NormalizationError(f"{path}: string holds a lone surrogate") from None
+    return value
+
+
+def to_bool(value: Any, path: str) -> bool:
+    """Read a JSON boolean."""
+    if not isinstance(value, bool):
+        raise NormalizationError(f"{path}: expected a boolean, got {type(value).__name__}")
+    return value
+
+
+def enum(*names: str) -> Converter:
+    """Build a converter for an enum whose values are ``names`` in number order."""
+    by_number = dict(enumerate(names))
+
+    def convert(value: Any, path: str) -> str:
+        if isinstance(value, str) and not _INTEGER_TEXT.fullmatch(value):
+            return to_str(value, path)
+        number = to_int(value, path)
+        return by_number.get(number, str(number))
+
+    return convert
+
+
+def int_map(value: Any, path: str) -> dict[str, int]:
+    """Read a ``map<string, int64>``; its keys are data (user ids, models), kept as sent."""
+    if not isinstance(value, dict):
+        raise NormalizationError(f"{path}: expected an object, got {type(value).__name__}")
+    return {to_str(k, path): to_int(v, f"{path}.{k}") for k, v in value.items()}
+
+
+def str_list(value: Any, path: str) -> tuple[str, ...]:
+    """Read a repeated string field."""
+    if not isinstance(value, list):
+        raise NormalizationError(f"{path}: expected a list, got {type(value).__name__}")
+    return tuple(to_str(item, f"{path}[{i}]") for i, item in enumerate(value))
+
+
+# --- messages ------------------------------------------------------------------
+
+
+def _f(convert: Converter, default: Any = None) -> Any:
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata={"convert": convert})
+    return field(default=default, metadata={"convert": convert})
+
+
+_SPECS: dict[type, tuple[tuple[str, str, Converter], ...]] = {}
+
+
+def message(value: Any, path: str, cls: type[T]) -> T:
+    """Build dataclass ``cls`` from a JSON object, accepting proto and camelCase names."""
+    if not isinstance(value, dict):
+        raise NormalizationError(f"{path}: expected an object, got {type(value).__name__}")
+    specs = _SPECS.get(cls)
+    if specs is None:
+        specs = tuple((f.name, camel_name(f.name), f.metadata["convert"]) for f in fields(cls))
+        _SPECS[cls] = specs
+    kwargs = {}
+    for name, camel, convert in specs:
+        raw = value.get(name)
+        if raw is None:
+            raw = value.get(camel)
+        if raw is not None:
+            kwargs[name] = convert(raw, f"{path}.{name}")
+    return cls(**kwargs)
+
+
+def _msg(cls: type) -> Converter:
+    return lambda value, path: message(value, path, cls)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """Parse a metadata string that should hold a JSON object; anything else gives {}."""
+    if not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    """``NotifyEventRoom``: the room an event is about."""
+
+    sid: str = _f(to_str, "")
+    room_id: str = _f(to_str, "")
+    empty_timeout: int = _f(to_int, 0)
+    max_participants: int = _f(to_int, 0)
+    creation_time: int = _f(to_int, 0)
+    ended_time: int | None = _f(to_int)
+    enabled_codecs: tuple[str, ...] = _f(lambda v, p: v if isinstance(v, list) else (), ())
+    metadata: str = _f(to_str, "")
+    num_participants: int = _f(to_int, 0)
+
+    @property
+    def title(self) -> str:
+        """Return the room title from the room metadata, or ``""``."""
+        title = _json_object(self.metadata).get("room_title")
+        return title if isinstance(title, str) else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """LiveKit ``ParticipantInfo``, the fields a receiver uses."""
+
+    sid: str = _f(to_str, "")
+    identity: str = _f(to_str, "")
+    name: str = _f(to_str, "")
+    state: str = _f(enum("JOINING", "JOINED", "ACTIVE", "DISCONNECTED"), "JOINING")
+    metadata: str = _f(to_str, "")
+    joined_at: int = _f(to_int, 0)
+    is_publisher: bool = _f(to_bool, False)
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """LiveKit ``TrackInfo``, the fields a receiver uses."""
+
+    sid: str = _f(to_str, "")
+    type: str = _f(enum("AUDIO", "VIDEO", "DATA"), "AUDIO")
+    name: str = _f(to_str, "")
+    source: str = _f(
+        enum("UNKNOWN", "CAMERA", "MICROPHONE", "SCREEN_SHARE", "SCREEN_SHARE_AUDIO"), "UNKNOWN"
+    )
+    mime_type: str = _f(to_str, "")
+    width: int = _f(to_int, 0)
+    height: int = _f(to_int, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingInfo:
+    """``RecordingInfoEvent``: a recording or RTMP stream; ``file_size`` is in MB."""
+
+    record_id: str = _f(to_str, "")
+    recorder_id: str = _f(to_str, "")
+    recorder_msg: str = _f(to_str, "")
+    file_path: str = _f(to_str, "")
+    file_size: float = _f(to_float, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechService:
+    """``SpeechServiceEvent`` (older servers)."""
+
+    user_id: str = _f(to_str, "")
+    total_usage: int = _f(to_int, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Analytics:
+    """``AnalyticsEvent``: the analytics file is ready."""
+
+    file_id: str = _f(to_str, "")
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """Who an artifact belongs to."""
+
+    user_id: str = _f(to_str, "")
+    name: str = _f(to_str, "")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderJobInfo:
+    """The AI provider's job behind an artifact."""
+
+    job_id: str = _f(to_str, "")
+    file_name: str = _f(to_str, "")
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """A stored file; ``file_size`` is in bytes."""
+
+    file_path: str = _f(to_str, "")
+    file_size: int = _f(to_int, 0)
+    mime_type: str = _f(to_str, "")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """AI tokens used; a cost of ``None`` means the sender reported none."""
+
+    prompt_tokens: int = _f(to_int, 0)
+    completion_tokens: int = _f(to_int, 0)
+    total_tokens: int = _f(to_int, 0)
+    breakdown: dict[str, int] = _f(int_map, {})
+    prompt_tokens_estimated_cost: float | None = _f(to_float)
+    completion_tokens_estimated_cost: float | None = _f(to_float)
+    total_tokens_estimated_cost: float | None = _f(to_float)
+
+
+@dataclass(frozen=True, slots=True)
+class DurationUsage:
+    """Seconds of a metered service (speech transcription)."""
+
+    duration_sec: int = _f(to_int, 0)
+    breakdown: dict[str, int] = _f(int_map, {})
+    duration_sec_estimated_cost: float | None = _f(to_float)
+
+
+@dataclass(frozen=True, slots=True)
+class CharacterCountUsage:
+    """Characters of a metered service (translation, speech synthesis)."""
+
+    total_characters: int = _f(to_int, 0)
+    breakdown: dict[str, int] = _f(int_map, {})
+    total_characters_estimated_cost: float | None = _f(to_float)
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactMetadata:
+    """What an artifact carries: a file, a usage record, or both."""
+
+    user_info: UserInfo | None = _f(_msg(UserInfo))
+    provider_job_info: ProviderJobInfo | None = _f(_msg(ProviderJobInfo))
+    file_info: FileInfo | None = _f(_msg(FileInfo))
+    token_usage: TokenUsage | None = _f(_msg(TokenUsage))
+    duration_usage: DurationUsage | None = _f(_msg(DurationUsage))
+    character_count_usage: CharacterCountUsage | None = _f(_msg(CharacterCountUsage))
+    reference_artifact_id: str = _f(to_str, "")
+
+
+ARTIFACT_TYPES = (
+    "UNKNOWN_ARTIFACT",
+    "MEETING_ANALYTICS",
+    "MEETING_SUMMARY",
+    "MEETING_SUMMARY_USAGE",
+    "SPEECH_TRANSCRIPTION",
+    "SPEECH_TRANSCRIPTION_USAGE",
+    "SYNTHESIZED_SPEECH_USAGE",
+    "CHAT_TRANSLATION_USAGE",
+    "AI_TEXT_CHAT_INTERACTION_USAGE",
+    "AI_TEXT_CHAT_SUMMARIZATION_USAGE",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """``RoomArtifactWebhookEvent``: a file or usage record the server stored."""
+
+    type: str = _f(enum(*ARTIFACT_TYPES), ARTIFACT_TYPES[0])
+    artifact_id: str = _f(to_str, "")
+    metadata: ArtifactMetadata = _f(_msg(ArtifactMetadata), ArtifactMetadata())
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """``CommonNotifyEvent``, normalised; absent messages are ``None``."""
+
+    event: str = _f(to_str, "")
+    id: str = _f(to_str, "")
+    created_at: int = _f(to_int, 0)
+    room: Room = _f(_msg(Room), Room())
+    participant: Participant | None = _f(_msg(Participant))
+    track: Track | None = _f(_msg(Track))
+    recording_info: RecordingInfo | None = _f(_msg(RecordingInfo))
+    speech_service: SpeechService | None = _f(_msg(SpeechService))
+    analytics: Analytics | None = _f(_msg(Analytics))
+    room_artifact: Artifact | None = _f(_msg(Artifact))
+
+
+def normalize(payload: Mapping[str, Any]) -> Event:
+    """Build the normalised :class:`Event` from a parsed protojson object."""
+    return message(payload, "event", Event)
+
+
+def peek(payload: Mapping[str, Any]) -> tuple[str | None, str | None, int | None]:
+    """Return room id, room sid and ``created_at`` if present and well-typed, else None each."""
+
+    def pick(obj: Any, name: str, convert: Converter) -> Any:
+        if not isinstance(obj, dict):
+            return None
+        raw = obj.get(name)
+        if raw is None:
+            raw = obj.get(camel_name(name))
+        try:
+            return None if raw is None else convert(raw, name)
+        except NormalizationError:
+            return None
+
+    room = pick(payload, "room", lambda v, p: v)
+    return (
+        pick(room, "room_id", to_str),
+        pick(room, "sid", to_str),
+        pick(payload, "created_at", to_int),
+    )

@@ -1,0 +1,215 @@
+"""Durable storage of verified events, on SQLAlchemy Core (SQLite by default, PostgreSQL too).
+
+Every verified event is inserted with its raw body and receipt time and committed before
+the delivery is acknowledged. Redeliveries are absorbed by a unique ``dedupe_key`` and
+``INSERT ... ON CONFLICT DO NOTHING``, which stays exactly-once across workers and hosts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    make_url,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+POOL_TIMEOUT_SECONDS = 5
+
+metadata = MetaData()
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer().with_variant(BigInteger(), "postgresql"), primary_key=True),
+    Column("dedupe_key", String(200), nullable=False, unique=True),
+    Column("event_id", String(200)),
+    Column("event", String(200), nullable=False),
+    Column("room_id", Text),
+    Column("room_sid", Text),
+    Column("created_at", BigInteger),
+    Column("received_at", Float, nullable=False),
+    Column("api_key", Text, nullable=False),
+    Column("remote_addr", Text),
+    Column("body_sha256", String(64), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("handler_status", String(16), nullable=False, server_default="ok"),
+    Column("handler_error", Text),
+)
+Index("ix_events_event", events.c.event)
+Index("ix_events_room_id", events.c.room_id)
+
+StorageError = SQLAlchemyError
+"""Raised when the database cannot take a write or a read; the route answers 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """What the route knows of a delivery once it is verified and parsed."""
+
+    dedupe_key: str
+    event_id: str | None
+    event: str
+    room_id: str | None
+    room_sid: str | None
+    created_at: int | None
+    received_at: float
+    api_key: str
+    remote_addr: str | None
+    body_sha256: str
+    body: bytes
+
+
+def _sqlite_file(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine for ``url``; SQLite gets WAL, ``synchronous=FULL`` and write locks."""
+    path = _sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if make_url(url).get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _tune_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT_SECONDS)
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module so BEGIN IMMEDIATE is ours.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # Take the write lock up front: two workers never both read, then both write.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def init_schema(engine: Engine) -> None:
+    """Create the tables that do not exist yet (safe to run from several workers at once)."""
+    with engine.begin() as conn:
+        metadata.create_all(conn)
+
+
+def _insert(conn: Connection) -> Any:
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(events)
+    if dialect == "sqlite":
+        return sqlite.insert(events)
+    raise StorageError(f"database dialect {dialect!r} is not supported; use SQLite or PostgreSQL")
+
+
+def insert_event(conn: Connection, stored: StoredEvent) -> int | None:
+    """Insert the event unless its dedupe key is known; return its row id, or None if known."""
+    statement = (
+        _insert(conn)
+        .values(
+            dedupe_key=stored.dedupe_key,
+            event_id=stored.event_id,
+            event=stored.event,
+            room_id=stored.room_id,
+            room_sid=stored.room_sid,
+            created_at=stored.created_at,
+            received_at=stored.received_at,
+            api_key=stored.api_key,
+            remote_addr=stored.remote_addr,
+            body_sha256=stored.body_sha256,
+            body=stored.body,
+        )
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(events.c.id)
+    )
+    return conn.execute(statement).scalar_one_or_none()
+
+
+def mark_failed(conn: Connection, row_id: int, error: str) -> None:
+    """Record that the handler of a stored event raised."""
+    conn.execute(
+        events.update()
+        .where(events.c.id == row_id)
+        .values(handler_status="failed", handler_error=error[:4000])
+    )
+
+
+def store_and_handle(
+    engine: Engine, stored: StoredEvent, handle: Callable[[Connection, int], None]
+) -> bool:
+    """Store the event and run ``handle`` in the same transaction; return False for a duplicate.
+
+    ``handle`` runs inside a savepoint. If it raises, its writes are rolled back and the
+    event is kept, marked failed, so nothing acknowledged is ever lost. A database error
+    rolls back everything and propagates, so the delivery is answered 5xx and retried.
+    """
+    with engine.begin() as conn:
+        row_id = insert_event(conn, stored)
+        if row_id is None:
+            return False
+        savepoint = conn.begin_nested()
+        try:
+            handle(conn, row_id)
+        except SQLAlchemyError:
+            raise
+        except Exception as exc:  # a handler bug must not lose the event
+            savepoint.rollback()
+            log.exception("handler for %s event %s failed", stored.event, stored.dedupe_key)
+            mark_failed(conn, row_id, f"{type(exc).__name__}: {exc}")
+        else:
+            savepoint.commit()
+    return True
+
+
+def count_events(engine: Engine) -> int:
+    """Return how many events are stored."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(events)).scalar_one()
+
+
+def list_events(engine: Engine, *, limit: int = 20) -> list[dict[str, Any]]:
+    """Return the newest stored events, without their bodies."""
+    columns = [c for c in events.c if c.name != "body"]
+    query = select(*columns).order_by(events.c.id.desc()).limit(limit)
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def now() -> float:
+    """Return the receipt time stamp used for stored events (unix seconds)."""
+    return time.time()

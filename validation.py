@@ -1,0 +1,139 @@
+"""Verify and sign plugNmeet webhook deliveries (pure: bytes and header values in, claims out).
+
+A plugNmeet server signs each delivery the way LiveKit does: a JWS compact token, HS256
+with the API secret, ``iss`` = the API key, ``nbf``/``exp`` a five-minute window, and a
+``sha256`` claim holding the standard base64 of the SHA-256 digest of the exact body bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+
+ALGORITHM = "HS256"
+TOKEN_TTL_SECONDS = 300
+MAX_TOKEN_LENGTH = 8192
+_DIGEST_SIZE = hashlib.sha256().digest_size
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+class VerificationError(Exception):
+    """A delivery failed verification; ``reason`` is for the log, never for the response."""
+
+    def __init__(self, reason: str, *, missing_token: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.missing_token = missing_token
+
+
+def body_digest(body: bytes) -> bytes:
+    """Return the raw SHA-256 digest of the body bytes."""
+    return hashlib.sha256(body).digest()
+
+
+def extract_token(authorization: str | None, hash_token: str | None) -> str:
+    """Pick the token from ``Authorization`` (bare or ``Bearer``), else from ``Hash-Token``."""
+    for value in (authorization, hash_token):
+        if not value:
+            continue
+        value = value.strip()
+        scheme, _, rest = value.partition(" ")
+        if rest and scheme.lower() == "bearer":
+            value = rest.strip()
+        if value:
+            return value
+    raise VerificationError("no token in Authorization or Hash-Token", missing_token=True)
+
+
+def decode_digest_claim(claim: object) -> bytes:
+    """Turn a ``sha256`` claim (standard base64, or hex) into the 32 digest bytes it names."""
+    if not isinstance(claim, str):
+        raise VerificationError(f"sha256 claim is {type(claim).__name__}, not a string")
+    if len(claim) == 2 * _DIGEST_SIZE and _HEX_DIGITS.issuperset(claim):
+        return bytes.fromhex(claim)
+    try:
+        digest = base64.b64decode(claim.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error, ValueError):
+        raise VerificationError("sha256 claim is neither base64 nor hex") from None
+    if len(digest) != _DIGEST_SIZE:
+        raise VerificationError("sha256 claim does not hold a SHA-256 digest")
+    return digest
+
+
+def verify(
+    body: bytes,
+    token: str,
+    keys: Mapping[str, str],
+    *,
+    leeway: float = 60,
+) -> dict[str, Any]:
+    """Verify the token and the body's hash; return the token's claims.
+
+    Raises :class:`VerificationError` for every way a token or its claims can be wrong.
+    """
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise VerificationError(f"token longer than {MAX_TOKEN_LENGTH} characters")
+    try:
+        unverified = jwt.decode_complete(token, options={"verify_signature": False})
+        header, payload = unverified["header"], unverified["payload"]
+        if header.get("alg") != ALGORITHM:
+            raise VerificationError(f"token algorithm is not {ALGORITHM}")
+        issuer = payload.get("iss")
+        if not isinstance(issuer, str) or not issuer:
+            raise VerificationError("token has no string iss claim")
+        secret = keys.get(issuer)
+        if secret is None:
+            raise VerificationError("token iss is not a configured API key")
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            leeway=leeway,
+            issuer=issuer,
+            options={"require": ["exp", "iss"], "verify_aud": False, "verify_sub": False},
+        )
+    except VerificationError:
+        raise
+    except jwt.ExpiredSignatureError:
+        raise VerificationError("token has expired") from None
+    except jwt.ImmatureSignatureError:
+        raise VerificationError("token is not valid yet (nbf)") from None
+    except jwt.InvalidSignatureError:
+        raise VerificationError("token signature does not match the secret of its iss") from None
+    except jwt.PyJWTError as exc:
+        raise VerificationError(f"token rejected: {type(exc).__name__}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError, KeyError) as exc:
+        # PyJWT turns malformed input into PyJWTError; this is the belt to its braces.
+        raise VerificationError(f"malformed token: {type(exc).__name__}") from None
+    if not hmac.compare_digest(decode_digest_claim(claims.get("sha256")), body_digest(body)):
+        raise VerificationError("sha256 claim does not match the body")
+    return claims
+
+
+def sign(
+    body: bytes,
+    api_key: str,
+    api_secret: str,
+    *,
+    ttl: int = TOKEN_TTL_SECONDS,
+    now: float | None = None,
+    digest_format: str = "base64",
+) -> str:
+    """Mint the token a plugNmeet server would send with ``body``."""
+    issued = int(time.time() if now is None else now)
+    digest = body_digest(body)
+    if digest_format == "base64":
+        claim = base64.b64encode(digest).decode("ascii")
+    elif digest_format == "hex":
+        claim = digest.hex()
+    else:
+        raise ValueError(f"digest_format must be 'base64' or 'hex', not {digest_format!r}")
+    claims = {"iss": api_key, "nbf": issued, "exp": issued + ttl, "sub": "", "sha256": claim}
+    return jwt.encode(claims, api_secret, algorithm=ALGORITHM)
