@@ -20,6 +20,8 @@ import jwt
 ALGORITHM = "HS256"
 TOKEN_TTL_SECONDS = 300
 MAX_TOKEN_LENGTH = 8192
+# Servers mint 5-minute tokens; anything valid for longer than a day is not one of theirs.
+MAX_TOKEN_LIFETIME = 24 * 3600
 _DIGEST_SIZE = hashlib.sha256().digest_size
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
@@ -43,10 +45,8 @@ def extract_token(authorization: str | None, hash_token: str | None) -> str:
     for value in (authorization, hash_token):
         if not value:
             continue
-        value = value.strip()
-        scheme, _, rest = value.partition(" ")
-        if rest and scheme.lower() == "bearer":
-            value = rest.strip()
+        scheme, _, rest = value.strip().partition(" ")
+        value = rest.strip() if scheme.lower() == "bearer" else value.strip()
         if value:
             return value
     raise VerificationError("no token in Authorization or Hash-Token", missing_token=True)
@@ -112,6 +112,8 @@ def verify(
     except (ValueError, TypeError, OverflowError, RecursionError, KeyError) as exc:
         # PyJWT turns malformed input into PyJWTError; this is the belt to its braces.
         raise VerificationError(f"malformed token: {type(exc).__name__}") from None
+    if claims["exp"] > time.time() + leeway + MAX_TOKEN_LIFETIME:
+        raise VerificationError("token exp is more than a day away")
     if not hmac.compare_digest(decode_digest_claim(claims.get("sha256")), body_digest(body)):
         raise VerificationError("sha256 claim does not match the body")
     return claims

@@ -1,0 +1,127 @@
+"""Test helpers: keys, the corpus and samples, signed deliveries, what was stored."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import storage
+from validation import sign
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "plugnmeet"
+SECRET = "zumyyYWqv7KR2kUqvYdq4z4sXg7XTBnhM9kW"
+OTHER_KEY = "plugnmeet-b"
+OTHER_SECRET = "Qm3vX9rT2pLw8sYc4nHb7dKf1gJz6aUe0iOy"
+CORPUS_DIR = ROOT / "tests" / "corpus"
+SAMPLES_DIR = ROOT / "samples"
+CORPUS = sorted(CORPUS_DIR.glob("*.json"))
+SAMPLES = sorted(SAMPLES_DIR.glob("*.json"))
+PATH = "/webhook-listener"
+
+
+@dataclass
+class Delivery:
+    """The answer to one delivery."""
+
+    status: int
+    json: dict[str, Any] | None
+
+
+def deliver(
+    client: Any,
+    body: bytes,
+    *,
+    token: str | None = None,
+    key: str = KEY,
+    secret: str = SECRET,
+    content_type: str | None = "application/json",
+    headers: dict[str, str] | None = None,
+    path: str = PATH,
+) -> Delivery:
+    """POST ``body`` signed as a plugNmeet server signs it (or with the given token/headers)."""
+    if headers is None:
+        token = sign(body, key, secret) if token is None else token
+        headers = {"Authorization": token, "Hash-Token": token}
+    response = client.post(path, data=body, headers=headers, content_type=content_type)
+    return Delivery(response.status_code, response.get_json(silent=True))
+
+
+def stored_count(app: Any) -> int:
+    """Return how many events the app has stored."""
+    return storage.count_events(app.extensions["pnm"].engine)
+
+
+def stored_rows(app: Any) -> list[dict[str, Any]]:
+    """Return every stored event row (without bodies), newest first."""
+    return storage.list_events(app.extensions["pnm"].engine, limit=10_000)
+
+
+def stored_body(app: Any, event_id: str) -> bytes:
+    """Return the raw body stored for an event id."""
+    from sqlalchemy import select
+
+    with app.extensions["pnm"].engine.connect() as conn:
+        query = select(storage.events.c.body).where(storage.events.c.event_id == event_id)
+        return conn.execute(query).scalar_one()
+
+
+def corpus_bodies() -> list[bytes]:
+    """Return the corpus deliveries, in the order sent, as the exact bytes."""
+    return [path.read_bytes() for path in CORPUS]
+
+
+def artifact_type(body: bytes) -> str | None:
+    """Return the artifact type name a body carries, or None for other events."""
+    payload = json.loads(body)
+    artifact = payload.get("room_artifact") or payload.get("roomArtifact")
+    return None if artifact is None else artifact.get("type", "UNKNOWN_ARTIFACT")
+
+
+def handler_messages(caplog: Any) -> list[str]:
+    """Return what the handlers logged at INFO and above."""
+    return [r.getMessage() for r in caplog.records if r.name == "handlers" and r.levelno >= 20]
+
+
+def b64url(data: bytes) -> str:
+    """Encode as JWS does: URL-safe base64 without padding."""
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def forge(header: dict | bytes, claims: dict | bytes, secret: str = SECRET) -> str:
+    """Build a JWS by hand with any header and claims, HMAC-SHA256-signed with ``secret``."""
+    import hashlib
+    import hmac
+
+    def encode(part: dict | bytes) -> str:
+        return b64url(part if isinstance(part, bytes) else json.dumps(part).encode())
+
+    signing_input = f"{encode(header)}.{encode(claims)}"
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def good_claims(body: bytes, **overrides: Any) -> dict[str, Any]:
+    """Return the claims a plugNmeet server puts in a token for ``body``, with overrides."""
+    import base64
+    import hashlib
+    import time
+
+    now = int(time.time())
+    claims = {
+        "iss": KEY,
+        "nbf": now,
+        "exp": now + 300,
+        "sub": "",
+        "sha256": base64.b64encode(hashlib.sha256(body).digest()).decode(),
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not DROP}
+
+
+DROP = object()
+"""Pass as a claim override to leave the claim out."""

@@ -1,0 +1,114 @@
+"""validation.py on its own: token extraction, claims, digests, signing."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+
+import pytest
+from helpers import KEY, OTHER_KEY, OTHER_SECRET, SECRET, forge, good_claims
+
+from validation import (
+    VerificationError,
+    decode_digest_claim,
+    extract_token,
+    sign,
+    verify,
+)
+
+BODY = b'{"event":"room_started","id":"x"}'
+KEYS = {KEY: SECRET, OTHER_KEY: OTHER_SECRET}
+HS256 = {"alg": "HS256", "typ": "JWT"}
+
+
+@pytest.mark.parametrize(
+    ("authorization", "hash_token", "expected"),
+    [
+        ("tok", None, "tok"),
+        ("Bearer tok", None, "tok"),
+        ("bearer  tok ", None, "tok"),
+        (None, "tok", "tok"),
+        ("", "tok", "tok"),
+        ("  ", "tok", "tok"),
+        ("first", "second", "first"),
+    ],
+)
+def test_token_is_taken_from_authorization_then_hash_token(authorization, hash_token, expected):
+    assert extract_token(authorization, hash_token) == expected
+
+
+@pytest.mark.parametrize(("authorization", "hash_token"), [(None, None), ("", ""), (" ", None)])
+def test_no_token_is_a_missing_token(authorization, hash_token):
+    with pytest.raises(VerificationError) as caught:
+        extract_token(authorization, hash_token)
+    assert caught.value.missing_token
+
+
+def test_signed_body_verifies_and_returns_the_claims():
+    claims = verify(BODY, sign(BODY, KEY, SECRET), KEYS)
+    assert claims["iss"] == KEY
+    assert claims["exp"] - claims["nbf"] == 300
+    assert claims["sha256"] == base64.b64encode(hashlib.sha256(BODY).digest()).decode()
+
+
+def test_secret_is_chosen_by_the_issuer_for_key_rotation():
+    assert verify(BODY, sign(BODY, OTHER_KEY, OTHER_SECRET), KEYS)["iss"] == OTHER_KEY
+    with pytest.raises(VerificationError, match="signature"):
+        verify(BODY, sign(BODY, OTHER_KEY, SECRET), KEYS)
+
+
+def test_hex_digest_claim_of_the_guide_is_accepted():
+    token = sign(BODY, KEY, SECRET, digest_format="hex")
+    assert verify(BODY, token, KEYS)["sha256"] == hashlib.sha256(BODY).hexdigest()
+    upper = forge(HS256, good_claims(BODY, sha256=hashlib.sha256(BODY).hexdigest().upper()))
+    assert verify(BODY, upper, KEYS)
+
+
+def test_any_change_to_the_body_fails():
+    token = sign(BODY, KEY, SECRET)
+    for changed in (BODY + b" ", BODY.replace(b"x", b"y"), b"", BODY[:-1]):
+        with pytest.raises(VerificationError, match="does not match the body"):
+            verify(changed, token, KEYS)
+
+
+def test_leeway_allows_small_clock_skew_only():
+    now = int(time.time())
+    late = forge(HS256, good_claims(BODY, nbf=now - 400, exp=now - 30))
+    assert verify(BODY, late, KEYS, leeway=60)
+    with pytest.raises(VerificationError, match="expired"):
+        verify(BODY, late, KEYS, leeway=10)
+    early = forge(HS256, good_claims(BODY, nbf=now + 30))
+    assert verify(BODY, early, KEYS, leeway=60)
+    with pytest.raises(VerificationError, match="nbf"):
+        verify(BODY, early, KEYS, leeway=0)
+
+
+def test_sign_rejects_an_unknown_digest_format():
+    with pytest.raises(ValueError, match="digest_format"):
+        sign(BODY, KEY, SECRET, digest_format="base32")
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        None,
+        7,
+        ["a"],
+        "",
+        "not base64!",
+        "é" * 44,
+        base64.b64encode(b"short").decode(),
+        base64.urlsafe_b64encode(b"\xfb" * 32).decode(),  # URL-safe alphabet is not standard
+        "g" * 64,
+    ],
+)
+def test_malformed_digest_claims_are_rejected(claim):
+    with pytest.raises(VerificationError):
+        decode_digest_claim(claim)
+
+
+def test_digest_claim_accepts_base64_and_hex():
+    digest = hashlib.sha256(BODY).digest()
+    assert decode_digest_claim(base64.b64encode(digest).decode()) == digest
+    assert decode_digest_claim(digest.hex()) == digest
