@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
 from sqlalchemy import Engine
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import handlers
@@ -52,7 +52,7 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     if settings.proxy_count:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count)  # type: ignore[method-assign]
 
-    engine = storage.make_engine(settings.database_url)
+    engine = storage.make_engine(settings.database_url, timeout=settings.db_timeout)
     storage.init_schema(engine)
     app.extensions["pnm"] = Runtime(settings=settings, engine=engine)
 
@@ -138,6 +138,9 @@ def receive() -> Response:
     """Verify a delivery, store it, run its handler, acknowledge it."""
     rt = runtime()
     body = request.get_data(cache=False)
+    if request.content_length is None and len(body) >= rt.settings.max_body_bytes:
+        # A chunked body is cut at the limit by Werkzeug rather than refused: refuse it here.
+        raise RequestEntityTooLarge()
     if request.mimetype not in ACCEPTED_CONTENT_TYPES:
         return _reject(415, "unsupported_media_type", f"content type {request.mimetype!r}")
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 import storage
 from validation import sign as sign_token
@@ -60,6 +61,7 @@ _url_option = click.option("--url", help="Receiver URL (default: this service on
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db() -> None:
     """Create the database tables if they do not exist yet."""
     storage.init_schema(_runtime().engine)
@@ -67,6 +69,7 @@ def init_db() -> None:
 
 
 @click.command("sign")
+@with_appcontext
 @click.argument("file", type=click.Path(dir_okay=False))
 @_key_option
 @_url_option
@@ -107,6 +110,7 @@ def post(url: str, body: bytes, token: str, timeout: float = 10) -> tuple[int, s
 
 
 @click.command("send")
+@with_appcontext
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @_key_option
 @_url_option
@@ -133,6 +137,7 @@ def send(files: tuple[str, ...], key: str | None, url: str | None) -> None:
 
 
 @click.command("events")
+@with_appcontext
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )

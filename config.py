@@ -7,9 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
+
 DEFAULT_WEBHOOK_PATH = "/webhook-listener"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_CLOCK_LEEWAY = 60
+DEFAULT_DB_TIMEOUT = 5.0
 DEFAULT_DATABASE_FILE = "instance/plugnmeet-webhooks.db"
 LOG_FORMATS = ("text", "json")
 
@@ -18,8 +21,11 @@ _WHERE_KEYS_COME_FROM = (
 )
 
 
-class ConfigError(ValueError):
-    """A setting is missing or wrong; the message names it and says how to fix it."""
+class ConfigError(click.ClickException, ValueError):
+    """A setting is missing or wrong; the message names it and says how to fix it.
+
+    Being a ``ClickException``, it ends a ``flask`` command with that one sentence.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +40,7 @@ class Settings:
     log_format: str = "text"
     log_level: str = "INFO"
     proxy_count: int = 0
+    db_timeout: float = DEFAULT_DB_TIMEOUT
 
 
 def default_database_url(root: Path | None = None) -> str:
@@ -89,6 +96,19 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> in
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}.") from None
+    if not 0 < value <= 600:
+        raise ConfigError(f"{name} must be more than 0 and at most 600 seconds, not {raw}.")
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``env`` (default: the process environment) or say what is wrong."""
     env = os.environ if env is None else env
@@ -114,4 +134,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=log_format,
         log_level=log_level,
         proxy_count=_int(env, "PNM_PROXY_COUNT", 0, minimum=0),
+        db_timeout=_seconds(env, "PNM_DB_TIMEOUT", DEFAULT_DB_TIMEOUT),
     )

@@ -38,9 +38,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
-POOL_TIMEOUT_SECONDS = 5
-
 metadata = MetaData()
 
 events = Table(
@@ -92,19 +89,23 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def make_engine(url: str) -> Engine:
-    """Create the engine for ``url``; SQLite gets WAL, ``synchronous=FULL`` and write locks."""
+def make_engine(url: str, *, timeout: float = 5.0) -> Engine:
+    """Create the engine for ``url``; SQLite gets WAL, ``synchronous=FULL`` and write locks.
+
+    ``timeout`` bounds how long a request waits for a lock or a connection before the
+    delivery is answered 503 (and retried by the sender).
+    """
     path = _sqlite_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     if make_url(url).get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-        _tune_sqlite(engine)
+        engine = create_engine(url, hide_parameters=True, connect_args={"timeout": timeout})
+        _tune_sqlite(engine, busy_timeout_ms=int(timeout * 1000))
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT_SECONDS)
+    return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_timeout=timeout)
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _tune_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the sqlite3 module so BEGIN IMMEDIATE is ours.
@@ -112,7 +113,7 @@ def _tune_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

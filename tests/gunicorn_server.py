@@ -1,0 +1,86 @@
+"""Start the receiver under a real gunicorn, exactly as ``make run`` does, for tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from helpers import KEY, OTHER_KEY, OTHER_SECRET, ROOT, SECRET
+
+
+@dataclass
+class Server:
+    """A running gunicorn: its URL, its process and the file its log goes to."""
+
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+    database_url: str
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_listening(port: int, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited early:\n{log_path.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"gunicorn did not listen within 30 s:\n{log_path.read_text()}")
+
+
+@contextmanager
+def gunicorn(tmp_path: Path, *, workers: int = 2, **env: str) -> Iterator[Server]:
+    """Run gunicorn with ``gunicorn.conf.py`` on a free port; stop it afterwards."""
+    port = free_port()
+    database_url = env.pop("PNM_DATABASE_URL", f"sqlite:///{tmp_path / 'gunicorn.db'}")
+    log_path = tmp_path / "gunicorn.log"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PNM_")}
+    environment |= {
+        "PNM_API_KEY": KEY,
+        "PNM_API_SECRET": SECRET,
+        "PNM_API_KEYS": f"{OTHER_KEY}:{OTHER_SECRET}",
+        "PNM_DATABASE_URL": database_url,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
+        **env,
+    }
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+            cwd=ROOT,
+            env=environment,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_until_listening(port, process, log_path)
+            yield Server(
+                f"http://127.0.0.1:{port}/webhook-listener", process, log_path, database_url
+            )
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

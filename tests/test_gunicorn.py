@@ -1,0 +1,210 @@
+"""A real gunicorn with two workers: signed deliveries, concurrent duplicates, the CLI."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import threading
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from gunicorn_server import gunicorn
+from helpers import CORPUS, KEY, ROOT, SAMPLES, SAMPLES_DIR, SECRET
+
+import storage
+from cli import post
+from validation import sign
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with gunicorn(tmp_path_factory.mktemp("gunicorn")) as running:
+        yield running
+
+
+def _count(server, event_id: str | None = None) -> int:
+    engine = storage.make_engine(server.database_url)
+    try:
+        if event_id is None:
+            return storage.count_events(engine)
+        from sqlalchemy import func, select
+
+        with engine.connect() as conn:
+            query = select(func.count()).where(storage.events.c.event_id == event_id)
+            return conn.execute(query).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_real_gunicorn_answers_a_signed_sample(server):
+    body = (SAMPLES_DIR / "session_ended.json").read_bytes()
+    status, text = post(server.url, body, sign(body, KEY, SECRET))
+    assert (status, json.loads(text)) == (200, {"status": "accepted"})
+    assert _count(server, json.loads(body)["id"]) == 1
+    assert "SUCCESS: Room 'product-review' lasted for 45 minutes." in server.log()
+
+
+def test_concurrent_duplicates_through_two_workers_are_stored_once(server):
+    copies, events = 8, 12
+    bodies = [
+        json.dumps(
+            {"event": "participant_joined", "id": f"dup-{n}", "room": {"room_id": "r"}}
+        ).encode()
+        for n in range(events)
+    ]
+
+    def race(body: bytes) -> list[tuple[int, str]]:
+        token = sign(body, KEY, SECRET)
+        barrier = threading.Barrier(copies)
+
+        def one() -> tuple[int, str]:
+            barrier.wait()
+            status, text = post(server.url, body, token)
+            return status, json.loads(text)["status"]
+
+        with ThreadPoolExecutor(copies) as pool:
+            return list(pool.map(lambda _: one(), range(copies)))
+
+    for body in bodies:
+        answers = race(body)
+        assert [status for status, _ in answers] == [200] * copies
+        assert sorted(word for _, word in answers) == ["accepted"] + ["duplicate"] * (copies - 1)
+        assert _count(server, json.loads(body)["id"]) == 1
+
+
+def test_send_command_delivers_every_sample(server, tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "app",
+            "send",
+            "--url",
+            server.url,
+            *[str(p) for p in SAMPLES],
+        ],
+        cwd=ROOT,
+        env={
+            "PNM_API_KEY": KEY,
+            "PNM_API_SECRET": SECRET,
+            "PNM_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(SAMPLES)
+    assert all(line.startswith("200 ") for line in lines)
+
+
+def test_send_says_what_to_do_when_nothing_listens(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "app",
+            "send",
+            "--url",
+            "http://127.0.0.1:9/webhook-listener",
+            str(CORPUS[0]),
+        ],
+        cwd=ROOT,
+        env={
+            "PNM_API_KEY": KEY,
+            "PNM_API_SECRET": SECRET,
+            "PNM_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "cannot reach http://127.0.0.1:9/webhook-listener" in result.stderr
+    assert "make run" in result.stderr
+
+
+def test_signed_curl_command_works_against_gunicorn(server, tmp_path):
+    curl = subprocess.run(["which", "curl"], capture_output=True, text=True).stdout.strip()
+    if not curl:
+        pytest.skip("curl is not installed")
+    sample = CORPUS[1]
+    signed = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "sign", "--url", server.url, str(sample)],
+        cwd=ROOT,
+        env={
+            "PNM_API_KEY": KEY,
+            "PNM_API_SECRET": SECRET,
+            "PNM_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # Run the printed command exactly as a user pastes it into a shell.
+    answer = subprocess.run(signed.stdout, shell=True, cwd=ROOT, capture_output=True, text=True)  # noqa: S602
+    assert json.loads(answer.stdout) == {"status": "accepted"}
+
+
+def test_chunked_body_over_the_limit_is_413(tmp_path):
+    with gunicorn(tmp_path, workers=1, PNM_MAX_BODY_BYTES="4096") as small:
+        body = b'{"event":"room_started","pad":"' + b"x" * 10_000 + b'"}'
+        assert _post_chunked(small.url, body, sign(body, KEY, SECRET)) == 413
+        assert _count(small) == 0
+
+
+def test_log_never_holds_tokens_secrets_or_bodies(server):
+    body = json.dumps(
+        {
+            "event": "room_started",
+            "id": "canary-event",
+            "room": {"room_id": "r", "metadata": "CANARY-BODY-TEXT"},
+        }
+    ).encode()
+    good = sign(body, KEY, SECRET)
+    post(server.url, body, good)
+    post(server.url, body + b" ", good)  # forged body: rejected and logged
+    post(server.url, body, good[:-4] + "AAAA")
+    log = server.log()
+    assert "rejected delivery from 127.0.0.1" in log
+    for secret_thing in (SECRET, good, good.split(".")[2], "CANARY-BODY-TEXT"):
+        assert secret_thing not in log
+
+
+def _post_chunked(url: str, body: bytes, token: str) -> int:
+    parsed = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
+    conn.putrequest("POST", parsed.path)
+    for name, value in (
+        ("Content-Type", "application/json"),
+        ("Authorization", token),
+        ("Transfer-Encoding", "chunked"),
+    ):
+        conn.putheader(name, value)
+    conn.endheaders()
+    for start in range(0, len(body), 1000):
+        chunk = body[start : start + 1000]
+        conn.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+    conn.send(b"0\r\n\r\n")
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def test_chunked_delivery_within_the_limit_is_accepted(server):
+    body = json.dumps({"event": "room_started", "id": "chunked-1", "pad": "y" * 2500}).encode()
+    assert _post_chunked(server.url, body, sign(body, KEY, SECRET)) == 200
+    assert _count(server, "chunked-1") == 1
