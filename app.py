@@ -47,7 +47,7 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
         settings = load_settings({**os.environ, **(test_config or {})})
     configure_logging(settings)
 
-    app = Flask(__name__, instance_relative_config=True)
+    app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     if settings.proxy_count:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count)  # type: ignore[method-assign]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,3 +127,20 @@ def good_claims(body: bytes, **overrides: Any) -> dict[str, Any]:
 
 DROP = object()
 """Pass as a claim override to leave the claim out."""
+
+
+def run_flask(*args: str, env: dict[str, str] | None = None, database: Path | None = None):
+    """Run ``flask --app app ARGS`` in a fresh process, as a user would, and capture it."""
+    environment = {"PATH": "/usr/bin:/bin", "PNM_API_KEY": KEY, "PNM_API_SECRET": SECRET}
+    if database is not None:
+        environment["PNM_DATABASE_URL"] = f"sqlite:///{database}"
+    if env is not None:
+        environment = env
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

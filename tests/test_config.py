@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, run_flask
 
 from config import DEFAULT_WEBHOOK_PATH, ConfigError, load_settings
 
@@ -109,14 +109,7 @@ def test_gunicorn_refuses_to_start_without_a_secret(tmp_path):
 
 
 def test_flask_cli_says_what_is_missing():
-    result = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "app", "events"],
-        cwd=ROOT,
-        env=_gunicorn_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_flask("events", env=_gunicorn_env())
     assert result.returncode != 0
     assert "PNM_API_KEY is not set" in result.stderr
     assert "Traceback" not in result.stderr

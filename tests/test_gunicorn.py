@@ -5,14 +5,13 @@ from __future__ import annotations
 import http.client
 import json
 import subprocess
-import sys
 import threading
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from gunicorn_server import gunicorn
-from helpers import CORPUS, KEY, ROOT, SAMPLES, SAMPLES_DIR, SECRET
+from helpers import CORPUS, KEY, ROOT, SAMPLES, SAMPLES_DIR, SECRET, run_flask
 
 import storage
 from cli import post
@@ -78,29 +77,7 @@ def test_concurrent_duplicates_through_two_workers_are_stored_once(server):
 
 
 def test_send_command_delivers_every_sample(server, tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flask",
-            "--app",
-            "app",
-            "send",
-            "--url",
-            server.url,
-            *[str(p) for p in SAMPLES],
-        ],
-        cwd=ROOT,
-        env={
-            "PNM_API_KEY": KEY,
-            "PNM_API_SECRET": SECRET,
-            "PNM_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-            "PATH": "/usr/bin:/bin",
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_flask("send", "--url", server.url, *map(str, SAMPLES), database=tmp_path / "c.db")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == len(SAMPLES)
@@ -108,29 +85,8 @@ def test_send_command_delivers_every_sample(server, tmp_path):
 
 
 def test_send_says_what_to_do_when_nothing_listens(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flask",
-            "--app",
-            "app",
-            "send",
-            "--url",
-            "http://127.0.0.1:9/webhook-listener",
-            str(CORPUS[0]),
-        ],
-        cwd=ROOT,
-        env={
-            "PNM_API_KEY": KEY,
-            "PNM_API_SECRET": SECRET,
-            "PNM_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-            "PATH": "/usr/bin:/bin",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    nowhere = "http://127.0.0.1:9/webhook-listener"
+    result = run_flask("send", "--url", nowhere, str(CORPUS[0]), database=tmp_path / "c.db")
     assert result.returncode == 1
     assert "cannot reach http://127.0.0.1:9/webhook-listener" in result.stderr
     assert "make run" in result.stderr
@@ -141,19 +97,7 @@ def test_signed_curl_command_works_against_gunicorn(server, tmp_path):
     if not curl:
         pytest.skip("curl is not installed")
     sample = CORPUS[1]
-    signed = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "app", "sign", "--url", server.url, str(sample)],
-        cwd=ROOT,
-        env={
-            "PNM_API_KEY": KEY,
-            "PNM_API_SECRET": SECRET,
-            "PNM_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-            "PATH": "/usr/bin:/bin",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    signed = run_flask("sign", "--url", server.url, str(sample), database=tmp_path / "c.db")
     # Run the printed command exactly as a user pastes it into a shell.
     answer = subprocess.run(signed.stdout, shell=True, cwd=ROOT, capture_output=True, text=True)  # noqa: S602
     assert json.loads(answer.stdout) == {"status": "accepted"}
