@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11")'
@@ -20,6 +20,7 @@ $(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(BIN)/python
 
 ## run: start gunicorn on $$PORT (default 8000); needs PNM_API_KEY and PNM_API_SECRET
 run: $(VENV)/.run-deps
+	@$(BIN)/python -m config
 	exec $(BIN)/gunicorn -c gunicorn.conf.py
 
 ## test: lint, then the whole test suite

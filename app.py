@@ -12,12 +12,13 @@ from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
 from sqlalchemy import Engine
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnsupportedMediaType
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import cli
 import handlers
 import storage
-from config import Settings, load_settings
+from config import ConfigError, Settings, load_settings
 from normalize import normalize, peek
 from validation import VerificationError, body_digest, extract_token, verify
 
@@ -33,6 +34,7 @@ class Runtime:
 
     settings: Settings
     engine: Engine
+    schema_error: str | None = None
 
 
 class BadEvent(ValueError):
@@ -48,13 +50,23 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     configure_logging(settings)
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # One byte over the limit lets the route see that a chunked body was too long.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     if settings.proxy_count:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count)  # type: ignore[method-assign]
 
-    engine = storage.make_engine(settings.database_url, timeout=settings.db_timeout)
-    storage.init_schema(engine)
-    app.extensions["pnm"] = Runtime(settings=settings, engine=engine)
+    try:
+        engine = storage.make_engine(settings.database_url, timeout=settings.db_timeout)
+    except storage.UnsupportedDatabase as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        storage.prepare_schema(engine)
+        schema_error = None
+    except storage.SchemaBehind as exc:
+        # Keep the app up for 'flask db upgrade'; deliveries get 503 until it has run.
+        log.error("%s", exc)
+        schema_error = str(exc)
+    app.extensions["pnm"] = Runtime(settings=settings, engine=engine, schema_error=schema_error)
 
     app.add_url_rule(
         settings.webhook_path,
@@ -64,9 +76,9 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
         provide_automatic_options=False,
     )
     app.register_error_handler(HTTPException, http_error)
-
-    import cli
-
+    app.register_error_handler(VerificationError, unverified)
+    app.register_error_handler(BadEvent, bad_event)
+    app.register_error_handler(storage.StorageError, storage_unavailable)
     cli.init_app(app)
     return app
 
@@ -83,22 +95,41 @@ def _reply(status: int, word: str, **headers: str) -> Response:
     return response
 
 
+def _reject(status: int, word: str, reason: str, **headers: str) -> Response:
+    log.warning("rejected delivery from %s: %s (%d)", request.remote_addr, reason, status)
+    return _reply(status, word, **headers)
+
+
 def http_error(exc: HTTPException) -> Response:
-    """Answer Werkzeug's errors (404, 405, 413, ...) as small JSON bodies."""
+    """Answer Werkzeug's errors (404, 405, 413, 415, ...) as small JSON bodies."""
     code = exc.code or 500
-    if code == 413:
-        log.warning(
-            "rejected delivery from %s: body larger than the limit (413)", request.remote_addr
-        )
-    response = _reply(code, (exc.name or "error").lower().replace(" ", "_"))
+    word = (exc.name or "error").lower().replace(" ", "_")
+    if code in (413, 415):
+        return _reject(code, word, exc.description or word)
+    response = _reply(code, word)
     if code == 405:
         response.headers["Allow"] = "POST"
     return response
 
 
-def _reject(status: int, word: str, reason: str, **headers: str) -> Response:
-    log.warning("rejected delivery from %s: %s (%d)", request.remote_addr, reason, status)
-    return _reply(status, word, **headers)
+def unverified(exc: VerificationError) -> Response:
+    """Answer a delivery that failed verification: 401 without a token, 403 otherwise."""
+    if exc.missing_token:
+        return _reject(401, "unauthorized", exc.reason, **{"WWW-Authenticate": "Bearer"})
+    return _reject(403, "forbidden", exc.reason)
+
+
+def bad_event(exc: BadEvent) -> Response:
+    """Answer a verified body that is not an event."""
+    return _reject(400, "bad_request", str(exc))
+
+
+def storage_unavailable(exc: storage.StorageError) -> Response:
+    """Answer 503 when the database cannot take the write, so the sender retries."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).splitlines()[0][:200] if str(cause) else ""
+    log.error("database unavailable, answered 503 for a retry: %s: %s", type(cause).__name__, text)
+    return _reply(503, "unavailable", **{"Retry-After": "5"})
 
 
 def parse_event(body: bytes) -> dict[str, Any]:
@@ -138,24 +169,16 @@ def receive() -> Response:
     """Verify a delivery, store it, run its handler, acknowledge it."""
     rt = runtime()
     body = request.get_data(cache=False)
-    if request.content_length is None and len(body) >= rt.settings.max_body_bytes:
-        # A chunked body is cut at the limit by Werkzeug rather than refused: refuse it here.
-        raise RequestEntityTooLarge()
+    if len(body) > rt.settings.max_body_bytes:
+        raise RequestEntityTooLarge(f"body over {rt.settings.max_body_bytes} bytes")
     if request.mimetype not in ACCEPTED_CONTENT_TYPES:
-        return _reject(415, "unsupported_media_type", f"content type {request.mimetype!r}")
-    try:
-        token = extract_token(
-            request.headers.get("Authorization"), request.headers.get("Hash-Token")
-        )
-        claims = verify(body, token, rt.settings.api_keys, leeway=rt.settings.clock_leeway)
-    except VerificationError as exc:
-        if exc.missing_token:
-            return _reject(401, "unauthorized", exc.reason, **{"WWW-Authenticate": "Bearer"})
-        return _reject(403, "forbidden", exc.reason)
-    try:
-        payload = parse_event(body)
-    except BadEvent as exc:
-        return _reject(400, "bad_request", str(exc))
+        raise UnsupportedMediaType(f"content type {request.mimetype!r}")
+    token = extract_token(request.headers.get("Authorization"), request.headers.get("Hash-Token"))
+    claims = verify(body, token, rt.settings.api_keys, leeway=rt.settings.clock_leeway)
+    payload = parse_event(body)
+    if rt.schema_error:
+        log.error("delivery of %s answered 503: %s", payload["event"], rt.schema_error)
+        return _reply(503, "unavailable", **{"Retry-After": "30"})
 
     digest = body_digest(body)
     room_id, room_sid, created_at = peek(payload)
@@ -178,18 +201,7 @@ def receive() -> Response:
         ctx = handlers.Context(conn=conn, row_id=row_id, received_at=stored.received_at)
         handlers.dispatch(normalize(payload), ctx)
 
-    try:
-        inserted = storage.store_and_handle(rt.engine, stored, handle)
-    except storage.StorageError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        log.error(
-            "database unavailable, delivery of %s answered 503 for a retry: %s: %s",
-            stored.event,
-            type(cause).__name__,
-            str(cause).splitlines()[0][:200] if str(cause) else "",
-        )
-        return _reply(503, "unavailable", **{"Retry-After": "5"})
-    if not inserted:
+    if not storage.store_and_handle(rt.engine, stored, handle):
         log.info(
             "Duplicate %s event %s acknowledged; nothing changed.", stored.event, stored.dedupe_key
         )

@@ -22,7 +22,7 @@ CONTENT_TYPE = "application/json"
 
 def init_app(app: Flask) -> None:
     """Register the commands on the app's ``flask`` command group."""
-    for command in (init_db, sign, send, events):
+    for command in (db, sign, send, events):
         app.cli.add_command(command)
 
 
@@ -60,12 +60,33 @@ _key_option = click.option("--key", help="API key to sign with (default: the fir
 _url_option = click.option("--url", help="Receiver URL (default: this service on 127.0.0.1:$PORT).")
 
 
-@click.command("init-db")
+@click.group("db")
+def db() -> None:
+    """Inspect or upgrade the database schema."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
 @with_appcontext
-def init_db() -> None:
-    """Create the database tables if they do not exist yet."""
-    storage.init_schema(_runtime().engine)
-    click.echo("Database ready.")
+def db_upgrade(revision: str) -> None:
+    """Upgrade the database schema to REVISION (default: the newest)."""
+    engine = _runtime().engine
+    before, _ = storage.schema_revisions(engine)
+    storage.upgrade_schema(engine, revision)
+    after, _ = storage.schema_revisions(engine)
+    if before == after:
+        click.echo(f"Database schema already at revision {after}.")
+    else:
+        click.echo(f"Database schema upgraded from {before or 'empty'} to {after}.")
+
+
+@db.command("current")
+@with_appcontext
+def db_current() -> None:
+    """Show the database's schema revision and the one this version needs."""
+    current, head = storage.schema_revisions(_runtime().engine)
+    state = "up to date" if current == head else "run 'flask --app app db upgrade'"
+    click.echo(f"database: {current or 'empty'}  this version: {head}  ({state})")
 
 
 @click.command("sign")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,3 +137,41 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         proxy_count=_int(env, "PNM_PROXY_COUNT", 0, minimum=0),
         db_timeout=_seconds(env, "PNM_DB_TIMEOUT", DEFAULT_DB_TIMEOUT),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Where and how gunicorn serves the receiver."""
+
+    host: str
+    port: int
+    workers: int
+
+
+def load_server_settings(env: Mapping[str, str] | None = None) -> ServerSettings:
+    """Read ``HOST``, ``PORT`` and ``WEB_CONCURRENCY`` for gunicorn, or say what is wrong."""
+    env = os.environ if env is None else env
+    port = _int(env, "PORT", 8000, minimum=0)
+    if port > 65535:
+        raise ConfigError(f"PORT must be a port number from 0 to 65535, not {port}.")
+    return ServerSettings(
+        # plugNmeet runs on another host, so listen on every interface unless HOST says not.
+        host=env.get("HOST", "").strip() or "0.0.0.0",  # noqa: S104
+        port=port,
+        workers=_int(env, "WEB_CONCURRENCY", 2, minimum=1),
+    )
+
+
+def main() -> int:
+    """Check the environment as ``make run`` will use it; print one sentence if it is wrong."""
+    try:
+        load_server_settings()
+        load_settings()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import ledger
 from normalize import Artifact, Event
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ def _who(event: Event) -> str:
 
 @on("room_created", "room_started", "room_finished")
 def room_lifecycle(event: Event, ctx: Context) -> None:
-    """Log a room being created, started or finished."""
+    """Record and log a room being created, started or finished."""
+    ledger.record_session(ctx.conn, event, ctx.received_at)
     room = event.room
     verb = event.event.removeprefix("room_")
     title = f' "{room.title}"' if room.title else ""
@@ -109,7 +111,8 @@ def session_length(event: Event, received_at: float) -> SessionLength | None:
 
 @on("session_ended")
 def session_ended(event: Event, ctx: Context) -> None:
-    """Log how many billable minutes the session lasted."""
+    """Record the session's end and log how many billable minutes it lasted."""
+    ledger.record_session(ctx.conn, event, ctx.received_at)
     room_id = event.room.room_id or event.room.sid or "?"
     length = session_length(event, ctx.received_at)
     if length is None:
@@ -124,14 +127,18 @@ def session_ended(event: Event, ctx: Context) -> None:
 
 @on("participant_joined")
 def participant_joined(event: Event, ctx: Context) -> None:
-    """Log who joined which room."""
+    """Record and log who joined which room."""
+    ledger.record_session(ctx.conn, event, ctx.received_at)
+    ledger.record_attendance(ctx.conn, event, ctx.received_at)
     count = event.room.num_participants
     log.info("%s joined %s (%d in the room).", _who(event), _room(event), count)
 
 
 @on("participant_left")
 def participant_left(event: Event, ctx: Context) -> None:
-    """Log who left which room, and after how long when both times are known."""
+    """Record and log who left which room, and after how long when both times are known."""
+    ledger.record_session(ctx.conn, event, ctx.received_at)
+    ledger.record_attendance(ctx.conn, event, ctx.received_at)
     p = event.participant
     stayed = ""
     if p is not None and p.joined_at and event.created_at >= p.joined_at:
@@ -174,7 +181,8 @@ def recording_changed(event: Event, ctx: Context) -> None:
 
 @on("recording_proceeded")
 def recording_proceeded(event: Event, ctx: Context) -> None:
-    """Log which recording file is ready."""
+    """Record and log which recording file is ready."""
+    ledger.record_recording(ctx.conn, event, ctx.received_at)
     info = event.recording_info
     if info is None or not info.file_path:
         log.warning("Recording of %s proceeded, but no file path was sent.", _room(event))
@@ -266,6 +274,8 @@ def artifact_created(event: Event, ctx: Context) -> None:
     if artifact is None:
         log.warning("artifact_created for %s carries no room_artifact.", _room(event))
         return
+    usage = artifact_usage(artifact)
+    ledger.record_artifact(ctx.conn, event, artifact, usage, ctx.received_at)
     name = artifact.type
     head = f"Artifact {name} ({artifact.artifact_id or 'no id'}) for {_room(event)}"
     meta = artifact.metadata
@@ -278,7 +288,6 @@ def artifact_created(event: Event, ctx: Context) -> None:
             size = f"{info.file_size} bytes" + (f", {info.mime_type}" if info.mime_type else "")
             log.info("%s: file %s (%s).", head, info.file_path, size)
         return
-    usage = artifact_usage(artifact)
     if name in USAGE_UNITS:
         if usage is None:
             log.warning("%s%s: no usage was sent.", head, user)

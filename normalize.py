@@ -108,13 +108,6 @@ def int_map(value: Any, path: str) -> dict[str, int]:
     return {to_str(k, path): to_int(v, f"{path}.{k}") for k, v in value.items()}
 
 
-def str_list(value: Any, path: str) -> tuple[str, ...]:
-    """Read a repeated string field."""
-    if not isinstance(value, list):
-        raise NormalizationError(f"{path}: expected a list, got {type(value).__name__}")
-    return tuple(to_str(item, f"{path}[{i}]") for i, item in enumerate(value))
-
-
 # --- messages ------------------------------------------------------------------
 
 
@@ -170,7 +163,6 @@ class Room:
     max_participants: int = _f(to_int, 0)
     creation_time: int = _f(to_int, 0)
     ended_time: int | None = _f(to_int)
-    enabled_codecs: tuple[str, ...] = _f(lambda v, p: v if isinstance(v, list) else (), ())
     metadata: str = _f(to_str, "")
     num_participants: int = _f(to_int, 0)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,13 @@ class StoredEvent:
     body: bytes
 
 
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
+class UnsupportedDatabase(ValueError):
+    """``PNM_DATABASE_URL`` names a database this service does not run on."""
+
+
 def _sqlite_file(url: str) -> Path | None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
@@ -95,53 +103,147 @@ def make_engine(url: str, *, timeout: float = 5.0) -> Engine:
     ``timeout`` bounds how long a request waits for a lock or a connection before the
     delivery is answered 503 (and retried by the sender).
     """
+    try:
+        parsed = make_url(url)
+    except Exception:  # SQLAlchemy raises ArgumentError and ValueError alike
+        raise UnsupportedDatabase(
+            "PNM_DATABASE_URL is not a database URL; use sqlite:///path/to/file.db "
+            "or postgresql://user@host/dbname."
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise UnsupportedDatabase(
+            f"PNM_DATABASE_URL names a {backend} database; use sqlite:///path/to/file.db "
+            "or postgresql://user@host/dbname."
+        )
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is what we ship
+        return create_engine(
+            parsed,
+            hide_parameters=True,
+            pool_pre_ping=True,
+            pool_timeout=timeout,
+            connect_args={"connect_timeout": max(1, round(timeout))},
+        )
     path = _sqlite_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    if make_url(url).get_backend_name() == "sqlite":
-        engine = create_engine(url, hide_parameters=True, connect_args={"timeout": timeout})
-        _tune_sqlite(engine, busy_timeout_ms=int(timeout * 1000))
-        return engine
-    return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_timeout=timeout)
+    engine = create_engine(parsed, hide_parameters=True, connect_args={"timeout": timeout})
+    _tune_sqlite(engine, busy_timeout_ms=int(timeout * 1000))
+    return engine
+
+
+_WRITE = "pnm_write"
 
 
 def _tune_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control away from the sqlite3 module so BEGIN IMMEDIATE is ours.
+        # Take transaction control away from the sqlite3 module so BEGIN is ours.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-        cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        # Take the write lock up front: two workers never both read, then both write.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A writer takes the write lock up front, so two workers never both read, then both
+        # write; readers need no lock under WAL.
+        immediate = connection.get_execution_options().get(_WRITE)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def init_schema(engine: Engine) -> None:
-    """Create the tables that do not exist yet (safe to run from several workers at once)."""
-    with engine.begin() as conn:
-        metadata.create_all(conn)
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """Open a transaction that will write; it commits on success, rolls back on error."""
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITE: True})
+        with conn.begin():
+            yield conn
 
 
-def _insert(conn: Connection) -> Any:
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(events)
-    if dialect == "sqlite":
-        return sqlite.insert(events)
-    raise StorageError(f"database dialect {dialect!r} is not supported; use SQLite or PostgreSQL")
+# SQLITE_BUSY, _LOCKED, _NOMEM, _READONLY, _IOERR, _FULL, _CANTOPEN, _PROTOCOL: the file or
+# its lock, not the statement. sqlite3 calls "no such column" an OperationalError too.
+_SQLITE_TRANSIENT = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
+
+
+def is_transient(exc: SQLAlchemyError) -> bool:
+    """Tell whether a database error may pass on a retry (lock, lost connection, timeout)."""
+    sqlite_code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
+    if sqlite_code is not None:
+        return (sqlite_code & 0xFF) in _SQLITE_TRANSIENT
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return not isinstance(exc, DBAPIError)  # pool time-outs and the like
+
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_PG_MIGRATION_LOCK = 0x706E6D  # any constant shared by every receiver on one database
+
+
+class SchemaBehind(RuntimeError):
+    """The database was made by an older version; the message says how to upgrade it."""
+
+
+def _alembic_config(conn: Connection | None = None) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    return config
+
+
+def schema_revisions(engine: Engine) -> tuple[str | None, str]:
+    """Return the database's schema revision (None for an empty database) and this code's."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    return current, str(head)
+
+
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database to ``revision``; several processes may call this at once."""
+    from alembic import command
+
+    with write_transaction(engine) as conn:
+        # SQLite: the transaction began with BEGIN IMMEDIATE, so migrations run one at a time.
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+        command.upgrade(_alembic_config(conn), revision)
+
+
+def prepare_schema(engine: Engine) -> None:
+    """Create the schema in an empty database; refuse a database an older version made."""
+    current, head = schema_revisions(engine)
+    if current == head:
+        return
+    if current is None:
+        upgrade_schema(engine)
+        return
+    raise SchemaBehind(
+        f"the database schema is at revision {current} and this version needs {head}; "
+        "run 'flask --app app db upgrade' once, then start the service again."
+    )
+
+
+def dialect_insert(conn: Connection, table: Table) -> Any:
+    """Return an INSERT for ``table`` that knows ``ON CONFLICT`` on this connection's database."""
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 def insert_event(conn: Connection, stored: StoredEvent) -> int | None:
     """Insert the event unless its dedupe key is known; return its row id, or None if known."""
     statement = (
-        _insert(conn)
+        dialect_insert(conn, events)
         .values(
             dedupe_key=stored.dedupe_key,
             event_id=stored.event_id,
@@ -176,18 +278,22 @@ def store_and_handle(
     """Store the event and run ``handle`` in the same transaction; return False for a duplicate.
 
     ``handle`` runs inside a savepoint. If it raises, its writes are rolled back and the
-    event is kept, marked failed, so nothing acknowledged is ever lost. A database error
-    rolls back everything and propagates, so the delivery is answered 5xx and retried.
+    event is kept, marked failed, so nothing acknowledged is ever lost. A transient database
+    error rolls back everything and propagates, so the delivery is answered 503 and retried.
     """
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         row_id = insert_event(conn, stored)
         if row_id is None:
             return False
         savepoint = conn.begin_nested()
         try:
             handle(conn, row_id)
-        except SQLAlchemyError:
-            raise
+        except SQLAlchemyError as exc:
+            if is_transient(exc):
+                raise
+            savepoint.rollback()
+            log.exception("handler for %s event %s failed", stored.event, stored.dedupe_key)
+            mark_failed(conn, row_id, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
         except Exception as exc:  # a handler bug must not lose the event
             savepoint.rollback()
             log.exception("handler for %s event %s failed", stored.event, stored.dedupe_key)

@@ -144,3 +144,16 @@ def run_flask(*args: str, env: dict[str, str] | None = None, database: Path | No
         text=True,
         timeout=120,
     )
+
+
+def assert_rejection_logged(caplog: Any, status: int, *secrets: str) -> None:
+    """Check the one WARNING line a rejection leaves: remote address, status, no secrets."""
+    records = [r for r in caplog.records if r.name == "app" and r.levelno >= 30]
+    assert len(records) == 1, [r.getMessage() for r in records]
+    message = records[0].getMessage()
+    assert records[0].levelname == "WARNING"
+    assert message.startswith("rejected delivery from 127.0.0.1: ")
+    assert message.endswith(f"({status})")
+    for secret in (SECRET, *secrets):
+        if len(secret) > 20:
+            assert secret not in caplog.text and secret[-20:] not in caplog.text

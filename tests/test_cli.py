@@ -88,6 +88,11 @@ def test_events_rejects_a_bad_limit(runner):
     assert "--limit" in result.output
 
 
-def test_init_db_is_idempotent(runner):
-    assert runner.invoke(args=["init-db"]).output == "Database ready.\n"
-    assert runner.invoke(args=["init-db"]).exit_code == 0
+def test_db_commands_report_and_upgrade(runner):
+    assert runner.invoke(args=["db", "current"]).output == (
+        "database: 0002  this version: 0002  (up to date)\n"
+    )
+    assert (
+        runner.invoke(args=["db", "upgrade"]).output
+        == "Database schema already at revision 0002.\n"
+    )

@@ -22,7 +22,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with gunicorn(tmp_path_factory.mktemp("gunicorn")) as running:
+    # The access log names the worker pid of each request, to show both workers took part.
+    with gunicorn(
+        tmp_path_factory.mktemp("gunicorn"),
+        PNM_ACCESS_LOG="1",
+        GUNICORN_CMD_ARGS="--access-logformat 'access pid=%(p)s %(s)s %(r)s'",
+    ) as running:
         yield running
 
 
@@ -74,6 +79,12 @@ def test_concurrent_duplicates_through_two_workers_are_stored_once(server):
         assert [status for status, _ in answers] == [200] * copies
         assert sorted(word for _, word in answers) == ["accepted"] + ["duplicate"] * (copies - 1)
         assert _count(server, json.loads(body)["id"]) == 1
+    pids = {
+        line.split("pid=")[1].split()[0]
+        for line in server.log().splitlines()
+        if line.startswith("access pid=") and " 200 POST " in line
+    }
+    assert len(pids) == 2, "both workers must have answered part of the race"
 
 
 def test_send_command_delivers_every_sample(server, tmp_path):
@@ -119,9 +130,9 @@ def test_log_never_holds_tokens_secrets_or_bodies(server):
         }
     ).encode()
     good = sign(body, KEY, SECRET)
-    post(server.url, body, good)
-    post(server.url, body + b" ", good)  # forged body: rejected and logged
-    post(server.url, body, good[:-4] + "AAAA")
+    assert post(server.url, body, good)[0] == 200
+    assert post(server.url, body + b" ", good)[0] == 403  # forged body: rejected and logged
+    assert post(server.url, body, good[:-4] + "AAAA")[0] == 403
     log = server.log()
     assert "rejected delivery from 127.0.0.1" in log
     for secret_thing in (SECRET, good, good.split(".")[2], "CANARY-BODY-TEXT"):

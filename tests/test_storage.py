@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import replace
 
 import pytest
-from helpers import CORPUS, deliver, stored_body, stored_count, stored_rows
+from helpers import CORPUS, KEY, SECRET, deliver, stored_body, stored_count, stored_rows
 
 from app import create_app
 from storage import make_engine
+from validation import sign
 
 BODY = CORPUS[16].read_bytes()  # session_ended
 
@@ -24,15 +26,18 @@ def test_sqlite_runs_with_wal_full_sync_and_a_busy_timeout(app):
     assert pragma == {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 5000}
 
 
-def test_writes_take_the_lock_up_front(app):
-    engine = app.extensions["pnm"].engine
-    statements: list[str] = []
+def test_writers_take_the_lock_up_front_and_readers_do_not(app):
     from sqlalchemy import event
 
+    import storage
+
+    engine = app.extensions["pnm"].engine
+    statements: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-    with engine.begin() as conn:
+    with storage.write_transaction(engine) as conn:
         conn.exec_driver_sql("SELECT 1")
-    assert statements[0] == "BEGIN IMMEDIATE"
+    storage.count_events(engine)
+    assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN IMMEDIATE", "BEGIN"]
 
 
 def test_default_database_lives_under_instance(tmp_path, monkeypatch):
@@ -48,7 +53,10 @@ def test_redelivery_changes_nothing_stored(app, client):
     assert deliver(client, BODY).json == {"status": "accepted"}
     before = stored_rows(app)
 
-    changed_token_same_bytes = deliver(client, BODY)
+    # The same event through a second URL: same bytes, a token minted at another moment.
+    other_token = sign(BODY, KEY, SECRET, now=time.time() - 7)
+    assert other_token != sign(BODY, KEY, SECRET)
+    changed_token_same_bytes = deliver(client, BODY, token=other_token)
 
     assert changed_token_same_bytes.json == {"status": "duplicate"}
     assert stored_rows(app) == before
@@ -84,3 +92,48 @@ def test_locked_database_is_503_then_the_retry_succeeds(locked_app, caplog):
 
     assert (retry.status, retry.json) == (200, {"status": "accepted"})
     assert stored_count(app) == 1
+
+
+def test_handler_sql_bug_is_recorded_and_the_event_kept(app, client, monkeypatch):
+    import handlers
+
+    def broken(event, ctx):
+        ctx.conn.exec_driver_sql("SELECT no_such_column FROM events")
+
+    monkeypatch.setitem(handlers._handlers, "session_ended", broken)
+
+    answer = deliver(client, BODY)
+
+    assert (answer.status, answer.json) == (200, {"status": "accepted"})
+    [row] = stored_rows(app)
+    assert row["handler_status"] == "failed"
+    assert row["handler_error"].startswith("OperationalError") or row["handler_error"].startswith(
+        "ProgrammingError"
+    )
+
+
+def test_transient_database_error_in_a_handler_is_503_and_keeps_nothing(app, client, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    import handlers
+
+    def flaky(event, ctx):
+        raise OperationalError("UPDATE sessions", {}, Exception("server closed the connection"))
+
+    monkeypatch.setitem(handlers._handlers, "session_ended", flaky)
+    assert deliver(client, BODY).status == 503
+    assert stored_count(app) == 0
+    monkeypatch.undo()
+    assert deliver(client, BODY).json == {"status": "accepted"}
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://root@localhost/db", "not a url", "oracle+cx_oracle://u:p@h/db"]
+)
+def test_unsupported_database_url_stops_start_up_with_one_sentence(settings, url):
+    from config import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        create_app(replace(settings, database_url=url))
+    assert "PNM_DATABASE_URL" in str(caught.value)
+    assert "sqlite:///" in str(caught.value) and "postgresql://" in str(caught.value)
