@@ -12,15 +12,20 @@ from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
 from sqlalchemy import Engine
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+)
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import cli
 import handlers
 import storage
 from config import ConfigError, Settings, load_settings
-from normalize import normalize, peek
-from validation import VerificationError, body_digest, extract_token, verify
+from normalize import normalize, peek, plain, shown
+from validation import VerificationError, body_digest, verify_delivery
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +109,7 @@ def http_error(exc: HTTPException) -> Response:
     """Answer Werkzeug's errors (404, 405, 413, 415, ...) as small JSON bodies."""
     code = exc.code or 500
     word = (exc.name or "error").lower().replace(" ", "_")
-    if code in (413, 415):
+    if code in (400, 413, 415):
         return _reject(code, word, exc.description or word)
     response = _reply(code, word)
     if code == 405:
@@ -151,9 +156,12 @@ def parse_event(body: bytes) -> dict[str, Any]:
         raise BadEvent("'event' is not a plausible event name")
     event_id = payload.get("id")
     if event_id is not None and not (
-        isinstance(event_id, str) and len(event_id) <= MAX_KEY_LENGTH and _utf8(event_id)
+        isinstance(event_id, str)
+        and len(event_id) <= MAX_KEY_LENGTH
+        and event_id.isprintable()
+        and _utf8(event_id)
     ):
-        raise BadEvent("'id' is not a string of at most 200 characters")
+        raise BadEvent("'id' is not a printable string of at most 200 characters")
     return payload
 
 
@@ -168,13 +176,23 @@ def _utf8(text: str) -> bool:
 def receive() -> Response:
     """Verify a delivery, store it, run its handler, acknowledge it."""
     rt = runtime()
-    body = request.get_data(cache=False)
+    try:
+        body = request.get_data(cache=False)
+    except HTTPException:
+        raise
+    except Exception as exc:  # the server could not read the body (bad chunk sizes, ...)
+        raise BadRequest(f"unreadable body: {type(exc).__name__}") from None
     if len(body) > rt.settings.max_body_bytes:
         raise RequestEntityTooLarge(f"body over {rt.settings.max_body_bytes} bytes")
     if request.mimetype not in ACCEPTED_CONTENT_TYPES:
-        raise UnsupportedMediaType(f"content type {request.mimetype!r}")
-    token = extract_token(request.headers.get("Authorization"), request.headers.get("Hash-Token"))
-    claims = verify(body, token, rt.settings.api_keys, leeway=rt.settings.clock_leeway)
+        raise UnsupportedMediaType(f"content type {shown(request.mimetype, 60)}")
+    claims = verify_delivery(
+        body,
+        request.headers.get("Authorization"),
+        request.headers.get("Hash-Token"),
+        rt.settings.api_keys,
+        leeway=rt.settings.clock_leeway,
+    )
     payload = parse_event(body)
     if rt.schema_error:
         log.error("delivery of %s answered 503: %s", payload["event"], rt.schema_error)
@@ -203,7 +221,9 @@ def receive() -> Response:
 
     if not storage.store_and_handle(rt.engine, stored, handle):
         log.info(
-            "Duplicate %s event %s acknowledged; nothing changed.", stored.event, stored.dedupe_key
+            "Duplicate %s event %s acknowledged; nothing changed.",
+            shown(stored.event),
+            plain(stored.dedupe_key),
         )
         return _reply(200, "duplicate")
     return _reply(200, "accepted")

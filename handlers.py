@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ledger
-from normalize import Artifact, Event
+from normalize import Artifact, Event, plain, shown
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +49,14 @@ def dispatch(event: Event, ctx: Context) -> None:
     """Run the handler of ``event``; an event without one is logged (it is already stored)."""
     handler = _handlers.get(event.event)
     if handler is None:
-        log.info("Stored event '%s' (%s); no handler for it.", event.event, _room(event))
+        log.info("Stored event %s (%s); no handler for it.", shown(event.event), _room(event))
         return
     handler(event, ctx)
 
 
 def _room(event: Event) -> str:
     room = event.room
-    return f"room '{room.room_id or room.sid or '?'}'"
+    return f"room {shown(room.room_id or room.sid or '?')}"
 
 
 def _who(event: Event) -> str:
@@ -64,8 +64,8 @@ def _who(event: Event) -> str:
     if p is None:
         return "someone"
     if p.name and p.identity:
-        return f"'{p.name}' ({p.identity})"
-    return f"'{p.name or p.identity or p.sid or '?'}'"
+        return f"{shown(p.name)} ({plain(p.identity)})"
+    return shown(p.name or p.identity or p.sid or "?")
 
 
 # --- rooms and sessions ----------------------------------------------------------
@@ -77,8 +77,9 @@ def room_lifecycle(event: Event, ctx: Context) -> None:
     ledger.record_session(ctx.conn, event, ctx.received_at)
     room = event.room
     verb = event.event.removeprefix("room_")
-    title = f' "{room.title}"' if room.title else ""
-    log.info("Room '%s'%s %s (sid %s).", room.room_id or room.sid, title, verb, room.sid or "?")
+    title = f" {shown(room.title)}" if room.title else ""
+    label = shown(room.room_id or room.sid or "?")
+    log.info("Room %s%s %s (sid %s).", label, title, verb, plain(room.sid or "?"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +114,12 @@ def session_length(event: Event, received_at: float) -> SessionLength | None:
 def session_ended(event: Event, ctx: Context) -> None:
     """Record the session's end and log how many billable minutes it lasted."""
     ledger.record_session(ctx.conn, event, ctx.received_at)
-    room_id = event.room.room_id or event.room.sid or "?"
+    room_id = shown(event.room.room_id or event.room.sid or "?")
     length = session_length(event, ctx.received_at)
     if length is None:
-        log.warning("Room '%s' ended, but no creation_time was sent: length unknown.", room_id)
+        log.warning("Room %s ended, but no creation_time was sent: length unknown.", room_id)
         return
-    log.info("SUCCESS: Room '%s' lasted for %d minutes.", room_id, length.minutes)
+    log.info("SUCCESS: Room %s lasted for %d minutes.", room_id, length.minutes)
     log.debug("session of %s: %d s, end from %s", room_id, length.seconds, length.end_source)
 
 
@@ -154,9 +155,14 @@ def track_changed(event: Event, ctx: Context) -> None:
     if track is None:
         log.info("%s %s a track in %s.", _who(event), verb, _room(event))
         return
-    detail = ", ".join(x for x in (track.type, track.source, track.mime_type) if x)
+    detail = ", ".join(plain(x, 60) for x in (track.type, track.source, track.mime_type) if x)
     log.info(
-        "%s %s track %s (%s) in %s.", _who(event), verb, track.sid or "?", detail, _room(event)
+        "%s %s track %s (%s) in %s.",
+        _who(event),
+        verb,
+        plain(track.sid or "?"),
+        detail,
+        _room(event),
     )
 
 
@@ -174,8 +180,8 @@ _RECORDING_LINES = {
 def recording_changed(event: Event, ctx: Context) -> None:
     """Log a recording or RTMP stream starting or ending."""
     info = event.recording_info
-    record_id = info.record_id if info else "?"
-    recorder = (info.recorder_id if info else "") or "?"
+    record_id = plain((info.record_id if info else "") or "?")
+    recorder = plain((info.recorder_id if info else "") or "?")
     log.info(_RECORDING_LINES[event.event], record_id, _room(event), recorder)
 
 
@@ -189,9 +195,9 @@ def recording_proceeded(event: Event, ctx: Context) -> None:
         return
     log.info(
         "Recording %s of %s is ready: %s (%.2f MB).",
-        info.record_id or "?",
+        plain(info.record_id or "?"),
         _room(event),
-        info.file_path,
+        plain(info.file_path),
         info.file_size,
     )
 
@@ -200,7 +206,7 @@ def recording_proceeded(event: Event, ctx: Context) -> None:
 def analytics_proceeded(event: Event, ctx: Context) -> None:
     """Log which analytics file is ready."""
     file_id = event.analytics.file_id if event.analytics else ""
-    log.info("Analytics file %s of %s is ready.", file_id or "?", _room(event))
+    log.info("Analytics file %s of %s is ready.", plain(file_id or "?"), _room(event))
 
 
 # --- artifacts ------------------------------------------------------------------------
@@ -277,16 +283,18 @@ def artifact_created(event: Event, ctx: Context) -> None:
     usage = artifact_usage(artifact)
     ledger.record_artifact(ctx.conn, event, artifact, usage, ctx.received_at)
     name = artifact.type
-    head = f"Artifact {name} ({artifact.artifact_id or 'no id'}) for {_room(event)}"
+    artifact_id = plain(artifact.artifact_id or "no id")
+    head = f"Artifact {plain(name, 60)} ({artifact_id}) for {_room(event)}"
     meta = artifact.metadata
-    user = f" by {meta.user_info.user_id}" if meta.user_info and meta.user_info.user_id else ""
+    user_id = meta.user_info.user_id if meta.user_info else ""
+    user = f" by {plain(user_id)}" if user_id else ""
     if name in FILE_ARTIFACTS:
         info = meta.file_info
         if info is None or not info.file_path:
             log.warning("%s: no file path was sent.", head)
         else:
-            size = f"{info.file_size} bytes" + (f", {info.mime_type}" if info.mime_type else "")
-            log.info("%s: file %s (%s).", head, info.file_path, size)
+            mime = f", {plain(info.mime_type, 60)}" if info.mime_type else ""
+            log.info("%s: file %s (%d bytes%s).", head, plain(info.file_path), info.file_size, mime)
         return
     if name in USAGE_UNITS:
         if usage is None:

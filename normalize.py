@@ -15,8 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-_INTEGER_TEXT = re.compile(r"-?[0-9]{1,20}")
+INT64_MAX = 2**63 - 1
+# Unix seconds before 2286: anything later is not a time a server could have stamped.
+TIME_MAX = 10**10
+_INTEGER_TEXT = re.compile(r"[0-9]{1,20}")
+_NUMBER_TEXT = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
 Converter = Callable[[Any, str], Any]
 T = TypeVar("T")
@@ -32,11 +35,25 @@ def camel_name(proto_name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
+def shown(text: str, limit: int = 120) -> str:
+    """Quote sender text for one log line: control characters escaped, long text cut."""
+    return repr(text[:limit] + ("..." if len(text) > limit else ""))
+
+
+def plain(text: str, limit: int = 200) -> str:
+    """Like :func:`shown`, without the quotes, for ids, paths and names of types."""
+    return shown(text, limit)[1:-1]
+
+
 # --- scalar converters: (value, path) -> python value ------------------------------
 
 
 def to_int(value: Any, path: str) -> int:
-    """Read an integer written as a JSON number or (int64 style) as a decimal string."""
+    """Read a count, size or time: a non-negative integer, as a JSON number or int64 string.
+
+    Every integer of ``CommonNotifyEvent`` is a count, a size, a time or an enum number, so a
+    negative one is as wrong as a string of words.
+    """
     if isinstance(value, bool):
         raise NormalizationError(f"{path}: expected an integer, got a boolean")
     if isinstance(value, int):
@@ -47,33 +64,40 @@ def to_int(value: Any, path: str) -> int:
         result = int(value)
     else:
         raise NormalizationError(f"{path}: expected an integer, got {type(value).__name__}")
-    if not INT64_MIN <= result <= INT64_MAX:
-        raise NormalizationError(f"{path}: integer out of the 64-bit range")
+    if not 0 <= result <= INT64_MAX:
+        raise NormalizationError(f"{path}: integer below 0 or over the 64-bit range")
+    return result
+
+
+def to_time(value: Any, path: str) -> int:
+    """Read unix seconds (an int64 written as a string or a number)."""
+    result = to_int(value, path)
+    if result >= TIME_MAX:
+        raise NormalizationError(f"{path}: not a time in unix seconds")
     return result
 
 
 def to_float(value: Any, path: str) -> float:
-    """Read a finite float written as a JSON number or a numeric string."""
+    """Read a non-negative finite number (a cost, a size), as a JSON number or its text."""
     if isinstance(value, bool):
         raise NormalizationError(f"{path}: expected a number, got a boolean")
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) or (
+        isinstance(value, str) and _NUMBER_TEXT.fullmatch(value)
+    ):
         result = float(value)
-    elif isinstance(value, str):
-        try:
-            result = float(value)
-        except ValueError:
-            raise NormalizationError(f"{path}: expected a number, got text") from None
     else:
         raise NormalizationError(f"{path}: expected a number, got {type(value).__name__}")
-    if not math.isfinite(result):
-        raise NormalizationError(f"{path}: number is not finite")
+    if not (math.isfinite(result) and result >= 0):
+        raise NormalizationError(f"{path}: number is negative or not finite")
     return result
 
 
 def to_str(value: Any, path: str) -> str:
-    """Read a string that can be stored and logged as UTF-8."""
+    """Read a string that can be stored (no NUL) and logged as UTF-8 (no lone surrogate)."""
     if not isinstance(value, str):
         raise NormalizationError(f"{path}: expected a string, got {type(value).__name__}")
+    if "\x00" in value:
+        raise NormalizationError(f"{path}: string holds a NUL character")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -105,7 +129,7 @@ def int_map(value: Any, path: str) -> dict[str, int]:
     """Read a ``map<string, int64>``; its keys are data (user ids, models), kept as sent."""
     if not isinstance(value, dict):
         raise NormalizationError(f"{path}: expected an object, got {type(value).__name__}")
-    return {to_str(k, path): to_int(v, f"{path}.{k}") for k, v in value.items()}
+    return {to_str(k, path): to_int(v, f"{path}[{k[:40]!r}]") for k, v in value.items()}
 
 
 # --- messages ------------------------------------------------------------------
@@ -161,8 +185,8 @@ class Room:
     room_id: str = _f(to_str, "")
     empty_timeout: int = _f(to_int, 0)
     max_participants: int = _f(to_int, 0)
-    creation_time: int = _f(to_int, 0)
-    ended_time: int | None = _f(to_int)
+    creation_time: int = _f(to_time, 0)
+    ended_time: int | None = _f(to_time)
     metadata: str = _f(to_str, "")
     num_participants: int = _f(to_int, 0)
 
@@ -182,7 +206,7 @@ class Participant:
     name: str = _f(to_str, "")
     state: str = _f(enum("JOINING", "JOINED", "ACTIVE", "DISCONNECTED"), "JOINING")
     metadata: str = _f(to_str, "")
-    joined_at: int = _f(to_int, 0)
+    joined_at: int = _f(to_time, 0)
     is_publisher: bool = _f(to_bool, False)
 
 
@@ -325,7 +349,7 @@ class Event:
 
     event: str = _f(to_str, "")
     id: str = _f(to_str, "")
-    created_at: int = _f(to_int, 0)
+    created_at: int = _f(to_time, 0)
     room: Room = _f(_msg(Room), Room())
     participant: Participant | None = _f(_msg(Participant))
     track: Track | None = _f(_msg(Track))
@@ -358,5 +382,5 @@ def peek(payload: Mapping[str, Any]) -> tuple[str | None, str | None, int | None
     return (
         pick(room, "room_id", to_str),
         pick(room, "sid", to_str),
-        pick(payload, "created_at", to_int),
+        pick(payload, "created_at", to_time),
     )

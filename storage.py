@@ -37,6 +37,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
+from normalize import plain, shown
+
 log = logging.getLogger(__name__)
 
 metadata = MetaData()
@@ -218,11 +220,22 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
         # SQLite: the transaction began with BEGIN IMMEDIATE, so migrations run one at a time.
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
-        command.upgrade(_alembic_config(conn), revision)
+        config = _alembic_config(conn)
+        if _made_before_migrations(conn):
+            command.stamp(config, "0001")  # the events table of the first release is 0001
+        command.upgrade(config, revision)
+
+
+def _made_before_migrations(conn: Connection) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    current = MigrationContext.configure(conn).get_current_revision()
+    return current is None and inspect(conn).has_table("events")
 
 
 def prepare_schema(engine: Engine) -> None:
-    """Create the schema in an empty database; refuse a database an older version made."""
+    """Create or complete the schema of a new database; refuse one an older version made."""
     current, head = schema_revisions(engine)
     if current == head:
         return
@@ -288,16 +301,18 @@ def store_and_handle(
         savepoint = conn.begin_nested()
         try:
             handle(conn, row_id)
-        except SQLAlchemyError as exc:
-            if is_transient(exc):
+        except Exception as exc:  # a handler bug must not lose the event
+            if isinstance(exc, SQLAlchemyError) and is_transient(exc):
                 raise
             savepoint.rollback()
-            log.exception("handler for %s event %s failed", stored.event, stored.dedupe_key)
-            mark_failed(conn, row_id, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
-        except Exception as exc:  # a handler bug must not lose the event
-            savepoint.rollback()
-            log.exception("handler for %s event %s failed", stored.event, stored.dedupe_key)
-            mark_failed(conn, row_id, f"{type(exc).__name__}: {exc}")
+            log.exception(
+                "handler for %s event %s failed", shown(stored.event), plain(stored.dedupe_key)
+            )
+            mark_failed(
+                conn,
+                row_id,
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            )
         else:
             savepoint.commit()
     return True

@@ -40,16 +40,42 @@ def body_digest(body: bytes) -> bytes:
     return hashlib.sha256(body).digest()
 
 
-def extract_token(authorization: str | None, hash_token: str | None) -> str:
-    """Pick the token from ``Authorization`` (bare or ``Bearer``), else from ``Hash-Token``."""
+def extract_tokens(authorization: str | None, hash_token: str | None) -> list[str]:
+    """List the tokens sent: ``Authorization`` (bare or ``Bearer``) first, then ``Hash-Token``.
+
+    Both usually carry the same token; a proxy may have put its own credentials in
+    ``Authorization``, so ``Hash-Token`` is kept as a second candidate.
+    """
+    tokens: list[str] = []
     for value in (authorization, hash_token):
         if not value:
             continue
         scheme, _, rest = value.strip().partition(" ")
         value = rest.strip() if scheme.lower() == "bearer" else value.strip()
-        if value:
-            return value
-    raise VerificationError("no token in Authorization or Hash-Token", missing_token=True)
+        if value and value not in tokens:
+            tokens.append(value)
+    if not tokens:
+        raise VerificationError("no token in Authorization or Hash-Token", missing_token=True)
+    return tokens
+
+
+def verify_delivery(
+    body: bytes,
+    authorization: str | None,
+    hash_token: str | None,
+    keys: Mapping[str, str],
+    *,
+    leeway: float = 60,
+) -> dict[str, Any]:
+    """Verify a delivery by whichever of its tokens holds; the first failure is the reason."""
+    first_failure: VerificationError | None = None
+    for token in extract_tokens(authorization, hash_token):
+        try:
+            return verify(body, token, keys, leeway=leeway)
+        except VerificationError as exc:
+            first_failure = first_failure or exc
+    assert first_failure is not None  # extract_tokens returns at least one token
+    raise first_failure
 
 
 def decode_digest_claim(claim: object) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import subprocess
 import threading
 import urllib.parse
@@ -163,3 +164,16 @@ def test_chunked_delivery_within_the_limit_is_accepted(server):
     body = json.dumps({"event": "room_started", "id": "chunked-1", "pad": "y" * 2500}).encode()
     assert _post_chunked(server.url, body, sign(body, KEY, SECRET)) == 200
     assert _count(server, "chunked-1") == 1
+
+
+def test_malformed_chunked_body_is_400_without_a_traceback(server):
+    parsed = urllib.parse.urlsplit(server.url)
+    raw = (
+        f"POST {parsed.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"
+    ).encode()
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=10) as sock:
+        sock.sendall(raw)
+        answer = sock.recv(4096).decode("latin-1")
+    assert answer.startswith("HTTP/1.1 400 ")
+    assert "Traceback" not in server.log()

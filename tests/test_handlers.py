@@ -183,3 +183,46 @@ def test_event_without_id_is_deduplicated_on_its_digest(app, client):
     [row] = stored_rows(app)
     assert row["event_id"] is None
     assert row["dedupe_key"].startswith("sha256:") and len(row["dedupe_key"]) == 71
+
+
+def test_sender_text_cannot_forge_or_flood_log_lines(app, client, caplog):
+    caplog.set_level("INFO")
+    payload = dict(
+        SESSION,
+        room={
+            "room_id": "r1\nERROR forged line\x1b[2J" + "x" * 5000,
+            "creation_time": "1764171000",
+        },
+    )
+
+    assert deliver(client, json.dumps(payload).encode()).status == 200
+
+    [line] = handler_messages(caplog)
+    assert "\n" not in line and "\x1b" not in line
+    assert line.startswith("SUCCESS: Room 'r1\\nERROR forged line\\x1b[2J")
+    assert len(line) < 300
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("created_at", "-5"),
+        ("created_at", "99999999999"),
+        ("created_at", "1e3"),
+        ("created_at", " 1764173565"),
+    ],
+)
+def test_implausible_numbers_are_kept_but_marked_failed(app, client, field, value):
+    payload = dict(SESSION, **{field: value})
+    assert deliver(client, json.dumps(payload).encode()).status == 200
+    [row] = stored_rows(app)
+    assert row["handler_status"] == "failed"
+    assert row["handler_error"].startswith("NormalizationError: event.created_at")
+
+
+@pytest.mark.parametrize("cost", [-0.5, "1_000", "\u0661", " 5", "NaN", "Infinity"])
+def test_costs_must_be_plain_non_negative_numbers(cost):
+    from normalize import NormalizationError, to_float
+
+    with pytest.raises(NormalizationError):
+        to_float(cost, "cost")

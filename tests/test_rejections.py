@@ -179,6 +179,8 @@ NOT_AN_EVENT = {
     "event a lone surrogate": b'{"event":"\\ud800"}',
     "event too long": b'{"event":"' + b"e" * 500 + b'"}',
     "id a number": b'{"event":"room_started","id":5}',
+    "id with a newline": b'{"event":"room_started","id":"a\\nWARNING forged"}',
+    "id with a NUL": b'{"event":"room_started","id":"a\\u0000b"}',
     "id too long": b'{"event":"room_started","id":"' + b"i" * 500 + b'"}',
     "huge integer": b'{"event":"room_started","n":' + b"9" * 5000 + b"}",
     "trailing garbage": b'{"event":"room_started"} {}',

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 from helpers import CORPUS, KEY, SECRET, deliver, stored_body, stored_count, stored_rows
 
+import storage
 from app import create_app
 from storage import make_engine
 from validation import sign
@@ -137,3 +138,69 @@ def test_unsupported_database_url_stops_start_up_with_one_sentence(settings, url
         create_app(replace(settings, database_url=url))
     assert "PNM_DATABASE_URL" in str(caught.value)
     assert "sqlite:///" in str(caught.value) and "postgresql://" in str(caught.value)
+
+
+def test_database_of_the_first_release_is_completed_at_start_up(settings, tmp_path):
+    import sqlalchemy as sa
+
+    path = settings.database_url.removeprefix("sqlite:///")
+    engine = sa.create_engine(settings.database_url)
+    with engine.begin() as conn:  # the events table exactly as the first release made it
+        storage_metadata = sa.MetaData()
+        storage.events.to_metadata(storage_metadata)
+        storage_metadata.create_all(conn)
+        conn.execute(
+            storage.events.insert().values(
+                dedupe_key="old",
+                event="room_started",
+                received_at=1.0,
+                api_key="k",
+                body_sha256="0" * 64,
+                body=b"{}",
+            )
+        )
+    engine.dispose()
+
+    app = create_app(settings)
+    try:
+        assert storage.schema_revisions(app.extensions["pnm"].engine) == ("0002", "0002")
+        assert stored_count(app) == 1
+        assert deliver(app.test_client(), BODY).status == 200
+    finally:
+        app.extensions["pnm"].engine.dispose()
+    assert sqlite3.connect(path).execute("select count(*) from sessions").fetchone() == (1,)
+
+
+def test_older_schema_is_refused_until_db_upgrade(settings, caplog):
+    engine = make_engine(settings.database_url)
+    storage.upgrade_schema(engine, "0001")
+    engine.dispose()
+
+    app = create_app(settings)
+    client, runner = app.test_client(), app.test_cli_runner()
+    try:
+        assert deliver(client, BODY).status == 503
+        assert "run 'flask --app app db upgrade' once" in caplog.text
+        assert stored_count(app) == 0
+
+        result = runner.invoke(args=["db", "upgrade"])
+        assert result.output == "Database schema upgraded from 0001 to 0002.\n"
+    finally:
+        app.extensions["pnm"].engine.dispose()
+
+    upgraded = create_app(settings)
+    try:
+        assert deliver(upgraded.test_client(), BODY).json == {"status": "accepted"}
+    finally:
+        upgraded.extensions["pnm"].engine.dispose()
+
+
+def test_migrations_build_exactly_the_tables_the_code_uses(app):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    import ledger  # noqa: F401 - registers the ledger tables on the metadata
+
+    with app.extensions["pnm"].engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), storage.metadata)
+    assert differences == []

@@ -12,9 +12,10 @@ from helpers import KEY, OTHER_KEY, OTHER_SECRET, SECRET, forge, good_claims
 from validation import (
     VerificationError,
     decode_digest_claim,
-    extract_token,
+    extract_tokens,
     sign,
     verify,
+    verify_delivery,
 )
 
 BODY = b'{"event":"room_started","id":"x"}'
@@ -25,23 +26,24 @@ HS256 = {"alg": "HS256", "typ": "JWT"}
 @pytest.mark.parametrize(
     ("authorization", "hash_token", "expected"),
     [
-        ("tok", None, "tok"),
-        ("Bearer tok", None, "tok"),
-        ("bearer  tok ", None, "tok"),
-        (None, "tok", "tok"),
-        ("", "tok", "tok"),
-        ("  ", "tok", "tok"),
-        ("first", "second", "first"),
+        ("tok", None, ["tok"]),
+        ("Bearer tok", None, ["tok"]),
+        ("bearer  tok ", None, ["tok"]),
+        (None, "tok", ["tok"]),
+        ("", "tok", ["tok"]),
+        ("  ", "tok", ["tok"]),
+        ("tok", "tok", ["tok"]),
+        ("first", "second", ["first", "second"]),
     ],
 )
-def test_token_is_taken_from_authorization_then_hash_token(authorization, hash_token, expected):
-    assert extract_token(authorization, hash_token) == expected
+def test_tokens_are_taken_from_authorization_then_hash_token(authorization, hash_token, expected):
+    assert extract_tokens(authorization, hash_token) == expected
 
 
 @pytest.mark.parametrize(("authorization", "hash_token"), [(None, None), ("", ""), (" ", None)])
 def test_no_token_is_a_missing_token(authorization, hash_token):
     with pytest.raises(VerificationError) as caught:
-        extract_token(authorization, hash_token)
+        extract_tokens(authorization, hash_token)
     assert caught.value.missing_token
 
 
@@ -112,3 +114,11 @@ def test_digest_claim_accepts_base64_and_hex():
     digest = hashlib.sha256(BODY).digest()
     assert decode_digest_claim(base64.b64encode(digest).decode()) == digest
     assert decode_digest_claim(digest.hex()) == digest
+
+
+def test_a_proxy_credential_in_authorization_does_not_hide_hash_token():
+    token = sign(BODY, KEY, SECRET)
+    claims = verify_delivery(BODY, "Basic dXNlcjpwYXNz", token, KEYS)
+    assert claims["iss"] == KEY
+    with pytest.raises(VerificationError, match="token rejected"):
+        verify_delivery(BODY, "Basic dXNlcjpwYXNz", "also.not.valid", KEYS)
