@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import postgres
 import pytest
 from helpers import KEY, OTHER_KEY, OTHER_SECRET, SECRET
 
@@ -19,9 +20,29 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> str | None:
+    """Return the PostgreSQL URL the tests may use, or None with the reason printed once."""
+    return postgres.available()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path, postgres_server):
+    """Run the test once on a SQLite file and once on a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'events.db'}"
+        return
+    if postgres_server is None:
+        pytest.skip(postgres.skip_reason())
+    with postgres.fresh_schema(postgres_server) as url:
+        yield url
+
+
 @pytest.fixture
-def database_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'events.db'}"
+def sqlite_only(database_url) -> None:
+    """Skip on PostgreSQL: the test is about SQLite's own settings."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("about SQLite only")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from validation import sign
 BODY = CORPUS[16].read_bytes()  # session_ended
 
 
-def test_sqlite_runs_with_wal_full_sync_and_a_busy_timeout(app):
+def test_sqlite_runs_with_wal_full_sync_and_a_busy_timeout(sqlite_only, app):
     engine = app.extensions["pnm"].engine
     with engine.connect() as conn:
         pragma = {
@@ -27,7 +27,7 @@ def test_sqlite_runs_with_wal_full_sync_and_a_busy_timeout(app):
     assert pragma == {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 5000}
 
 
-def test_writers_take_the_lock_up_front_and_readers_do_not(app):
+def test_writers_take_the_lock_up_front_and_readers_do_not(sqlite_only, app):
     from sqlalchemy import event
 
     import storage
@@ -65,7 +65,7 @@ def test_redelivery_changes_nothing_stored(app, client):
 
 
 @pytest.fixture
-def locked_app(settings, tmp_path):
+def locked_app(sqlite_only, settings, tmp_path):
     application = create_app(replace(settings, db_timeout=0.2))
     path = settings.database_url.removeprefix("sqlite:///")
     holder = sqlite3.connect(path, isolation_level=None)
@@ -140,7 +140,7 @@ def test_unsupported_database_url_stops_start_up_with_one_sentence(settings, url
     assert "sqlite:///" in str(caught.value) and "postgresql://" in str(caught.value)
 
 
-def test_database_of_the_first_release_is_completed_at_start_up(settings, tmp_path):
+def test_database_of_the_first_release_is_completed_at_start_up(sqlite_only, settings, tmp_path):
     import sqlalchemy as sa
 
     path = settings.database_url.removeprefix("sqlite:///")
