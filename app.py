@@ -6,11 +6,12 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from sqlalchemy import Engine
 from werkzeug.exceptions import (
     BadRequest,
@@ -22,9 +23,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import cli
 import handlers
+import metrics
+import ops
 import storage
 from config import ConfigError, Settings, load_settings
-from normalize import normalize, peek, plain, shown
+from normalize import peek, plain, shown
 from validation import VerificationError, body_digest, verify_delivery
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,10 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
         methods=["POST"],
         provide_automatic_options=False,
     )
+    app.json.sort_keys = False  # report fields keep their documented order
+    app.register_blueprint(ops.bp)
+    app.before_request(_start_timer)
+    app.after_request(_count_delivery)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(VerificationError, unverified)
     app.register_error_handler(BadEvent, bad_event)
@@ -93,7 +100,21 @@ def runtime() -> Runtime:
     return current_app.extensions["pnm"]
 
 
+def _start_timer() -> None:
+    if request.path == runtime().settings.webhook_path:
+        g.pnm_started = time.perf_counter()
+
+
+def _count_delivery(response: Response) -> Response:
+    started = g.pop("pnm_started", None)
+    if started is not None:
+        metrics.LATENCY.observe(time.perf_counter() - started)
+        metrics.DELIVERIES.labels(g.pop("pnm_outcome", str(response.status_code))).inc()
+    return response
+
+
 def _reply(status: int, word: str, **headers: str) -> Response:
+    g.pnm_outcome = word
     response = jsonify(status=word)
     response.status_code = status
     response.headers.update(headers)
@@ -216,10 +237,15 @@ def receive() -> Response:
     )
 
     def handle(conn: Any, row_id: int) -> None:
-        ctx = handlers.Context(conn=conn, row_id=row_id, received_at=stored.received_at)
-        handlers.dispatch(normalize(payload), ctx)
+        handlers.handle_payload(conn, row_id, payload, stored.received_at)
 
-    if not storage.store_and_handle(rt.engine, stored, handle):
+    outcome = storage.store_and_handle(rt.engine, stored, handle)
+    if outcome != "duplicate":
+        label = metrics.event_label(stored.event, handlers.handled_events())
+        metrics.EVENTS.labels(label).inc()
+        if outcome == "handler_failed":
+            metrics.HANDLER_FAILURES.labels(label).inc()
+    if outcome == "duplicate":
         log.info(
             "Duplicate %s event %s acknowledged; nothing changed.",
             shown(stored.event),
@@ -256,3 +282,5 @@ def configure_logging(settings: Settings) -> None:
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)
     root.setLevel(settings.log_level)
+    # Alembic narrates every schema check at INFO; 'flask db upgrade' reports what it did.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

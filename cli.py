@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
+import sys
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -14,6 +16,9 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
+import handlers
+import ledger
+import reports
 import storage
 from validation import sign as sign_token
 
@@ -22,7 +27,7 @@ CONTENT_TYPE = "application/json"
 
 def init_app(app: Flask) -> None:
     """Register the commands on the app's ``flask`` command group."""
-    for command in (db, sign, send, events):
+    for command in (db, sign, send, events, report, replay, rebuild_ledger):
         app.cli.add_command(command)
 
 
@@ -191,3 +196,84 @@ def events(fmt: str, limit: int) -> None:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+_date = click.DateTime(formats=["%Y-%m-%d"])
+
+
+@click.command("report")
+@click.argument("name", type=click.Choice(reports.REPORTS))
+@click.option("--since", help="First day (UTC), e.g. 2026-11-01.")
+@click.option("--until", help="Last day (UTC), included.")
+@click.option("--room", help="Only this room_id.")
+@click.option(
+    "--format", "fmt", type=click.Choice(reports.FORMATS), default="table", show_default=True
+)
+@with_appcontext
+def report(name: str, since: str | None, until: str | None, room: str | None, fmt: str) -> None:
+    """Print a ledger report: sessions, usage (AI cost) or rooms (totals per room).
+
+    Sessions and attendance are picked by when the session started, usage by when the
+    artifact was created; days are UTC and --until is included.
+    """
+    try:
+        filters = reports.Filters.parse(since, until, room)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}.", param_hint="--since/--until") from None
+    with _runtime().engine.connect() as conn:
+        built = reports.build(conn, name, filters)
+    click.echo(reports.RENDERERS[fmt](built), nl=fmt != "csv")
+
+
+def _quiet_handlers() -> None:
+    # Each event was logged when it arrived; a replay says only what goes wrong.
+    logging.getLogger("handlers").setLevel(logging.WARNING)
+
+
+def _replay(which: storage.EventFilter, label: str) -> storage.ReplayResult:
+    engine = _runtime().engine
+    total = storage.count_matching(engine, which)
+    _quiet_handlers()
+    with click.progressbar(length=total, label=label, show_pos=True, file=sys.stderr) as bar:
+        return storage.replay_events(engine, handlers.handle_body, which, progress=bar.update)
+
+
+@click.command("replay")
+@click.option("--since", type=_date, help="Only events received on or after this day (UTC).")
+@click.option("--event-id", help="Only the event with this id.")
+@click.option("--failed", "failed_only", is_flag=True, help="Only events whose handler failed.")
+@with_appcontext
+def replay(since: datetime | None, event_id: str | None, failed_only: bool) -> None:
+    """Run the handlers again over stored events (after a fix); safe to repeat."""
+    which = storage.EventFilter(
+        since=since.replace(tzinfo=UTC).timestamp() if since else None,
+        event_id=event_id,
+        failed_only=failed_only,
+    )
+    result = _replay(which, "Replaying")
+    click.echo(
+        f"Replayed {result.events} events: {result.repaired} repaired, {result.failed} failed."
+    )
+    if event_id is not None and result.events == 0:
+        raise click.ClickException(f"no stored event has the id {event_id!r}.")
+    if result.failed:
+        raise click.ClickException(
+            f"{result.failed} events still fail; see the log, fix the handler, run replay --failed."
+        )
+
+
+@click.command("rebuild-ledger")
+@click.confirmation_option(
+    prompt="Clear the ledger tables and rebuild them from the stored events?"
+)
+@with_appcontext
+def rebuild_ledger() -> None:
+    """Clear the sessions, usage, files and attendance tables and rebuild them from the events."""
+    with storage.write_transaction(_runtime().engine) as conn:
+        ledger.clear(conn)
+    result = _replay(storage.EventFilter(), "Rebuilding")
+    click.echo(f"Rebuilt the ledger from {result.events} events ({result.failed} failed).")
+    if result.failed:
+        raise click.ClickException(
+            f"{result.failed} events failed; run replay --failed after a fix."
+        )

@@ -42,6 +42,7 @@ class Settings:
     log_level: str = "INFO"
     proxy_count: int = 0
     db_timeout: float = DEFAULT_DB_TIMEOUT
+    admin_token: str | None = None
 
 
 def default_database_url(root: Path | None = None) -> str:
@@ -110,6 +111,18 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _admin_token(env: Mapping[str, str]) -> str | None:
+    token = env.get("PNM_ADMIN_TOKEN", "").strip()
+    if not token:
+        return None
+    if len(token) < 16:
+        raise ConfigError(
+            "PNM_ADMIN_TOKEN is shorter than 16 characters; use a long random value, "
+            "e.g. the output of: openssl rand -hex 32."
+        )
+    return token
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``env`` (default: the process environment) or say what is wrong."""
     env = os.environ if env is None else env
@@ -136,6 +149,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=log_level,
         proxy_count=_int(env, "PNM_PROXY_COUNT", 0, minimum=0),
         db_timeout=_seconds(env, "PNM_DB_TIMEOUT", DEFAULT_DB_TIMEOUT),
+        admin_token=_admin_token(env),
     )
 
 

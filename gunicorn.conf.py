@@ -1,7 +1,9 @@
 """Gunicorn settings for the receiver: ``gunicorn -c gunicorn.conf.py``."""
 
 import os
+import shutil
 import sys
+import tempfile
 
 from config import ConfigError, load_server_settings
 
@@ -16,12 +18,20 @@ try:
 except ConfigError as exc:
     _fail(str(exc))
 
+# Workers count into files here and /metrics adds them up (prometheus_client multiprocess).
+# It must be set before a worker imports prometheus_client, so it is set here, in the master.
+_own_metrics_dir = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _own_metrics_dir = tempfile.mkdtemp(prefix="pnm-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
+
 wsgi_app = "app:create_app()"
 bind = f"{_server.host}:{_server.port}"
 workers = _server.workers
 worker_class = "sync"
-# A delivery is small and answered in milliseconds; a client that stalls is cut off.
-timeout = 30
+# A delivery is answered in milliseconds; a worker stuck longer (a client that stalls
+# mid-request, say) is restarted. Keep it above PNM_DB_TIMEOUT.
+timeout = 20
 graceful_timeout = 20
 # Request line and header limits stay at gunicorn's defaults (4094 / 8190 bytes).
 accesslog = "-" if os.environ.get("PNM_ACCESS_LOG", "").lower() in ("1", "true", "yes") else None
@@ -33,6 +43,11 @@ control_socket_disable = True
 def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
     """Check the settings and the database once, before any worker starts."""
     import storage
+
+    # Counts left by an earlier run would be added to this one's.
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.makedirs(metrics_dir, exist_ok=True)
     from config import load_settings
 
     try:
@@ -50,3 +65,16 @@ def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
             f"cannot open the database named by PNM_DATABASE_URL ({type(cause).__name__}); "
             "check that it is running and that the URL is right."
         )
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    """Let the metrics forget a worker that has gone (its counters are kept)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    """Remove the metrics directory this configuration made."""
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)

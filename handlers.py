@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ledger
-from normalize import Artifact, Event, plain, shown
+from normalize import Artifact, Event, normalize, plain, shown
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,16 @@ def on(*names: str) -> Callable[[Handler], Handler]:
 def handled_events() -> frozenset[str]:
     """Return the names of the events that have a handler."""
     return frozenset(_handlers)
+
+
+def handle_payload(conn: Any, row_id: int, payload: dict[str, Any], received_at: float) -> None:
+    """Normalise a stored event's parsed body and run its handler."""
+    dispatch(normalize(payload), Context(conn=conn, row_id=row_id, received_at=received_at))
+
+
+def handle_body(conn: Any, row_id: int, body: bytes, received_at: float) -> None:
+    """Parse a stored raw body and run its handler (for replays)."""
+    handle_payload(conn, row_id, json.loads(body), received_at)
 
 
 def dispatch(event: Event, ctx: Context) -> None:

@@ -285,37 +285,128 @@ def mark_failed(conn: Connection, row_id: int, error: str) -> None:
     )
 
 
-def store_and_handle(
-    engine: Engine, stored: StoredEvent, handle: Callable[[Connection, int], None]
-) -> bool:
-    """Store the event and run ``handle`` in the same transaction; return False for a duplicate.
+Handle = Callable[[Connection, int], None]
 
-    ``handle`` runs inside a savepoint. If it raises, its writes are rolled back and the
-    event is kept, marked failed, so nothing acknowledged is ever lost. A transient database
-    error rolls back everything and propagates, so the delivery is answered 503 and retried.
+
+def _run_handler(conn: Connection, row_id: int, label: str, key: str, handle: Handle) -> str | None:
+    """Run ``handle`` in a savepoint; return None, or the error text if it raised.
+
+    A transient database error propagates: the caller's whole transaction must be retried.
+    """
+    savepoint = conn.begin_nested()
+    try:
+        handle(conn, row_id)
+    except Exception as exc:  # a handler bug must not lose the event
+        if isinstance(exc, SQLAlchemyError) and is_transient(exc):
+            raise
+        savepoint.rollback()
+        log.exception("handler for %s event %s failed", shown(label), plain(key))
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        return f"{type(exc).__name__}: {first_line}"
+    savepoint.commit()
+    return None
+
+
+def store_and_handle(engine: Engine, stored: StoredEvent, handle: Handle) -> str:
+    """Store the event and run ``handle`` in one transaction.
+
+    Return ``accepted``, ``handler_failed`` (stored all the same) or ``duplicate``.
+
+    If ``handle`` raises, its writes are rolled back and the event is kept, marked failed, so
+    nothing acknowledged is ever lost. A transient database error rolls back everything and
+    propagates, so the delivery is answered 503 and retried.
     """
     with write_transaction(engine) as conn:
         row_id = insert_event(conn, stored)
         if row_id is None:
-            return False
-        savepoint = conn.begin_nested()
-        try:
-            handle(conn, row_id)
-        except Exception as exc:  # a handler bug must not lose the event
-            if isinstance(exc, SQLAlchemyError) and is_transient(exc):
-                raise
-            savepoint.rollback()
-            log.exception(
-                "handler for %s event %s failed", shown(stored.event), plain(stored.dedupe_key)
+            return "duplicate"
+        error = _run_handler(conn, row_id, stored.event, stored.dedupe_key, handle)
+        if error is not None:
+            mark_failed(conn, row_id, error)
+            return "handler_failed"
+    return "accepted"
+
+
+@dataclass
+class ReplayResult:
+    """How a replay went."""
+
+    events: int = 0
+    failed: int = 0
+    repaired: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which stored events a replay takes."""
+
+    since: float | None = None
+    event_id: str | None = None
+    failed_only: bool = False
+
+    def apply(self, query: Any) -> Any:
+        """Narrow ``query`` over the events table to the matching events."""
+        if self.since is not None:
+            query = query.where(events.c.received_at >= self.since)
+        if self.event_id is not None:
+            query = query.where(
+                (events.c.event_id == self.event_id) | (events.c.dedupe_key == self.event_id)
             )
-            mark_failed(
-                conn,
-                row_id,
-                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-            )
-        else:
-            savepoint.commit()
-    return True
+        if self.failed_only:
+            query = query.where(events.c.handler_status == "failed")
+        return query
+
+
+def count_matching(engine: Engine, which: EventFilter) -> int:
+    """Count the events a replay with this filter would take."""
+    with engine.connect() as conn:
+        return conn.execute(which.apply(select(func.count()).select_from(events))).scalar_one()
+
+
+def replay_events(
+    engine: Engine,
+    handle: Callable[[Connection, int, bytes, float], None],
+    which: EventFilter = EventFilter(),
+    *,
+    batch_size: int = 1000,
+    progress: Callable[[int], None] | None = None,
+) -> ReplayResult:
+    """Run ``handle`` again over stored events, oldest first, a batch per transaction."""
+    query = which.apply(
+        select(
+            events.c.id, events.c.event, events.c.dedupe_key, events.c.body,
+            events.c.received_at, events.c.handler_status,
+        )
+    )  # fmt: skip
+    result = ReplayResult()
+    last_id = 0
+    while True:
+        with write_transaction(engine) as conn:
+            batch = conn.execute(
+                query.where(events.c.id > last_id).order_by(events.c.id).limit(batch_size)
+            ).all()
+            for row in batch:
+
+                def again(c: Connection, row_id: int, row: Any = row) -> None:
+                    handle(c, row_id, row.body, row.received_at)
+
+                error = _run_handler(conn, row.id, row.event, row.dedupe_key, again)
+                if error is not None:
+                    result.failed += 1
+                    mark_failed(conn, row.id, error)
+                elif row.handler_status != "ok":
+                    result.repaired += 1
+                    conn.execute(
+                        events.update()
+                        .where(events.c.id == row.id)
+                        .values(handler_status="ok", handler_error=None)
+                    )
+        if not batch:
+            return result
+        result.events += len(batch)
+        last_id = batch[-1].id
+        if progress is not None:
+            progress(len(batch))
 
 
 def count_events(engine: Engine) -> int:

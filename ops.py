@@ -1,0 +1,77 @@
+"""Operations and reporting routes: health, readiness, metrics, and the read-only report API."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request
+from sqlalchemy import text
+
+import metrics
+import reports
+import storage
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("ops", __name__)
+
+
+def _runtime():  # noqa: ANN202 - app.Runtime; app imports this module
+    return current_app.extensions["pnm"]
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Say the process is alive (no database check)."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Say whether deliveries can be stored now: the database answers, the schema is current."""
+    rt = _runtime()
+    if rt.schema_error:
+        return jsonify(status="unavailable", reason="schema"), 503
+    try:
+        with rt.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except storage.StorageError as exc:
+        log.warning("not ready: database unreachable (%s)", type(exc).__name__)
+        return jsonify(status="unavailable", reason="database"), 503
+    return jsonify(status="ready"), 200
+
+
+@bp.get("/metrics")
+def metrics_page() -> Response:
+    """Serve the Prometheus metrics of every worker."""
+    body, content_type = metrics.render()
+    return Response(body, content_type=content_type)
+
+
+def _admin_allowed() -> bool:
+    token = _runtime().settings.admin_token
+    if token is None:
+        return False
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(
+        presented.strip().encode("utf-8", "replace"), token.encode("utf-8")
+    ):
+        return True
+    log.warning("refused report request from %s: no valid admin token", request.remote_addr)
+    return False
+
+
+@bp.get("/api/<name>")
+def api_report(name: str) -> tuple[Response, int]:
+    """Serve a ledger report as JSON; only with the admin token, else it does not exist (404)."""
+    if not _admin_allowed() or name not in reports.REPORTS:
+        abort(404)
+    try:
+        filters = reports.Filters.parse(
+            request.args.get("since"), request.args.get("until"), request.args.get("room")
+        )
+    except ValueError as exc:
+        return jsonify(status="bad_request", error=f"{exc}."), 400
+    with _runtime().engine.connect() as conn:
+        return jsonify(reports.build(conn, name, filters)), 200

@@ -1,0 +1,277 @@
+"""Reports over the ledger: sessions, AI usage and per-room totals, as rows ready to print.
+
+The JSON forms are a stable interface for billing systems; their field names are listed in
+the README. Times are ISO 8601 in UTC, costs are in the plugNmeet server's currency unit
+(6 decimals, ``null`` when the server reported none), durations are whole seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, case, func, select
+
+from ledger import attendance, sessions, usage
+
+REPORTS = ("sessions", "usage", "rooms")
+FORMATS = ("table", "csv", "json")
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Which part of the ledger a report covers; ``until`` is inclusive (a whole day)."""
+
+    since: date | None = None
+    until: date | None = None
+    room: str | None = None
+
+    @classmethod
+    def parse(cls, since: str | None, until: str | None, room: str | None) -> Filters:
+        """Read filters as given on a command line or in a query string, or say what is wrong."""
+        days = {}
+        for name, text in (("since", since), ("until", until)):
+            if text:
+                try:
+                    days[name] = date.fromisoformat(text.strip())
+                except ValueError:
+                    raise ValueError(
+                        f"{name} must be a date like 2026-11-01, not {text!r}"
+                    ) from None
+        if "since" in days and "until" in days and days["since"] > days["until"]:
+            raise ValueError(f"since {days['since']} is after until {days['until']}; swap them")
+        return cls(since=days.get("since"), until=days.get("until"), room=(room or None))
+
+    def bounds(self) -> tuple[int | None, int | None]:
+        """Return [start, end) in unix seconds, UTC days."""
+        start = _epoch(self.since) if self.since else None
+        end = _epoch(self.until + timedelta(days=1)) if self.until else None
+        return start, end
+
+
+def _epoch(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+
+
+def iso(seconds: int | None) -> str | None:
+    """Format unix seconds as ISO 8601 UTC, e.g. ``2025-11-26T15:30:00Z``."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cost(micros: int | None) -> float | None:
+    """Turn micro-units back into the currency unit, exactly to 6 decimals."""
+    return None if micros is None else round(micros / 1_000_000, 6)
+
+
+def _where(query: Any, column: Any, room_column: Any, filters: Filters) -> Any:
+    start, end = filters.bounds()
+    if start is not None:
+        query = query.where(column >= start)
+    if end is not None:
+        query = query.where(column < end)
+    if filters.room:
+        query = query.where(room_column == filters.room)
+    return query
+
+
+def session_status(ended: bool, end_source: str | None) -> str:
+    """Name a session's state: ended, finished without session_ended, or still open."""
+    if ended:
+        return "ended"
+    return "no_session_ended" if end_source else "open"
+
+
+def sessions_report(conn: Connection, filters: Filters) -> dict[str, Any]:
+    """One row per room session, oldest first, with billable minutes and a total."""
+    query = _where(select(sessions), sessions.c.started_at, sessions.c.room_id, filters)
+    query = query.order_by(sessions.c.started_at, sessions.c.room_sid)
+    rows = [
+        {
+            "room_sid": r.room_sid,
+            "room_id": r.room_id,
+            "title": r.title,
+            "started_at": iso(r.started_at),
+            "ended_at": iso(r.ended_at if r.ended_at is not None else r.finished_at),
+            "end_source": r.end_source,
+            "status": session_status(r.session_ended, r.end_source),
+            "duration_seconds": r.duration_seconds,
+            "billable_minutes": r.billable_minutes,
+        }
+        for r in conn.execute(query)
+    ]
+    total = {
+        "sessions": len(rows),
+        "billable_minutes": sum(r["billable_minutes"] or 0 for r in rows),
+    }
+    return {"rows": rows, "total": total}
+
+
+def usage_report(conn: Connection, filters: Filters) -> dict[str, Any]:
+    """AI usage per room and artifact type: quantity, unit, estimated cost; and a grand total."""
+    no_cost = func.sum(case((usage.c.cost_micros.is_(None), 1), else_=0))
+    query = select(
+        usage.c.room_id,
+        usage.c.artifact_type,
+        usage.c.unit,
+        func.count().label("artifacts"),
+        func.sum(usage.c.quantity).label("quantity"),
+        func.sum(usage.c.cost_micros).label("cost_micros"),
+        no_cost.label("without_cost"),
+    ).group_by(usage.c.room_id, usage.c.artifact_type, usage.c.unit)
+    query = _where(query, usage.c.created_at, usage.c.room_id, filters)
+    query = query.order_by(usage.c.room_id, usage.c.artifact_type)
+    rows = [
+        {
+            "room_id": r.room_id,
+            "artifact_type": r.artifact_type,
+            "unit": r.unit,
+            "artifacts": r.artifacts,
+            "quantity": int(r.quantity),
+            "estimated_cost": cost(r.cost_micros),
+            "artifacts_without_cost": int(r.without_cost),
+        }
+        for r in conn.execute(query)
+    ]
+    by_unit: dict[str, int] = {}
+    for r in rows:
+        by_unit[r["unit"]] = by_unit.get(r["unit"], 0) + r["quantity"]
+    micros = [r["estimated_cost"] for r in rows if r["estimated_cost"] is not None]
+    total = {
+        "artifacts": sum(r["artifacts"] for r in rows),
+        "quantity_by_unit": dict(sorted(by_unit.items())),
+        "estimated_cost": round(sum(micros), 6) if micros else None,
+        "artifacts_without_cost": sum(r["artifacts_without_cost"] for r in rows),
+    }
+    return {"rows": rows, "total": total}
+
+
+def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
+    """Per room: sessions, billable minutes, attendee minutes and AI cost."""
+    rooms: dict[str, dict[str, Any]] = {}
+
+    def room(room_id: str | None) -> dict[str, Any]:
+        key = room_id or ""
+        return rooms.setdefault(
+            key,
+            {
+                "room_id": room_id,
+                "sessions": 0,
+                "billable_minutes": 0,
+                "attendees": 0,
+                "attendee_minutes": 0,
+                "ai_cost": None,
+            },
+        )
+
+    session_totals = select(
+        sessions.c.room_id,
+        func.count().label("sessions"),
+        func.coalesce(func.sum(sessions.c.billable_minutes), 0).label("minutes"),
+    ).group_by(sessions.c.room_id)
+    for r in conn.execute(
+        _where(session_totals, sessions.c.started_at, sessions.c.room_id, filters)
+    ):
+        room(r.room_id).update(sessions=r.sessions, billable_minutes=int(r.minutes))
+
+    # Attendee minutes round each participant's stay up to whole minutes, like sessions.
+    attendee_totals = (
+        select(
+            sessions.c.room_id,
+            func.count(func.distinct(attendance.c.identity)).label("attendees"),
+            func.coalesce(func.sum((attendance.c.seconds + 59) // 60), 0).label("minutes"),
+        )
+        .select_from(attendance.join(sessions, attendance.c.room_sid == sessions.c.room_sid))
+        .group_by(sessions.c.room_id)
+    )
+    attendee_totals = _where(attendee_totals, sessions.c.started_at, sessions.c.room_id, filters)
+    for r in conn.execute(attendee_totals):
+        room(r.room_id).update(attendees=r.attendees, attendee_minutes=int(r.minutes))
+
+    cost_totals = select(usage.c.room_id, func.sum(usage.c.cost_micros).label("micros")).group_by(
+        usage.c.room_id
+    )
+    for r in conn.execute(_where(cost_totals, usage.c.created_at, usage.c.room_id, filters)):
+        room(r.room_id)["ai_cost"] = cost(r.micros)
+
+    rows = sorted(rooms.values(), key=lambda r: r["room_id"] or "")
+    costs = [r["ai_cost"] for r in rows if r["ai_cost"] is not None]
+    total = {
+        "rooms": len(rows),
+        "sessions": sum(r["sessions"] for r in rows),
+        "billable_minutes": sum(r["billable_minutes"] for r in rows),
+        "attendee_minutes": sum(r["attendee_minutes"] for r in rows),
+        "ai_cost": round(sum(costs), 6) if costs else None,
+    }
+    return {"rows": rows, "total": total}
+
+
+BUILDERS: dict[str, Callable[[Connection, Filters], dict[str, Any]]] = {
+    "sessions": sessions_report,
+    "usage": usage_report,
+    "rooms": rooms_report,
+}
+
+
+def build(conn: Connection, name: str, filters: Filters) -> dict[str, Any]:
+    """Build the named report."""
+    return BUILDERS[name](conn, filters)
+
+
+# --- output -----------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{v} {k}" for k, v in value.items())
+    return str(value)
+
+
+def as_json(report: dict[str, Any]) -> str:
+    """Render a report as indented JSON (the stable form)."""
+    return json.dumps(report, indent=2, ensure_ascii=False)
+
+
+def as_csv(report: dict[str, Any]) -> str:
+    """Render a report's rows as CSV with a header line (totals are left to the reader)."""
+    rows: Sequence[dict[str, Any]] = report["rows"]
+    if not rows:
+        return ""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return out.getvalue()
+
+
+def as_table(report: dict[str, Any]) -> str:
+    """Render a report as aligned columns with a total line."""
+    rows: Sequence[dict[str, Any]] = report["rows"]
+    if not rows:
+        return "No rows for these filters."
+    header = list(rows[0])
+    table = [header] + [[_cell(row[h]) for h in header] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in table
+    ]
+    totals = ", ".join(f"{k.replace('_', ' ')} {_cell(v)}" for k, v in report["total"].items())
+    return "\n".join([*lines, "", f"Total: {totals}"])
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "table": as_table,
+    "csv": as_csv,
+    "json": as_json,
+}
