@@ -10,9 +10,12 @@ from config import ConfigError, load_server_settings
 
 def _fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)
     sys.exit(1)
 
 
+_own_metrics_dir = None
 try:
     _server = load_server_settings()
 except ConfigError as exc:
@@ -20,7 +23,6 @@ except ConfigError as exc:
 
 # Workers count into files here and /metrics adds them up (prometheus_client multiprocess).
 # It must be set before a worker imports prometheus_client, so it is set here, in the master.
-_own_metrics_dir = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _own_metrics_dir = tempfile.mkdtemp(prefix="pnm-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir

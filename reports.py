@@ -67,7 +67,7 @@ def iso(seconds: int | None) -> str | None:
 
 def cost(micros: int | None) -> float | None:
     """Turn micro-units back into the currency unit, exactly to 6 decimals."""
-    return None if micros is None else round(micros / 1_000_000, 6)
+    return None if micros is None else round(int(micros) / 1_000_000, 6)
 
 
 def _where(query: Any, column: Any, room_column: Any, filters: Filters) -> Any:

@@ -157,3 +157,32 @@ def assert_rejection_logged(caplog: Any, status: int, *secrets: str) -> None:
     for secret in (SECRET, *secrets):
         if len(secret) > 20:
             assert secret not in caplog.text and secret[-20:] not in caplog.text
+
+
+def ledger_snapshot(app: Any) -> dict[str, list[tuple]]:
+    """Return every ledger row, table by table, in key order (what 'the ledger' is)."""
+    import ledger
+
+    snapshot = {}
+    with app.extensions["pnm"].engine.connect() as conn:
+        for table in ledger.LEDGER_TABLES:
+            keys = [c for c in table.primary_key.columns]
+            snapshot[table.name] = [tuple(r) for r in conn.execute(table.select().order_by(*keys))]
+    return snapshot
+
+
+def reset_database(app: Any) -> None:
+    """Delete every stored event and ledger row (between hypothesis examples)."""
+    import ledger
+
+    with storage.write_transaction(app.extensions["pnm"].engine) as conn:
+        ledger.clear(conn)
+        conn.execute(storage.events.delete())
+
+
+def report(app: Any, name: str, **filters: Any) -> dict[str, Any]:
+    """Build a report straight from the app's database."""
+    import reports
+
+    with app.extensions["pnm"].engine.connect() as conn:
+        return reports.build(conn, name, reports.Filters(**filters))

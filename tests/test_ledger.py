@@ -1,0 +1,278 @@
+"""The ledger from the corpus: exact minutes, costs, attendance and files, in any order."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from helpers import (
+    corpus_bodies,
+    deliver,
+    ledger_snapshot,
+    report,
+    reset_database,
+    stored_count,
+    stored_rows,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+SID = "RM_hK3v9QpZt2Lx"
+
+
+def _deliver_all(client, bodies):
+    answers = [deliver(client, body) for body in bodies]
+    assert [a.status for a in answers] == [200] * len(bodies)
+
+
+def test_corpus_gives_the_exact_ledger(app, client):
+    _deliver_all(client, corpus_bodies())
+
+    [session] = report(app, "sessions")["rows"]
+    assert session == {
+        "room_sid": SID,
+        "room_id": "weekly-standup",
+        "title": "Weekly stand-up",
+        "started_at": "2025-11-26T15:30:00Z",
+        "ended_at": "2025-11-26T16:12:45Z",
+        "end_source": "created_at",
+        "status": "ended",
+        "duration_seconds": 2565,
+        "billable_minutes": 43,
+    }
+
+    ledger = ledger_snapshot(app)
+    usage = {row[0]: row for row in ledger["usage"]}
+    assert len(usage) == 6
+    costs = [row[9] for row in ledger["usage"]]
+    assert sum(c for c in costs if c is not None) == 459_858  # micro-units: 0.459858
+    [no_cost] = [row for row in ledger["usage"] if row[9] is None]
+    assert no_cost[4:7] == ("SYNTHESIZED_SPEECH_USAGE", 5120, "characters")
+    chat = usage["0b530516-efb1-484d-95bd-cf897f5eeb89"]
+    assert chat[4:11] == (
+        "AI_TEXT_CHAT_INTERACTION_USAGE",
+        6690,
+        "tokens",
+        5400,
+        1290,
+        4845,
+        "u-alice",
+    )
+    assert json.loads(chat[11]) == {"gemini-2.5-flash": 6690}
+    summary_usage = usage["3b91b1f1-3fe9-427a-97ac-63d4595e44bc"]
+    assert summary_usage[12] == "fe43ba26-c840-40ea-bc6d-4708dc585515"
+
+    seconds = {row[2]: row[6] for row in ledger["attendance"]}
+    assert seconds == {"u-alice": 2540, "u-bob": 2435, "u-carol": 2400}
+
+    files = {row[4]: (row[5], row[6], row[7], row[8]) for row in ledger["files"]}
+    assert files == {
+        "RECORDING": ("node_01/RM_hK3v9QpZt2Lx/REC_7f3a.mp4", None, 187.42, "video/mp4"),
+        "SPEECH_TRANSCRIPTION": (
+            "speech_transcription/weekly-standup/transcript_RM_hK3v9QpZt2Lx.txt",
+            48211,
+            None,
+            "text/plain",
+        ),
+        "MEETING_SUMMARY": (
+            "meeting_summary/weekly-standup/summary_RM_hK3v9QpZt2Lx.txt",
+            2210,
+            None,
+            "text/plain",
+        ),
+        "MEETING_ANALYTICS": (
+            "analytics/weekly-standup/RM_hK3v9QpZt2Lx.json",
+            9123,
+            None,
+            "application/json",
+        ),
+    }
+
+
+def test_corpus_reports(app, client):
+    _deliver_all(client, corpus_bodies())
+
+    usage = report(app, "usage")
+    assert usage["total"] == {
+        "artifacts": 6,
+        "quantity_by_unit": {"characters": 23350, "seconds": 4711, "tokens": 39450},
+        "estimated_cost": 0.459858,
+        "artifacts_without_cost": 1,
+    }
+    by_type = {r["artifact_type"]: r for r in usage["rows"]}
+    assert by_type["SYNTHESIZED_SPEECH_USAGE"]["estimated_cost"] is None
+    assert by_type["CHAT_TRANSLATION_USAGE"]["estimated_cost"] == 0.3646
+
+    assert report(app, "rooms")["rows"] == [
+        {
+            "room_id": "weekly-standup",
+            "sessions": 1,
+            "billable_minutes": 43,
+            "attendees": 3,
+            "attendee_minutes": 43 + 41 + 40,
+            "ai_cost": 0.459858,
+        }
+    ]
+
+
+def test_report_filters_by_day_and_room(app, client):
+    _deliver_all(client, corpus_bodies())
+    from datetime import date
+
+    day = date(2025, 11, 26)
+    assert report(app, "rooms", since=day, until=day)["total"]["billable_minutes"] == 43
+    assert report(app, "rooms", since=date(2025, 11, 27))["rows"] == []
+    assert report(app, "rooms", until=date(2025, 11, 25))["rows"] == []
+    assert report(app, "usage", room="weekly-standup")["total"]["artifacts"] == 6
+    assert report(app, "sessions", room="another-room")["rows"] == []
+
+
+SHUFFLES = settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@SHUFFLES
+@given(order=st.permutations(range(28)), repeats=st.lists(st.integers(0, 27), max_size=28))
+def test_any_order_with_redeliveries_gives_the_same_ledger(app, client, order, repeats):
+    bodies = corpus_bodies()
+    reset_database(app)
+    _deliver_all(client, bodies)
+    expected = ledger_snapshot(app)
+    reset_database(app)
+
+    stream = [bodies[i] for i in order]
+    for i in repeats:  # redeliveries, mixed in at random places
+        stream.insert(random.Random(i).randrange(len(stream) + 1), bodies[i])
+    _deliver_all(client, stream)
+
+    assert ledger_snapshot(app) == expected
+    assert stored_count(app) == 28
+
+
+def test_a_resent_artifact_with_a_new_event_id_is_counted_once(app, client):
+    body = corpus_bodies()[20]  # chat translation usage
+    resent = json.loads(body)
+    resent["id"] = "another-event-id"
+    _deliver_all(client, [body, json.dumps(resent).encode()])
+    assert stored_count(app) == 2
+    assert report(app, "usage")["total"]["artifacts"] == 1
+
+
+def test_session_without_session_ended_still_shows_up_marked(app, client):
+    bodies = [b for b in corpus_bodies() if b'"session_ended"' not in b]
+    _deliver_all(client, bodies)
+    [session] = report(app, "sessions")["rows"]
+    assert session["status"] == "no_session_ended"
+    assert session["end_source"] == "room_finished"
+    assert (session["duration_seconds"], session["billable_minutes"]) == (2562, 43)
+
+
+def test_open_session_has_no_length_yet(app, client):
+    _deliver_all(client, corpus_bodies()[:5])
+    [session] = report(app, "sessions")["rows"]
+    assert (session["status"], session["ended_at"], session["billable_minutes"]) == (
+        "open",
+        None,
+        None,
+    )
+
+
+def test_leave_before_join_gives_the_same_attendance(app, client):
+    bodies = corpus_bodies()
+    _deliver_all(client, [bodies[12], bodies[3]])  # Bob leaves, then his join arrives
+    assert {row[2]: row[6] for row in ledger_snapshot(app)["attendance"]} == {"u-bob": 2435}
+
+
+def test_rebuild_ledger_reproduces_it(app, client, runner):
+    _deliver_all(client, corpus_bodies())
+    before = ledger_snapshot(app)
+
+    result = runner.invoke(args=["rebuild-ledger", "--yes"])
+
+    assert result.exit_code == 0, result.output
+    assert "Rebuilt the ledger from 28 events (0 failed)." in result.output
+    assert ledger_snapshot(app) == before
+
+
+def test_replay_failed_repairs_events_whose_handler_failed(app, client, runner, monkeypatch):
+    import handlers
+
+    def broken(event, ctx):
+        raise RuntimeError("bug in the artifact handler")
+
+    with monkeypatch.context() as patch:
+        patch.setitem(handlers._handlers, "artifact_created", broken)
+        _deliver_all(client, corpus_bodies())
+    failed = [r for r in stored_rows(app) if r["handler_status"] == "failed"]
+    assert len(failed) == 9
+    assert report(app, "usage")["rows"] == []
+
+    result = runner.invoke(args=["replay", "--failed"])
+
+    assert result.exit_code == 0, result.output
+    assert "Replayed 9 events: 9 repaired, 0 failed." in result.output
+    assert {r["handler_status"] for r in stored_rows(app)} == {"ok"}
+    assert report(app, "usage")["total"]["estimated_cost"] == 0.459858
+
+
+def test_replay_of_one_event_and_of_an_unknown_id(app, client, runner):
+    _deliver_all(client, corpus_bodies())
+    before = ledger_snapshot(app)
+    one = runner.invoke(args=["replay", "--event-id", "dee82387-80cd-4feb-9ce2-b5c27d22cec7"])
+    assert "Replayed 1 events: 0 repaired, 0 failed." in one.output
+    assert ledger_snapshot(app) == before
+    missing = runner.invoke(args=["replay", "--event-id", "nope"])
+    assert missing.exit_code == 1
+    assert "no stored event has the id 'nope'" in missing.output
+
+
+def test_replay_still_failing_says_what_to_do(app, client, runner, monkeypatch):
+    import handlers
+
+    def broken(event, ctx):
+        raise RuntimeError("still broken")
+
+    monkeypatch.setitem(handlers._handlers, "session_ended", broken)
+    _deliver_all(client, corpus_bodies())
+    result = runner.invoke(args=["replay", "--failed"])
+    assert result.exit_code == 1
+    assert "1 events still fail" in result.output and "replay --failed" in result.output
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_report_command_formats(app, client, runner, fmt):
+    _deliver_all(client, corpus_bodies())
+    result = runner.invoke(args=["report", "rooms", "--format", fmt])
+    assert result.exit_code == 0, result.output
+    if fmt == "json":
+        assert json.loads(result.output) == report(app, "rooms")
+    elif fmt == "csv":
+        assert result.output == (
+            "room_id,sessions,billable_minutes,attendees,attendee_minutes,ai_cost\n"
+            "weekly-standup,1,43,3,124,0.459858\n"
+        )
+    else:
+        assert result.output.splitlines()[1].split() == [
+            "weekly-standup",
+            "1",
+            "43",
+            "3",
+            "124",
+            "0.459858",
+        ]
+        assert "Total: rooms 1, sessions 1, billable minutes 43" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "yesterday"], "since must be a date like 2026-11-01, not 'yesterday'"),
+        (["--since", "2026-11-02", "--until", "2026-11-01"], "is after until 2026-11-01"),
+    ],
+)
+def test_report_command_rejects_bad_dates(runner, args, message):
+    result = runner.invoke(args=["report", "usage", *args])
+    assert result.exit_code == 2
+    assert message in result.output

@@ -1,0 +1,138 @@
+"""Health, readiness, metrics and the report API."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from helpers import SECRET, corpus_bodies, deliver, report
+
+from app import create_app
+
+ADMIN = "a" * 20 + "-admin-token"
+
+
+@pytest.fixture
+def admin_app(settings):
+    application = create_app(replace(settings, admin_token=ADMIN))
+    yield application
+    application.extensions["pnm"].engine.dispose()
+
+
+def _get(client, path, token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client.get(path, headers=headers)
+
+
+def test_health_and_readiness(client):
+    assert (_get(client, "/healthz").status_code, _get(client, "/healthz").json) == (
+        200,
+        {"status": "ok"},
+    )
+    assert (_get(client, "/readyz").status_code, _get(client, "/readyz").json) == (
+        200,
+        {"status": "ready"},
+    )
+
+
+def test_not_ready_when_the_database_is_gone(settings):
+    app = create_app(replace(settings, db_timeout=0.5))
+    app.extensions["pnm"].engine.dispose()
+    # Point the live engine at a database that cannot be opened.
+    import storage
+
+    broken = storage.make_engine("postgresql://nobody@127.0.0.1:9/none", timeout=0.5)
+    app.extensions["pnm"] = replace(app.extensions["pnm"], engine=broken)
+    response = app.test_client().get("/readyz")
+    assert (response.status_code, response.json) == (
+        503,
+        {"status": "unavailable", "reason": "database"},
+    )
+
+
+def test_report_api_does_not_exist_without_an_admin_token(client):
+    for path in ("/api/sessions", "/api/usage", "/api/rooms"):
+        assert _get(client, path).status_code == 404
+        assert _get(client, path, token="anything-at-all-long").status_code == 404
+
+
+def test_report_api_needs_the_exact_bearer_token(admin_app, caplog):
+    client = admin_app.test_client()
+    assert _get(client, "/api/rooms").status_code == 404
+    assert _get(client, "/api/rooms", token=ADMIN + "x").status_code == 404
+    assert _get(client, "/api/rooms", token=ADMIN[:-1]).status_code == 404
+    response = client.get("/api/rooms", headers={"Authorization": f"Basic {ADMIN}"})
+    assert response.status_code == 404
+    assert _get(client, "/api/rooms", token=ADMIN).status_code == 200
+    assert "refused report request from 127.0.0.1" in caplog.text
+    assert ADMIN not in caplog.text
+
+
+@pytest.mark.parametrize("name", ["sessions", "usage", "rooms"])
+def test_report_api_serves_what_the_cli_prints(admin_app, name):
+    client = admin_app.test_client()
+    for body in corpus_bodies():
+        assert deliver(client, body).status == 200
+
+    response = _get(client, f"/api/{name}?since=2025-11-01&until=2025-11-30", token=ADMIN)
+
+    assert response.status_code == 200
+    assert response.json == report(admin_app, name)
+    assert list(response.json["rows"][0]) == list(report(admin_app, name)["rows"][0])
+    assert _get(client, f"/api/{name}?room=elsewhere", token=ADMIN).json["rows"] == []
+
+
+def test_report_api_explains_bad_dates(admin_app):
+    response = _get(admin_app.test_client(), "/api/usage?since=last-month", token=ADMIN)
+    assert response.status_code == 400
+    assert response.json == {
+        "status": "bad_request",
+        "error": "since must be a date like 2026-11-01, not 'last-month'.",
+    }
+    assert _get(admin_app.test_client(), "/api/other", token=ADMIN).status_code == 404
+
+
+def test_short_admin_token_is_refused_at_start_up():
+    from config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="PNM_ADMIN_TOKEN is shorter than 16 characters"):
+        load_settings({"PNM_API_KEY": "k", "PNM_API_SECRET": "s", "PNM_ADMIN_TOKEN": "short"})
+
+
+def _metric(client, line_start: str) -> float:
+    for line in client.get("/metrics").get_data(as_text=True).splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_outcomes_events_and_latency(app, client, monkeypatch):
+    import handlers
+
+    accepted = 'pnm_webhook_deliveries_total{outcome="accepted"}'
+    duplicate = 'pnm_webhook_deliveries_total{outcome="duplicate"}'
+    forbidden = 'pnm_webhook_deliveries_total{outcome="forbidden"}'
+    joined = 'pnm_webhook_events_total{event="participant_joined"}'
+    failures = 'pnm_webhook_handler_failures_total{event="session_ended"}'
+    observed = "pnm_webhook_request_seconds_count"
+    names = (accepted, duplicate, forbidden, joined, failures, observed)
+    before = {name: _metric(client, name) for name in names}
+
+    def broken(event, ctx):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(handlers._handlers, "session_ended", broken)
+    bodies = corpus_bodies()
+    for body in bodies:
+        deliver(client, body)
+    deliver(client, bodies[0])
+    deliver(client, bodies[0], secret=SECRET[::-1])
+
+    after = {name: _metric(client, name) for name in names}
+    assert after[accepted] - before[accepted] == 28
+    assert after[duplicate] - before[duplicate] == 1
+    assert after[forbidden] - before[forbidden] == 1
+    assert after[joined] - before[joined] == 3
+    assert after[failures] - before[failures] == 1
+    assert after[observed] - before[observed] == 30
+    assert client.get("/metrics").content_type.startswith("text/plain")
