@@ -9,6 +9,8 @@ import shlex
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -225,16 +227,25 @@ def report(name: str, since: str | None, until: str | None, room: str | None, fm
     click.echo(reports.RENDERERS[fmt](built), nl=fmt != "csv")
 
 
-def _quiet_handlers() -> None:
+@contextmanager
+def _quiet_handlers() -> Iterator[None]:
     # Each event was logged when it arrived; a replay says only what goes wrong.
-    logging.getLogger("handlers").setLevel(logging.WARNING)
+    logger = logging.getLogger("handlers")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _replay(which: storage.EventFilter, label: str) -> storage.ReplayResult:
     engine = _runtime().engine
     total = storage.count_matching(engine, which)
-    _quiet_handlers()
-    with click.progressbar(length=total, label=label, show_pos=True, file=sys.stderr) as bar:
+    with (
+        _quiet_handlers(),
+        click.progressbar(length=total, label=label, show_pos=True, file=sys.stderr) as bar,
+    ):
         return storage.replay_events(engine, handlers.handle_body, which, progress=bar.update)
 
 

@@ -84,3 +84,48 @@ def gunicorn(tmp_path: Path, *, workers: int = 2, **env: str) -> Iterator[Server
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def race(urls: list[str], body: bytes, copies: int) -> list[tuple[int, str]]:
+    """Deliver one body ``copies`` times at the same instant, spread over ``urls``."""
+    import json
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cli import post
+    from validation import sign
+
+    token = sign(body, KEY, SECRET)
+    barrier = threading.Barrier(copies)
+
+    def one(n: int) -> tuple[int, str]:
+        barrier.wait()
+        status, text = post(urls[n % len(urls)], body, token)
+        return status, json.loads(text)["status"]
+
+    with ThreadPoolExecutor(copies) as pool:
+        return list(pool.map(one, range(copies)))
+
+
+def worker_pids(master_pid: int) -> list[int]:
+    """Return the pids of the gunicorn workers of a master (its child processes)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master_pid:
+            children.append(int(stat.parent.name))
+    return sorted(children)
+
+
+def wait_for_workers(master_pid: int, count: int, timeout: float = 30) -> list[int]:
+    """Wait until the master has ``count`` workers; return their pids."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = worker_pids(master_pid)
+        if len(pids) == count:
+            return pids
+        time.sleep(0.05)
+    raise RuntimeError(f"gunicorn {master_pid} has {worker_pids(master_pid)} workers, not {count}")

@@ -36,8 +36,13 @@ def available() -> str | None:
 
 
 def skip_reason() -> str:
-    """Say in one line why the PostgreSQL tests are skipped."""
-    return _state.get("reason") or "PostgreSQL not reachable"
+    """Say in one line why the PostgreSQL tests are skipped (or fail, where CI requires them)."""
+    reason = _state.get("reason") or "PostgreSQL not reachable"
+    if os.environ.get("PNM_TEST_REQUIRE_POSTGRES"):
+        import pytest
+
+        pytest.fail(f"{reason}; PNM_TEST_REQUIRE_POSTGRES is set, so this is an error")
+    return reason
 
 
 @contextmanager

@@ -6,12 +6,10 @@ import http.client
 import json
 import socket
 import subprocess
-import threading
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from gunicorn_server import gunicorn
+from gunicorn_server import gunicorn, race
 from helpers import CORPUS, KEY, ROOT, SAMPLES, SAMPLES_DIR, SECRET, run_flask
 
 import storage
@@ -63,20 +61,8 @@ def test_concurrent_duplicates_through_two_workers_are_stored_once(server):
         for n in range(events)
     ]
 
-    def race(body: bytes) -> list[tuple[int, str]]:
-        token = sign(body, KEY, SECRET)
-        barrier = threading.Barrier(copies)
-
-        def one() -> tuple[int, str]:
-            barrier.wait()
-            status, text = post(server.url, body, token)
-            return status, json.loads(text)["status"]
-
-        with ThreadPoolExecutor(copies) as pool:
-            return list(pool.map(lambda _: one(), range(copies)))
-
     for body in bodies:
-        answers = race(body)
+        answers = race([server.url], body, copies)
         assert [status for status, _ in answers] == [200] * copies
         assert sorted(word for _, word in answers) == ["accepted"] + ["duplicate"] * (copies - 1)
         assert _count(server, json.loads(body)["id"]) == 1

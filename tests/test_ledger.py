@@ -185,13 +185,19 @@ def test_leave_before_join_gives_the_same_attendance(app, client):
     assert {row[2]: row[6] for row in ledger_snapshot(app)["attendance"]} == {"u-bob": 2435}
 
 
-def test_rebuild_ledger_reproduces_it(app, client, runner):
+def test_rebuild_ledger_reproduces_it(app, client, runner, caplog):
     _deliver_all(client, corpus_bodies())
     before = ledger_snapshot(app)
 
+    import logging
+
+    level = logging.getLogger("handlers").level
+    caplog.clear()
     result = runner.invoke(args=["rebuild-ledger", "--yes"])
 
     assert result.exit_code == 0, result.output
+    assert not [r for r in caplog.records if r.name == "handlers"], "a rebuild is quiet"
+    assert logging.getLogger("handlers").level == level
     assert "Rebuilt the ledger from 28 events (0 failed)." in result.output
     assert ledger_snapshot(app) == before
 

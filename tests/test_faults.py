@@ -1,0 +1,149 @@
+"""Faults: the database goes away, a worker is killed mid-burst, hosts race on duplicates."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+from gunicorn_server import gunicorn, race, wait_for_workers
+from helpers import KEY, OTHER_KEY, OTHER_SECRET, SECRET, corpus_bodies, deliver, ledger_snapshot
+from postgres import fresh_schema
+from tcp_proxy import TcpProxy
+
+import storage
+from app import create_app
+from cli import post
+from config import Settings
+from validation import sign
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    if postgres_server is None:
+        import postgres
+
+        pytest.skip(postgres.skip_reason())
+    with fresh_schema(postgres_server) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_database(request, tmp_path, postgres_server):
+    """A database URL for a gunicorn started by the test: a SQLite file or a PG schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'burst.db'}"
+        return
+    if postgres_server is None:
+        import postgres
+
+        pytest.skip(postgres.skip_reason())
+    with fresh_schema(postgres_server) as url:
+        yield url
+
+
+def _stored_ids(url: str) -> set[str]:
+    engine = storage.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(conn.execute(sa.select(storage.events.c.event_id)).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_database_down_is_503_with_nothing_half_written_then_the_retry_succeeds(postgres_url):
+    parsed = sa.make_url(postgres_url)
+    proxy = TcpProxy(parsed.host, parsed.port).start()
+    through_proxy = postgres_url.replace(f":{parsed.port}/", f":{proxy.port}/")
+    app = create_app(
+        Settings(
+            api_keys={KEY: SECRET, OTHER_KEY: OTHER_SECRET},
+            database_url=through_proxy,
+            db_timeout=1.0,
+        )
+    )
+    client = app.test_client()
+    bodies = corpus_bodies()
+    try:
+        assert deliver(client, bodies[0]).status == 200
+        ledger_before = ledger_snapshot(app)
+        proxy.cut()
+
+        during = [deliver(client, body).status for body in bodies[1:6]]
+        assert during == [503] * 5
+        assert _stored_ids(postgres_url) == {json.loads(bodies[0])["id"]}
+        assert client.get("/readyz").status_code == 503
+
+        proxy.restore()
+        retried = [deliver(client, body) for body in bodies[1:6]]
+        assert [(a.status, a.json["status"]) for a in retried] == [(200, "accepted")] * 5
+        assert len(_stored_ids(postgres_url)) == 6
+        assert ledger_snapshot(app) != ledger_before  # the retried events were handled
+        assert client.get("/readyz").status_code == 200
+    finally:
+        proxy.cut()
+        app.extensions["pnm"].engine.dispose()
+
+
+def _distinct_events(count: int) -> list[bytes]:
+    template = json.loads(corpus_bodies()[2])  # participant_joined
+    bodies = []
+    for n in range(count):
+        template["id"] = f"burst-{n:05d}"
+        template["participant"]["identity"] = f"u-{n}"
+        template["participant"]["sid"] = f"PA_{n}"
+        bodies.append(json.dumps(template).encode())
+    return bodies
+
+
+def test_sigkill_in_a_burst_loses_no_acknowledged_event(tmp_path, any_database):
+    bodies = _distinct_events(400)
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    killed: list[int] = []
+
+    with gunicorn(tmp_path, workers=2, PNM_DATABASE_URL=any_database) as server:
+        victims = wait_for_workers(server.process.pid, 2)
+
+        def send(body: bytes) -> None:
+            try:
+                status, _ = post(server.url, body, sign(body, KEY, SECRET), timeout=15)
+            except OSError:
+                return  # the connection died with the worker: the sender would retry
+            if status == 200:
+                with lock:
+                    acknowledged.append(json.loads(body)["id"])
+                    if len(acknowledged) == 100 and not killed:
+                        os.kill(victims[0], signal.SIGKILL)
+                        killed.append(victims[0])
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(send, bodies))
+        respawned = wait_for_workers(server.process.pid, 2)
+
+    assert killed, "the burst ended before a worker could be killed"
+    assert len(acknowledged) > 200
+    missing = set(acknowledged) - _stored_ids(any_database)
+    assert not missing, f"{len(missing)} acknowledged events were lost"
+    assert killed[0] not in respawned and len(respawned) == 2
+
+
+def test_duplicates_racing_through_two_hosts_store_once(tmp_path, postgres_url):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with (
+        gunicorn(tmp_path / "a", workers=2, PNM_DATABASE_URL=postgres_url) as first,
+        gunicorn(tmp_path / "b", workers=2, PNM_DATABASE_URL=postgres_url) as second,
+    ):
+        for body in corpus_bodies()[:10]:
+            answers = race([first.url, second.url], body, copies=8)
+            assert [status for status, _ in answers] == [200] * 8
+            assert sorted(word for _, word in answers) == ["accepted"] + ["duplicate"] * 7
+
+    assert len(_stored_ids(postgres_url)) == 10
