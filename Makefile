@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint format clean
+.PHONY: run test lint format bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11")'
@@ -27,6 +27,16 @@ run: $(VENV)/.run-deps
 test: $(VENV)/.dev-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+$(VENV)/.bench-deps: requirements.txt requirements-dev.txt requirements-bench.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-bench.txt
+	@touch $@ $(VENV)/.dev-deps $(VENV)/.run-deps
+
+## bench: measure against the bare-Flask floor and write BENCHMARKS.md (several minutes)
+bench: $(VENV)/.bench-deps
+	@command -v wrk >/dev/null || { echo "installing wrk (the load generator) ..."; \
+	  apt-get install -y wrk >/dev/null 2>&1 || { echo "wrk is needed: install it with your package manager, e.g. apt-get install wrk"; exit 1; }; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(VENV)/.dev-deps
 	$(BIN)/ruff check .

@@ -1,0 +1,517 @@
+"""``make bench``: the receiver against the bare-Flask floor, one pinned core, same run.
+
+Starts the service exactly as production runs it (gunicorn, gunicorn.conf.py, SQLite with
+WAL and synchronous=FULL) and a floor app that only reads the body, drives both with wrk
+from the other core using pre-signed distinct deliveries, checks that every answer was a
+200 and every event was stored, repeats the service run over a database of 1,000,000
+events, times the reports, replay and rebuild-ledger, and writes BENCHMARKS.md and a chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+sys.path.insert(0, str(ROOT))
+
+import storage  # noqa: E402
+from validation import sign  # noqa: E402
+
+KEY = "bench-key"
+SECRET = "bench-secret-0123456789abcdefghijklmnop"
+PATH = "/webhook-listener"
+SERVER_CPU, LOAD_CPU = 0, 1
+CONNECTIONS = 16
+TARGETS = {
+    "ratio_to_floor": 0.75,
+    "ratio_full_to_empty": 0.90,
+    "p99_over_p50": 3.0,
+    "rss_mb": 80.0,
+    "report_seconds": 2.0,
+    "replay_events_per_second": 5000.0,
+}
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def pinned(cpu: int) -> list[str]:
+    """Prefix a command so it runs on one CPU, where taskset exists and there are two."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", str(cpu)]
+    return []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_env(database_url: str, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PNM_", "PROMETHEUS_"))}
+    env |= {
+        "PNM_API_KEY": KEY,
+        "PNM_API_SECRET": SECRET,
+        "PNM_DATABASE_URL": database_url,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "1",
+    }
+    return env
+
+
+@dataclass
+class Server:
+    """A gunicorn master with one worker, pinned to SERVER_CPU."""
+
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{PATH}"
+
+    def worker_pid(self) -> int:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid:
+                return int(stat.parent.name)
+        raise RuntimeError("gunicorn has no worker")
+
+    def peak_rss_mb(self) -> float:
+        status = Path(f"/proc/{self.worker_pid()}/status").read_text()
+        kb = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))
+        return kb / 1024
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start(database_url: str, app: str | None, label: str) -> Server:
+    port = free_port()
+    log_path = OUT / f"{label}.log"
+    command = [*pinned(SERVER_CPU), sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
+    if app:
+        command.append(app)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=service_env(database_url, port), stdout=log, stderr=log
+        )
+    server = Server(process, port, log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{label} did not start:\n{log_path.read_text()[-2000:]}")
+        try:
+            server.worker_pid()
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return server
+        except (OSError, RuntimeError):
+            time.sleep(0.1)
+    raise SystemExit(f"{label} did not listen within 60 s")
+
+
+# --- deliveries ---------------------------------------------------------------------------
+
+
+def _templates() -> list[dict]:
+    return [json.loads(p.read_bytes()) for p in sorted((ROOT / "samples").glob("*.json"))]
+
+
+def realistic_event(template: dict, n: int, rooms: int, created_at: int) -> dict:
+    """Turn a sample into a distinct event of room n % rooms, with fresh ids."""
+    payload = json.loads(json.dumps(template))
+    room = n % rooms
+    payload["id"] = str(uuid.UUID(int=n + (7 << 100)))
+    payload["created_at"] = str(created_at)
+    if "room" in payload:
+        payload["room"]["sid"] = f"RM_bench{room:06d}"
+        payload["room"]["room_id"] = f"room-{room:05d}"
+        if "creation_time" in payload["room"]:
+            payload["room"]["creation_time"] = str(created_at - 1800 - n % 900)
+    if "participant" in payload:
+        payload["participant"]["sid"] = f"PA_{n}"
+        payload["participant"]["identity"] = f"u-{n % 5000}"
+        if "joined_at" in payload["participant"]:
+            payload["participant"]["joined_at"] = str(created_at - 600 - n % 600)
+    if "room_artifact" in payload:
+        payload["room_artifact"]["artifact_id"] = str(uuid.UUID(int=n + (9 << 100)))
+    if "recording_info" in payload:
+        payload["recording_info"]["record_id"] = f"REC_{n}"
+    return payload
+
+
+def compact(payload: dict) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def write_deliveries(path: Path, count: int, first: int) -> None:
+    """Write ``count`` distinct signed deliveries, one ``token<TAB>body`` a line."""
+    templates = _templates()
+    now = int(time.time())
+    with path.open("wb") as out:
+        for n in range(first, first + count):
+            body = compact(realistic_event(templates[n % len(templates)], n, 500, now - 3600))
+            token = sign(body, KEY, SECRET, ttl=4 * 3600)
+            out.write(token.encode() + b"\t" + body + b"\n")
+
+
+# --- load ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """What one wrk run measured."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    completed: int
+    non200: int
+    wrapped: int
+    rss_mb: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def wrk(url: str, deliveries: Path, first: int, count: int, seconds: int) -> Load:
+    command = [
+        *pinned(LOAD_CPU), "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency",
+        "-s", str(ROOT / "bench" / "replay.lua"), url, "--", str(deliveries), str(first), str(count),
+    ]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    mine = dict(re.findall(r"(\w+)=(\d+)", " ".join(re.findall(r"^PNM (.*)$", output, re.M))))
+    return Load(
+        rps=rps,
+        p50_ms=int(mine["p50_us"]) / 1000,
+        p99_ms=int(mine["p99_us"]) / 1000,
+        completed=int(mine["completed"]),
+        non200=int(mine["non200"]),
+        wrapped=int(mine["wrapped"]),
+    )
+
+
+def drive(
+    server: Server, deliveries: Path, first: int, per_run: int, seconds: int, *, stores: bool = True
+) -> Load:
+    """Warm up on one slice of the deliveries, then measure on the next; check every answer."""
+    wrk(server.url, deliveries, first, per_run, 3)
+    load = wrk(server.url, deliveries, first + per_run, per_run, seconds)
+    load.rss_mb = server.peak_rss_mb()
+    if load.non200 or (stores and load.wrapped):
+        raise SystemExit(
+            f"FAILED: {load.non200} answers were not 200 and {load.wrapped} deliveries were "
+            f"sent twice (raise --deliveries); see {server.log_path}"
+        )
+    return load
+
+
+# --- guards: the benchmark refuses to measure a weakened service ----------------------------
+
+
+def check_durability(database_url: str) -> None:
+    engine = storage.make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+            sync = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+        with storage.write_transaction(engine) as conn:
+            begin = conn.get_execution_options().get("pnm_write")
+    finally:
+        engine.dispose()
+    if (mode, sync, begin) != ("wal", 2, True):
+        raise SystemExit(
+            f"FAILED: SQLite runs with journal_mode={mode}, synchronous={sync}, "
+            f"immediate writes={begin}; the benchmark measures only WAL + FULL + BEGIN IMMEDIATE."
+        )
+
+
+def check_guards(server: Server) -> None:
+    """Refuse to report numbers for a service that skips verification or deduplication."""
+    from cli import post
+
+    body = compact(realistic_event(_templates()[0], 10**9, 1, int(time.time())))
+    token = sign(body, KEY, SECRET)
+    checks = {
+        "forged body": (post(server.url, body + b" ", token)[0], 403),
+        "wrong secret": (post(server.url, body, sign(body, KEY, SECRET[::-1]))[0], 403),
+        "first delivery": (json.loads(post(server.url, body, token)[1])["status"], "accepted"),
+        "redelivery": (json.loads(post(server.url, body, token)[1])["status"], "duplicate"),
+    }
+    wrong = {k: v for k, v in checks.items() if v[0] != v[1]}
+    if wrong:
+        raise SystemExit(f"FAILED: the service no longer verifies or deduplicates: {wrong}")
+
+
+def stored_events(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+
+
+# --- a database of a million events ----------------------------------------------------------
+
+
+def seed(path: Path, events: int, rooms: int) -> None:
+    """Store ``events`` raw events over ``rooms`` rooms and 30 days, as the receiver would."""
+    url = f"sqlite:///{path}"
+    engine = storage.make_engine(url)
+    storage.prepare_schema(engine)
+    templates = _templates()
+    start = int(time.time()) - 30 * 86400
+    batch = 20_000
+    with engine.connect() as conn:
+        for first in range(0, events, batch):
+            rows = []
+            for n in range(first, min(first + batch, events)):
+                created = start + n * (30 * 86400) // events
+                # Ids of their own, apart from the deliveries the load runs send.
+                payload = realistic_event(templates[n % len(templates)], 10**8 + n, rooms, created)
+                body = compact(payload)
+                rows.append({
+                    "dedupe_key": payload["id"], "event_id": payload["id"],
+                    "event": payload["event"], "room_id": payload["room"]["room_id"],
+                    "room_sid": payload["room"]["sid"], "created_at": created,
+                    "received_at": float(created), "api_key": KEY, "remote_addr": "127.0.0.1",
+                    "body_sha256": "0" * 64, "body": body,
+                })  # fmt: skip
+            with conn.begin():
+                conn.execute(storage.events.insert(), rows)
+            say(f"  seeded {min(first + batch, events):,} / {events:,} events")
+    engine.dispose()
+
+
+def flask(database_url: str, *args: str) -> float:
+    """Run a flask command against the database; return its wall time in seconds."""
+    env = service_env(database_url, 0)
+    started = time.perf_counter()
+    subprocess.run(
+        [*pinned(SERVER_CPU), sys.executable, "-m", "flask", "--app", "app", *args],
+        cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return time.perf_counter() - started
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs, {memory / 1024 / 1024:.0f} GiB, "
+        f"Linux {platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def chart(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = ["floor\n(bare Flask)", "receiver\n(empty db)", "receiver\n(1M events)"]
+    loads = [results["floor"], results["empty"], results["full"]]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    bars = left.bar(labels, [x.rps for x in loads], color=["#9e9e9e", "#1f77b4", "#2ca02c"])
+    left.bar_label(bars, fmt="%.0f")
+    left.axhline(results["floor"].rps * TARGETS["ratio_to_floor"], color="#d62728", ls="--",
+                 label=f"target: {TARGETS['ratio_to_floor']:.0%} of the floor")  # fmt: skip
+    left.set_ylabel("requests / s (one core, 16 connections)")
+    left.set_title("Throughput")
+    left.legend(loc="lower right")
+    x = range(len(loads))
+    right.bar([i - 0.2 for i in x], [v.p50_ms for v in loads], 0.4, label="p50")
+    right.bar([i + 0.2 for i in x], [v.p99_ms for v in loads], 0.4, label="p99")
+    right.set_xticks(list(x), labels)
+    right.set_ylabel("latency (ms)")
+    right.set_title("Latency")
+    right.legend()
+    fig.suptitle(f"plugNmeet webhook receiver vs. bare Flask — {results['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def verdict(value: float, target: float, higher_is_better: bool) -> str:
+    ok = value >= target if higher_is_better else value <= target
+    return "met" if ok else "**missed**"
+
+
+def write_report(results: dict, path: Path) -> str:
+    floor, empty, full = results["floor"], results["empty"], results["full"]
+    ratio = empty.rps / floor.rps
+    full_ratio = full.rps / empty.rps
+    tail = max(empty.p99_ms / empty.p50_ms, full.p99_ms / full.p50_ms)
+    rss = max(empty.rss_mb, full.rss_mb)
+    slowest_report = max(results["report_rooms_s"], results["report_usage_s"])
+    slowest_replay = min(results["rebuild_eps"], results["replay_eps"])
+    rows = [
+        ("accepted-and-stored / floor, one core", f"{ratio:.2f}", "≥ 0.75",
+         verdict(ratio, 0.75, True)),
+        ("same, 1,000,000 events stored / empty", f"{full_ratio:.2f}", "≥ 0.90",
+         verdict(full_ratio, 0.90, True)),
+        ("p99 / p50 at 16 connections (worst run)", f"{tail:.2f}", "≤ 3", verdict(tail, 3, False)),
+        ("peak RSS of one worker", f"{rss:.1f} MB", "≤ 80 MB", verdict(rss, 80, False)),
+        ("`report rooms` / `report usage`, 1M events",
+         f"{results['report_rooms_s']:.2f} s / {results['report_usage_s']:.2f} s", "≤ 2 s each",
+         verdict(slowest_report, 2, False)),
+        ("`rebuild-ledger` / `replay`", f"{results['rebuild_eps']:,.0f} / "
+         f"{results['replay_eps']:,.0f} events/s", "≥ 5,000 events/s",
+         verdict(slowest_replay, 5000, True)),
+    ]  # fmt: skip
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `make bench` on {results['date']}.",
+        "",
+        f"- **Machine:** {results['machine']}.",
+        f"- **Pinning:** the server ran on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU} "
+        f"({'taskset' if pinned(0) else 'no taskset: unpinned'}).",
+        f"- **Server:** gunicorn with `gunicorn.conf.py` and one sync worker. SQLite ran with "
+        "WAL, `synchronous=FULL` and `BEGIN IMMEDIATE`; the benchmark checks these and stops "
+        "if any of them is weaker.",
+        f"- **Load:** {CONNECTIONS} connections and {results['seconds']} s a run, after a 3 s "
+        "warm-up. Every request was a distinct, pre-signed delivery, mixed over every event "
+        "and artifact type in `samples/`.",
+        "",
+        "![throughput and latency](bench/chart.png)",
+        "",
+        "| run | requests/s | p50 | p99 | peak RSS | answers | stored |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for label, load in (("floor (bare Flask)", floor), ("receiver, empty database", empty),
+                        ("receiver, 1,000,000 events stored", full)):  # fmt: skip
+        stored = load.extra.get("stored", "—")
+        lines.append(
+            f"| {label} | {load.rps:,.0f} | {load.p50_ms:.2f} ms | {load.p99_ms:.2f} ms | "
+            f"{load.rss_mb:.1f} MB | {load.completed:,} × 200 | {stored} |"
+        )
+    lines += [
+        "",
+        "| measure | result | target | |",
+        "| --- | --- | --- | --- |",
+        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
+        "",
+        f"The full database held {results['events']:,} events over {results['rooms']:,} rooms "
+        f"and 30 days. `rebuild-ledger` rebuilt its ledger in {results['rebuild_s']:.1f} s, and "
+        f"`replay` re-ran every event in {results['replay_s']:.1f} s. The report times are "
+        "wall times of the whole `flask` command, process start included.",
+    ]
+    notes = results.get("notes")
+    if notes:
+        lines += ["", "## Notes", "", notes.strip()]
+    text = "\n".join(lines) + "\n"
+    path.write_text(text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the full database")
+    parser.add_argument("--rooms", type=int, default=10_000)
+    parser.add_argument("--seconds", type=int, default=10, help="length of each measured run")
+    parser.add_argument("--deliveries", type=int, default=60_000, help="signed deliveries per run")
+    parser.add_argument("--notes", type=Path, help="a Markdown file appended to BENCHMARKS.md")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk (Debian/Ubuntu), then retry.")
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    OUT.mkdir(parents=True)
+    results: dict = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "seconds": args.seconds,
+        "events": args.events,
+        "rooms": args.rooms,
+        "notes": args.notes.read_text() if args.notes else "",
+    }
+    say(f"machine: {results['machine']}")
+
+    per_run = args.deliveries
+    deliveries = OUT / "deliveries.tsv"
+    say(f"signing {4 * per_run:,} distinct deliveries ...")
+    write_deliveries(deliveries, 4 * per_run, 0)
+
+    say("floor: bare Flask under the same gunicorn ...")
+    floor_db = OUT / "floor.db"
+    server = start(f"sqlite:///{floor_db}", "bench.floor:app", "floor")
+    try:
+        results["floor"] = drive(server, deliveries, 1, per_run, args.seconds, stores=False)
+    finally:
+        server.stop()
+
+    say("receiver, empty database ...")
+    empty_db = OUT / "empty.db"
+    check_durability(f"sqlite:///{empty_db}")
+    server = start(f"sqlite:///{empty_db}", None, "receiver-empty")
+    try:
+        check_guards(server)
+        results["empty"] = drive(server, deliveries, 1, per_run, args.seconds)
+    finally:
+        server.stop()
+    stored = stored_events(empty_db) - 1  # the guard check's own event
+    results["empty"].extra["stored"] = f"{stored:,}"
+    if stored < results["empty"].completed:
+        raise SystemExit(f"FAILED: {results['empty'].completed:,} answered 200, {stored:,} stored")
+
+    full_db = OUT / "full.db"
+    say(f"seeding {args.events:,} events over {args.rooms:,} rooms ...")
+    seed(full_db, args.events, args.rooms)
+    full_url = f"sqlite:///{full_db}"
+    say("rebuild-ledger ...")
+    results["rebuild_s"] = flask(full_url, "rebuild-ledger", "--yes")
+    results["rebuild_eps"] = args.events / results["rebuild_s"]
+    say("replay ...")
+    results["replay_s"] = flask(full_url, "replay")
+    results["replay_eps"] = args.events / results["replay_s"]
+    say("reports ...")
+    results["report_rooms_s"] = flask(full_url, "report", "rooms", "--format", "json")
+    results["report_usage_s"] = flask(full_url, "report", "usage", "--format", "json")
+
+    say("receiver, 1,000,000 events stored ...")
+    before = stored_events(full_db)
+    server = start(full_url, None, "receiver-full")
+    try:
+        results["full"] = drive(server, deliveries, 1 + 2 * per_run, per_run, args.seconds)
+    finally:
+        server.stop()
+    stored = stored_events(full_db) - before
+    results["full"].extra["stored"] = f"{stored:,}"
+    if stored < results["full"].completed:
+        raise SystemExit(f"FAILED: {results['full'].completed:,} answered 200, {stored:,} stored")
+
+    chart(results, ROOT / "bench" / "chart.png")
+    print(write_report(results, ROOT / "BENCHMARKS.md"))
+
+
+if __name__ == "__main__":
+    main()
