@@ -33,7 +33,7 @@ import storage  # noqa: E402
 from validation import sign  # noqa: E402
 
 KEY = "bench-key"
-SECRET = "bench-secret-0123456789abcdefghijklmnop"
+SECRET = "bench-secret-0123456789abcdefghijklmnop"  # noqa: S105 - a throw-away key for the run
 PATH = "/webhook-listener"
 SERVER_CPU, LOAD_CPU = 0, 1
 CONNECTIONS = 16
@@ -201,7 +201,8 @@ class Load:
 def wrk(url: str, deliveries: Path, first: int, count: int, seconds: int) -> Load:
     command = [
         *pinned(LOAD_CPU), "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency",
-        "-s", str(ROOT / "bench" / "replay.lua"), url, "--", str(deliveries), str(first), str(count),
+        "-s", str(ROOT / "bench" / "replay.lua"), url,
+        "--", str(deliveries), str(first), str(count),
     ]  # fmt: skip
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
@@ -395,7 +396,7 @@ def write_report(results: dict, path: Path) -> str:
         f"- **Machine:** {results['machine']}.",
         f"- **Pinning:** the server ran on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU} "
         f"({'taskset' if pinned(0) else 'no taskset: unpinned'}).",
-        f"- **Server:** gunicorn with `gunicorn.conf.py` and one sync worker. SQLite ran with "
+        "- **Server:** gunicorn with `gunicorn.conf.py` and one sync worker. SQLite ran with "
         "WAL, `synchronous=FULL` and `BEGIN IMMEDIATE`; the benchmark checks these and stops "
         "if any of them is weaker.",
         f"- **Load:** {CONNECTIONS} connections and {results['seconds']} s a run, after a 3 s "
