@@ -236,8 +236,8 @@ def receive() -> Response:
         body=body,
     )
 
-    def handle(conn: Any, row_id: int) -> None:
-        handlers.handle_payload(conn, row_id, payload, stored.received_at)
+    def handle(conn: Any) -> None:
+        handlers.handle_payload(conn, payload, stored.dedupe_key, stored.received_at)
 
     outcome = storage.store_and_handle(rt.engine, stored, handle)
     if outcome != "duplicate":

@@ -258,7 +258,7 @@ def replay(since: datetime | None, event_id: str | None, failed_only: bool) -> N
     """Run the handlers again over stored events (after a fix); safe to repeat."""
     which = storage.EventFilter(
         since=since.replace(tzinfo=UTC).timestamp() if since else None,
-        event_id=event_id,
+        event_key=event_id,
         failed_only=failed_only,
     )
     result = _replay(which, "Replaying")

@@ -6,7 +6,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ledger
@@ -15,13 +15,21 @@ from normalize import Artifact, Event, normalize, plain, shown
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Context:
-    """What a handler may use besides the event: the open transaction and the receipt."""
+    """What a handler may use besides the event, and where it puts the ledger writes it wants.
 
-    conn: Any
-    row_id: int | None
+    Handlers do not touch the database: they add :class:`ledger.Write` items, which run in the
+    transaction that stores the event once the handler has returned.
+    """
+
+    event_key: str
     received_at: float
+    writes: list[ledger.Write] = field(default_factory=list)
+
+    def write(self, *writes: ledger.Write | None) -> None:
+        """Ask for ledger writes (``None`` items are ignored)."""
+        self.writes.extend(w for w in writes if w is not None)
 
 
 Handler = Callable[[Event, Context], None]
@@ -46,14 +54,16 @@ def handled_events() -> frozenset[str]:
     return frozenset(_handlers)
 
 
-def handle_payload(conn: Any, row_id: int, payload: dict[str, Any], received_at: float) -> None:
-    """Normalise a stored event's parsed body and run its handler."""
-    dispatch(normalize(payload), Context(conn=conn, row_id=row_id, received_at=received_at))
+def handle_payload(conn: Any, payload: dict[str, Any], event_key: str, received_at: float) -> None:
+    """Normalise a stored event's parsed body, run its handler, then run the writes it asked for."""
+    ctx = Context(event_key=event_key, received_at=received_at)
+    dispatch(normalize(payload), ctx)
+    ledger.run(conn, ctx.writes)
 
 
-def handle_body(conn: Any, row_id: int, body: bytes, received_at: float) -> None:
-    """Parse a stored raw body and run its handler (for replays)."""
-    handle_payload(conn, row_id, json.loads(body), received_at)
+def handle_body(conn: Any, body: bytes, event_key: str, received_at: float) -> None:
+    """Parse a stored raw body and handle it (for replays)."""
+    handle_payload(conn, json.loads(body), event_key, received_at)
 
 
 def dispatch(event: Event, ctx: Context) -> None:
@@ -85,7 +95,7 @@ def _who(event: Event) -> str:
 @on("room_created", "room_started", "room_finished")
 def room_lifecycle(event: Event, ctx: Context) -> None:
     """Record and log a room being created, started or finished."""
-    ledger.record_session(ctx.conn, event, ctx.received_at)
+    ctx.write(ledger.session_write(event, ctx.received_at))
     room = event.room
     verb = event.event.removeprefix("room_")
     title = f" {shown(room.title)}" if room.title else ""
@@ -124,7 +134,7 @@ def session_length(event: Event, received_at: float) -> SessionLength | None:
 @on("session_ended")
 def session_ended(event: Event, ctx: Context) -> None:
     """Record the session's end and log how many billable minutes it lasted."""
-    ledger.record_session(ctx.conn, event, ctx.received_at)
+    ctx.write(ledger.session_write(event, ctx.received_at))
     room_id = shown(event.room.room_id or event.room.sid or "?")
     length = session_length(event, ctx.received_at)
     if length is None:
@@ -140,8 +150,10 @@ def session_ended(event: Event, ctx: Context) -> None:
 @on("participant_joined")
 def participant_joined(event: Event, ctx: Context) -> None:
     """Record and log who joined which room."""
-    ledger.record_session(ctx.conn, event, ctx.received_at)
-    ledger.record_attendance(ctx.conn, event, ctx.received_at)
+    ctx.write(
+        ledger.session_write(event, ctx.received_at),
+        ledger.attendance_write(event, ctx.received_at),
+    )
     count = event.room.num_participants
     log.info("%s joined %s (%d in the room).", _who(event), _room(event), count)
 
@@ -149,8 +161,10 @@ def participant_joined(event: Event, ctx: Context) -> None:
 @on("participant_left")
 def participant_left(event: Event, ctx: Context) -> None:
     """Record and log who left which room, and after how long when both times are known."""
-    ledger.record_session(ctx.conn, event, ctx.received_at)
-    ledger.record_attendance(ctx.conn, event, ctx.received_at)
+    ctx.write(
+        ledger.session_write(event, ctx.received_at),
+        ledger.attendance_write(event, ctx.received_at),
+    )
     p = event.participant
     stayed = ""
     if p is not None and p.joined_at and event.created_at >= p.joined_at:
@@ -199,7 +213,7 @@ def recording_changed(event: Event, ctx: Context) -> None:
 @on("recording_proceeded")
 def recording_proceeded(event: Event, ctx: Context) -> None:
     """Record and log which recording file is ready."""
-    ledger.record_recording(ctx.conn, event, ctx.received_at)
+    ctx.write(ledger.recording_write(event, ctx.event_key, ctx.received_at))
     info = event.recording_info
     if info is None or not info.file_path:
         log.warning("Recording of %s proceeded, but no file path was sent.", _room(event))
@@ -292,7 +306,7 @@ def artifact_created(event: Event, ctx: Context) -> None:
         log.warning("artifact_created for %s carries no room_artifact.", _room(event))
         return
     usage = artifact_usage(artifact)
-    ledger.record_artifact(ctx.conn, event, artifact, usage, ctx.received_at)
+    ctx.write(*ledger.artifact_writes(event, artifact, usage, ctx.event_key, ctx.received_at))
     name = artifact.type
     artifact_id = plain(artifact.artifact_id or "no id")
     head = f"Artifact {plain(name, 60)} ({artifact_id}) for {_room(event)}"

@@ -1,16 +1,21 @@
 """The ledger: sessions, AI usage, files and attendance, derived from stored events.
 
-Every write is an upsert on a natural key whose merge is commutative and idempotent
-(``COALESCE`` for facts that do not change, least/greatest for times), so the ledger is the
-same whatever order events arrive in and however often they are redelivered or replayed.
-Derived figures (duration, billable minutes, attendance seconds) are generated columns:
-the database computes them from the merged facts, so they can never disagree with them.
+Handlers do not write: they describe their writes (:class:`Write`), and storage.py runs them
+in the transaction that stores the event. Every write is an upsert on a natural key whose
+merge is commutative and idempotent, so the ledger is the same whatever order events arrive
+in, however often they are redelivered or replayed, and whichever copy of a re-sent fact
+comes first. Derived figures (duration, billable minutes, seconds present) are generated
+columns: the database computes them from the merged facts, so they cannot disagree.
+
+Each statement is built once with SQLAlchemy Core and compiled once per database, then run
+as plain SQL with named parameters: the request path pays for no statement construction.
 """
 
 from __future__ import annotations
 
 import json
 import mimetypes
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -19,18 +24,24 @@ from sqlalchemy import (
     Column,
     Computed,
     Connection,
+    Dialect,
     Float,
     Index,
     Table,
     Text,
+    and_,
+    bindparam,
+    case,
     false,
     func,
+    or_,
+    tuple_,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
 
 from normalize import Artifact, Event
-from storage import dialect_insert, metadata
+from storage import compiled, metadata
 
 _END = "COALESCE(ended_at, finished_at)"
 _DURATION = (
@@ -44,6 +55,7 @@ sessions = Table(
     Column("room_sid", Text, primary_key=True),
     Column("room_id", Text),
     Column("title", Text),
+    Column("title_at", BigInteger),
     Column("started_at", BigInteger),
     Column("finished_at", BigInteger),
     Column("ended_at", BigInteger),
@@ -68,7 +80,7 @@ usage = Table(
     "usage",
     metadata,
     Column("artifact_id", Text, primary_key=True),
-    Column("event_id", Text),
+    Column("event_key", Text, nullable=False),
     Column("room_sid", Text),
     Column("room_id", Text),
     Column("artifact_type", Text, nullable=False),
@@ -90,7 +102,7 @@ files = Table(
     "files",
     metadata,
     Column("file_key", Text, primary_key=True),
-    Column("event_id", Text),
+    Column("event_key", Text, nullable=False),
     Column("room_sid", Text),
     Column("room_id", Text),
     Column("kind", Text, nullable=False),
@@ -121,7 +133,6 @@ attendance = Table(
         ),
     ),
 )
-Index("ix_attendance_identity", attendance.c.identity)
 
 LEDGER_TABLES = (sessions, usage, files, attendance)
 
@@ -150,62 +161,144 @@ def _greatest_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
     return f"max(coalesce({a}, {b}), coalesce({b}, {a}))"
 
 
-def _keep_first(table: Table, statement: Any, *names: str) -> dict[str, Any]:
-    return {n: func.coalesce(table.c[n], statement.excluded[n]) for n in names}
+# --- the statements ------------------------------------------------------------------------
 
 
-def record_session(conn: Connection, event: Event, received_at: float) -> None:
-    """Merge what this event knows of its room's session into the sessions table."""
+def _insert(dialect_module: Any, table: Table, columns: list[str]) -> Any:
+    return dialect_module.insert(table).values({c: bindparam(c) for c in columns})
+
+
+def _session_upsert(dialect_module: Any) -> Any:
+    columns = ["room_sid", "room_id", "title", "title_at", "started_at", "finished_at",
+               "ended_at", "ended_from", "session_ended"]  # fmt: skip
+    statement = _insert(dialect_module, sessions, columns)
+    new, old = statement.excluded, sessions.c
+    # The newest title wins (ties: the larger text); the earliest end wins, with its source.
+    newer_title = and_(
+        new.title.is_not(None),
+        or_(old.title.is_(None), tuple_(new.title_at, new.title) > tuple_(old.title_at, old.title)),
+    )
+    earlier_end = and_(
+        new.ended_at.is_not(None),
+        or_(
+            old.ended_at.is_(None),
+            tuple_(new.ended_at, new.ended_from) < tuple_(old.ended_at, old.ended_from),
+        ),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["room_sid"],
+        set_={
+            "room_id": func.coalesce(old.room_id, new.room_id),
+            "title": case((newer_title, new.title), else_=old.title),
+            "title_at": case((newer_title, new.title_at), else_=old.title_at),
+            "started_at": least(old.started_at, new.started_at),
+            "finished_at": least(old.finished_at, new.finished_at),
+            "ended_at": case((earlier_end, new.ended_at), else_=old.ended_at),
+            "ended_from": case((earlier_end, new.ended_from), else_=old.ended_from),
+            "session_ended": old.session_ended | new.session_ended,
+        },
+    )
+
+
+def _attendance_upsert(dialect_module: Any) -> Any:
+    columns = ["room_sid", "participant_sid", "identity", "name", "joined_at", "left_at"]
+    statement = _insert(dialect_module, attendance, columns)
+    new, old = statement.excluded, attendance.c
+    return statement.on_conflict_do_update(
+        index_elements=["room_sid", "participant_sid"],
+        set_={
+            "name": func.coalesce(old.name, new.name),
+            "joined_at": least(old.joined_at, new.joined_at),
+            "left_at": greatest(old.left_at, new.left_at),
+        },
+    )
+
+
+def _first_copy_upsert(dialect_module: Any, table: Table, key: str) -> Any:
+    """Keep one row per key: of several copies, the earliest (created_at, event_key)."""
+    columns = [c.name for c in table.columns]
+    statement = _insert(dialect_module, table, columns)
+    new, old = statement.excluded, table.c
+    return statement.on_conflict_do_update(
+        index_elements=[key],
+        set_={c: new[c] for c in columns if c != key},
+        where=tuple_(new.created_at, new.event_key) < tuple_(old.created_at, old.event_key),
+    )
+
+
+_BUILDERS = {
+    "session": _session_upsert,
+    "attendance": _attendance_upsert,
+    "usage": lambda d: _first_copy_upsert(d, usage, "artifact_id"),
+    "file": lambda d: _first_copy_upsert(d, files, "file_key"),
+}
+
+
+def sql(dialect: Dialect, name: str) -> str:
+    """Return the SQL text of a ledger statement for this database, compiled once."""
+    return compiled(dialect, name, _BUILDERS[name])
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One ledger upsert a handler asks for: a statement name and its parameters."""
+
+    statement: str
+    params: dict[str, Any]
+
+
+def run(conn: Connection, writes: list[Write]) -> None:
+    """Run the writes a handler described, in the caller's transaction."""
+    for write in writes:
+        conn.exec_driver_sql(sql(conn.dialect, write.statement), write.params)
+
+
+# --- what each event contributes ---------------------------------------------------------------
+
+
+def session_write(event: Event, received_at: float) -> Write | None:
+    """Describe what this event knows of its room's session."""
     room = event.room
     if not room.sid:
-        return
-    values: dict[str, Any] = {
+        return None
+    when = event.created_at or int(received_at)
+    params: dict[str, Any] = {
         "room_sid": room.sid,
         "room_id": room.room_id or None,
         "title": room.title or None,
+        "title_at": when if room.title else None,
         "started_at": room.creation_time or None,
-        "session_ended": False,
+        "finished_at": when if event.event == "room_finished" else None,
+        "ended_at": None,
+        "ended_from": None,
+        "session_ended": event.event == "session_ended",
     }
-    if event.event == "room_finished":
-        values["finished_at"] = event.created_at or int(received_at)
     if event.event == "session_ended":
         if room.ended_time:
-            values["ended_at"], values["ended_from"] = room.ended_time, "ended_time"
+            params["ended_at"], params["ended_from"] = room.ended_time, "ended_time"
         elif event.created_at:
-            values["ended_at"], values["ended_from"] = event.created_at, "created_at"
+            params["ended_at"], params["ended_from"] = event.created_at, "created_at"
         else:
-            values["ended_at"], values["ended_from"] = int(received_at), "receipt"
-        values["session_ended"] = True
-    statement = dialect_insert(conn, sessions).values(values)
-    merge = _keep_first(sessions, statement, "room_id", "title", "started_at")
-    merge["finished_at"] = least(sessions.c.finished_at, statement.excluded.finished_at)
-    # One session_ended per session: its end and where it came from travel together.
-    merge["ended_from"] = func.coalesce(sessions.c.ended_from, statement.excluded.ended_from)
-    merge["ended_at"] = func.coalesce(sessions.c.ended_at, statement.excluded.ended_at)
-    merge["session_ended"] = sessions.c.session_ended | statement.excluded.session_ended
-    conn.execute(statement.on_conflict_do_update(index_elements=["room_sid"], set_=merge))
+            params["ended_at"], params["ended_from"] = int(received_at), "receipt"
+    return Write("session", params)
 
 
-def record_attendance(conn: Connection, event: Event, received_at: float) -> None:
-    """Merge a join or a leave into the participant's attendance in this session."""
+def attendance_write(event: Event, received_at: float) -> Write | None:
+    """Describe a join or a leave of a participant in this session."""
     p = event.participant
     if p is None or not event.room.sid or not (p.sid or p.identity):
-        return
+        return None
     when = event.created_at or int(received_at)
-    values: dict[str, Any] = {
-        "room_sid": event.room.sid,
-        "participant_sid": p.sid or p.identity,
-        "identity": p.identity or p.sid,
-        "name": p.name or None,
-        "joined_at": p.joined_at or (when if event.event == "participant_joined" else None),
-        "left_at": when if event.event == "participant_left" else None,
-    }
-    statement = dialect_insert(conn, attendance).values(values)
-    merge = _keep_first(attendance, statement, "name")
-    merge["joined_at"] = least(attendance.c.joined_at, statement.excluded.joined_at)
-    merge["left_at"] = greatest(attendance.c.left_at, statement.excluded.left_at)
-    conn.execute(
-        statement.on_conflict_do_update(index_elements=["room_sid", "participant_sid"], set_=merge)
+    return Write(
+        "attendance",
+        {
+            "room_sid": event.room.sid,
+            "participant_sid": p.sid or p.identity,
+            "identity": p.identity or p.sid,
+            "name": p.name or None,
+            "joined_at": p.joined_at or (when if event.event == "participant_joined" else None),
+            "left_at": when if event.event == "participant_left" else None,
+        },
     )
 
 
@@ -213,65 +306,79 @@ def _micros(cost: float | None) -> int | None:
     return None if cost is None else round(cost * 1_000_000)
 
 
-def record_artifact(
-    conn: Connection, event: Event, artifact: Artifact, usage_row: Any, received_at: float
-) -> None:
-    """Keep a usage artifact as one usage row and a file artifact as one file row."""
+def artifact_writes(
+    event: Event, artifact: Artifact, usage_row: Any, event_key: str, received_at: float
+) -> list[Write]:
+    """Describe a usage artifact as one usage row and a file artifact as one file row."""
     meta = artifact.metadata
-    key = artifact.artifact_id or f"event:{event.id}"
-    when = event.created_at or int(received_at)
-    room = {"room_sid": event.room.sid or None, "room_id": event.room.room_id or None}
+    key = artifact.artifact_id or event_key
+    common = {
+        "event_key": event_key,
+        "room_sid": event.room.sid or None,
+        "room_id": event.room.room_id or None,
+        "created_at": event.created_at or int(received_at),
+    }
+    writes = []
     if usage_row is not None:
-        statement = dialect_insert(conn, usage).values(
-            artifact_id=key,
-            event_id=event.id or None,
-            **room,
-            artifact_type=artifact.type,
-            quantity=usage_row.quantity,
-            unit=usage_row.unit,
-            prompt_tokens=usage_row.prompt_tokens,
-            completion_tokens=usage_row.completion_tokens,
-            cost_micros=_micros(usage_row.cost),
-            user_id=meta.user_info.user_id if meta.user_info and meta.user_info.user_id else None,
-            breakdown=json.dumps(usage_row.breakdown, sort_keys=True)
-            if usage_row.breakdown
-            else None,
-            reference_artifact_id=meta.reference_artifact_id or None,
-            created_at=when,
+        user_id = meta.user_info.user_id if meta.user_info else ""
+        breakdown = usage_row.breakdown
+        writes.append(
+            Write(
+                "usage",
+                common
+                | {
+                    "artifact_id": key,
+                    "artifact_type": artifact.type,
+                    "quantity": usage_row.quantity,
+                    "unit": usage_row.unit,
+                    "prompt_tokens": usage_row.prompt_tokens,
+                    "completion_tokens": usage_row.completion_tokens,
+                    "cost_micros": _micros(usage_row.cost),
+                    "user_id": user_id or None,
+                    "breakdown": json.dumps(breakdown, sort_keys=True) if breakdown else None,
+                    "reference_artifact_id": meta.reference_artifact_id or None,
+                },
+            )
         )
-        conn.execute(statement.on_conflict_do_nothing(index_elements=["artifact_id"]))
-    if meta.file_info is not None and meta.file_info.file_path:
-        info = meta.file_info
-        statement = dialect_insert(conn, files).values(
-            file_key=key,
-            event_id=event.id or None,
-            **room,
-            kind=artifact.type,
-            path=info.file_path,
-            size_bytes=info.file_size or None,
-            mime_type=info.mime_type or mimetypes.guess_type(info.file_path)[0],
-            created_at=when,
+    info = meta.file_info
+    if info is not None and info.file_path:
+        writes.append(
+            Write(
+                "file",
+                common
+                | {
+                    "file_key": key,
+                    "kind": artifact.type,
+                    "path": info.file_path,
+                    "size_bytes": info.file_size or None,
+                    "size_mb": None,
+                    "mime_type": info.mime_type or mimetypes.guess_type(info.file_path)[0],
+                },
+            )
         )
-        conn.execute(statement.on_conflict_do_nothing(index_elements=["file_key"]))
+    return writes
 
 
-def record_recording(conn: Connection, event: Event, received_at: float) -> None:
-    """Keep a finished recording file as one file row."""
+def recording_write(event: Event, event_key: str, received_at: float) -> Write | None:
+    """Describe a finished recording file as one file row."""
     info = event.recording_info
     if info is None or not info.file_path:
-        return
-    statement = dialect_insert(conn, files).values(
-        file_key=f"recording:{info.record_id or info.file_path}",
-        event_id=event.id or None,
-        room_sid=event.room.sid or None,
-        room_id=event.room.room_id or None,
-        kind="RECORDING",
-        path=info.file_path,
-        size_mb=info.file_size or None,
-        mime_type=mimetypes.guess_type(info.file_path)[0],
-        created_at=event.created_at or int(received_at),
+        return None
+    return Write(
+        "file",
+        {
+            "file_key": f"recording:{info.record_id or info.file_path}",
+            "event_key": event_key,
+            "room_sid": event.room.sid or None,
+            "room_id": event.room.room_id or None,
+            "kind": "RECORDING",
+            "path": info.file_path,
+            "size_bytes": None,
+            "size_mb": info.file_size or None,
+            "mime_type": mimetypes.guess_type(info.file_path)[0],
+            "created_at": event.created_at or int(received_at),
+        },
     )
-    conn.execute(statement.on_conflict_do_nothing(index_elements=["file_key"]))
 
 
 def clear(conn: Connection) -> None:

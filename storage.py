@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    Dialect,
     Engine,
     Float,
     Index,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
     func,
@@ -35,7 +37,14 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from normalize import plain, shown
 
@@ -63,6 +72,8 @@ events = Table(
 )
 Index("ix_events_event", events.c.event)
 Index("ix_events_room_id", events.c.room_id)
+Index("ix_events_received_at", events.c.received_at)
+Index("ix_events_handler_status", events.c.handler_status)
 
 StorageError = SQLAlchemyError
 """Raised when the database cannot take a write or a read; the route answers 503."""
@@ -83,6 +94,8 @@ class StoredEvent:
     remote_addr: str | None
     body_sha256: str
     body: bytes
+    handler_status: str = "ok"
+    handler_error: str | None = None
 
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
@@ -121,12 +134,25 @@ def make_engine(url: str, *, timeout: float = 5.0) -> Engine:
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is what we ship
+        # Bound every wait: a held lock ends in LockNotAvailable (answered 503), and a server
+        # that stops answering is noticed by TCP instead of hanging a worker.
+        options = parsed.query.get("options", "")
+        options = options if isinstance(options, str) else " ".join(options)
+        milliseconds = int(timeout * 1000)
         return create_engine(
-            parsed,
+            parsed.difference_update_query(["options"]),
             hide_parameters=True,
             pool_pre_ping=True,
             pool_timeout=timeout,
-            connect_args={"connect_timeout": max(1, round(timeout))},
+            connect_args={
+                "connect_timeout": max(1, round(timeout)),
+                "options": f"{options} -c lock_timeout={milliseconds}".strip(),
+                "keepalives": 1,
+                "keepalives_idle": 10,
+                "keepalives_interval": 5,
+                "keepalives_count": 3,
+                "tcp_user_timeout": max(milliseconds, 1000),
+            },
         )
     path = _sqlite_file(url)
     if path is not None:
@@ -179,9 +205,10 @@ def is_transient(exc: SQLAlchemyError) -> bool:
         return (sqlite_code & 0xFF) in _SQLITE_TRANSIENT
     if isinstance(exc, (OperationalError, InterfaceError)):
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return not isinstance(exc, DBAPIError)  # pool time-outs and the like
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated
+    # Outside the driver, only a pool that stays empty or a lost connection will pass.
+    return isinstance(exc, (PoolTimeout, DisconnectionError))
 
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -220,22 +247,11 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
         # SQLite: the transaction began with BEGIN IMMEDIATE, so migrations run one at a time.
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
-        config = _alembic_config(conn)
-        if _made_before_migrations(conn):
-            command.stamp(config, "0001")  # the events table of the first release is 0001
-        command.upgrade(config, revision)
-
-
-def _made_before_migrations(conn: Connection) -> bool:
-    from alembic.runtime.migration import MigrationContext
-    from sqlalchemy import inspect
-
-    current = MigrationContext.configure(conn).get_current_revision()
-    return current is None and inspect(conn).has_table("events")
+        command.upgrade(_alembic_config(conn), revision)
 
 
 def prepare_schema(engine: Engine) -> None:
-    """Create or complete the schema of a new database; refuse one an older version made."""
+    """Create the schema in an empty database; refuse a database an older version made."""
     current, head = schema_revisions(engine)
     if current == head:
         return
@@ -248,32 +264,42 @@ def prepare_schema(engine: Engine) -> None:
     )
 
 
-def dialect_insert(conn: Connection, table: Table) -> Any:
-    """Return an INSERT for ``table`` that knows ``ON CONFLICT`` on this connection's database."""
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+_NAMED = {
+    "sqlite": (sqlite, sqlite.dialect(paramstyle="named")),
+    "postgresql": (postgresql, postgresql.psycopg.dialect()),
+}
+_compiled: dict[tuple[str, str], str] = {}
+
+
+def compiled(dialect: Dialect, name: str, build: Callable[[Any], Any]) -> str:
+    """Return SQL text with named parameters for a statement, built and compiled once.
+
+    ``build`` gets the dialect module (for its ``insert`` with ``ON CONFLICT``); the request
+    path then runs plain SQL and pays for no statement construction or cache look-up.
+    """
+    key = (dialect.name, name)
+    text = _compiled.get(key)
+    if text is None:
+        module, named = _NAMED[dialect.name]
+        text = str(build(module).compile(dialect=named))
+        _compiled[key] = text
+    return text
+
+
+_EVENT_COLUMNS = [c.name for c in events.columns if c.name != "id"]
+
+
+def _event_insert(module: Any) -> Any:
+    statement = module.insert(events).values({c: bindparam(c) for c in _EVENT_COLUMNS})
+    return statement.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(events.c.id)
 
 
 def insert_event(conn: Connection, stored: StoredEvent) -> int | None:
     """Insert the event unless its dedupe key is known; return its row id, or None if known."""
-    statement = (
-        dialect_insert(conn, events)
-        .values(
-            dedupe_key=stored.dedupe_key,
-            event_id=stored.event_id,
-            event=stored.event,
-            room_id=stored.room_id,
-            room_sid=stored.room_sid,
-            created_at=stored.created_at,
-            received_at=stored.received_at,
-            api_key=stored.api_key,
-            remote_addr=stored.remote_addr,
-            body_sha256=stored.body_sha256,
-            body=stored.body,
-        )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(events.c.id)
-    )
-    return conn.execute(statement).scalar_one_or_none()
+    params = {c: getattr(stored, c) for c in _EVENT_COLUMNS}
+    result = conn.exec_driver_sql(compiled(conn.dialect, "event", _event_insert), params)
+    row = result.fetchone()
+    return None if row is None else row[0]
 
 
 def mark_failed(conn: Connection, row_id: int, error: str) -> None:
@@ -285,46 +311,44 @@ def mark_failed(conn: Connection, row_id: int, error: str) -> None:
     )
 
 
-Handle = Callable[[Connection, int], None]
+def _failure(exc: BaseException) -> str:
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first_line}"[:4000]
 
 
-def _run_handler(conn: Connection, row_id: int, label: str, key: str, handle: Handle) -> str | None:
-    """Run ``handle`` in a savepoint; return None, or the error text if it raised.
-
-    A transient database error propagates: the caller's whole transaction must be retried.
-    """
-    savepoint = conn.begin_nested()
-    try:
-        handle(conn, row_id)
-    except Exception as exc:  # a handler bug must not lose the event
-        if isinstance(exc, SQLAlchemyError) and is_transient(exc):
-            raise
-        savepoint.rollback()
-        log.exception("handler for %s event %s failed", shown(label), plain(key))
-        first_line = str(exc).splitlines()[0] if str(exc) else ""
-        return f"{type(exc).__name__}: {first_line}"
-    savepoint.commit()
-    return None
+Handle = Callable[[Connection], None]
 
 
 def store_and_handle(engine: Engine, stored: StoredEvent, handle: Handle) -> str:
-    """Store the event and run ``handle`` in one transaction.
+    """Store the event and run ``handle`` in one transaction, committed before returning.
 
-    Return ``accepted``, ``handler_failed`` (stored all the same) or ``duplicate``.
-
-    If ``handle`` raises, its writes are rolled back and the event is kept, marked failed, so
-    nothing acknowledged is ever lost. A transient database error rolls back everything and
-    propagates, so the delivery is answered 503 and retried.
+    Returns ``accepted``, ``duplicate``, or ``handler_failed`` (the event is stored all the
+    same, marked failed, for a later ``replay --failed``). A transient database error
+    propagates and nothing is kept, so the delivery is answered 503 and retried.
     """
-    with write_transaction(engine) as conn:
-        row_id = insert_event(conn, stored)
-        if row_id is None:
-            return "duplicate"
-        error = _run_handler(conn, row_id, stored.event, stored.dedupe_key, handle)
-        if error is not None:
-            mark_failed(conn, row_id, error)
-            return "handler_failed"
-    return "accepted"
+    label, key = shown(stored.event), plain(stored.dedupe_key)
+    try:
+        with write_transaction(engine) as conn:
+            row_id = insert_event(conn, stored)
+            if row_id is None:
+                return "duplicate"
+            try:
+                handle(conn)
+            except SQLAlchemyError:
+                raise
+            except Exception as exc:  # handlers only plan before they write: nothing to undo
+                log.exception("handler for %s event %s failed", label, key)
+                mark_failed(conn, row_id, _failure(exc))
+                return "handler_failed"
+        return "accepted"
+    except SQLAlchemyError as exc:
+        if is_transient(exc):
+            raise
+        # A ledger write failed and took the transaction with it: keep the event alone.
+        log.exception("ledger write for %s event %s failed", label, key)
+        failed = replace(stored, handler_status="failed", handler_error=_failure(exc))
+        with write_transaction(engine) as conn:
+            return "handler_failed" if insert_event(conn, failed) else "duplicate"
 
 
 @dataclass
@@ -341,17 +365,15 @@ class EventFilter:
     """Which stored events a replay takes."""
 
     since: float | None = None
-    event_id: str | None = None
+    event_key: str | None = None
     failed_only: bool = False
 
     def apply(self, query: Any) -> Any:
-        """Narrow ``query`` over the events table to the matching events."""
+        """Narrow ``query`` over the events table to the matching events (all indexed)."""
         if self.since is not None:
             query = query.where(events.c.received_at >= self.since)
-        if self.event_id is not None:
-            query = query.where(
-                (events.c.event_id == self.event_id) | (events.c.dedupe_key == self.event_id)
-            )
+        if self.event_key is not None:
+            query = query.where(events.c.dedupe_key == self.event_key)
         if self.failed_only:
             query = query.where(events.c.handler_status == "failed")
         return query
@@ -363,50 +385,84 @@ def count_matching(engine: Engine, which: EventFilter) -> int:
         return conn.execute(which.apply(select(func.count()).select_from(events))).scalar_one()
 
 
+ReplayHandle = Callable[[Connection, bytes, str, float], None]
+
+
+def _replay_batch(
+    conn: Connection, rows: list[Any], handle: ReplayHandle, *, careful: bool
+) -> ReplayResult:
+    """Handle a batch of stored events; ``careful`` isolates each one in a savepoint."""
+    result = ReplayResult(events=len(rows))
+    for row in rows:
+        savepoint = conn.begin_nested() if careful else None
+        error = None
+        try:
+            handle(conn, row.body, row.dedupe_key, row.received_at)
+        except SQLAlchemyError as exc:
+            if savepoint is None or is_transient(exc):
+                raise
+            savepoint.rollback()
+            error = _failure(exc)
+        except Exception as exc:  # handlers only plan before they write: nothing to undo
+            error = _failure(exc)
+        else:
+            if savepoint is not None:
+                savepoint.commit()
+        if error is not None:
+            log.error("replay of %s event %s failed: %s", row.event, plain(row.dedupe_key), error)
+            result.failed += 1
+            mark_failed(conn, row.id, error)
+        elif row.handler_status != "ok":
+            result.repaired += 1
+            conn.execute(
+                events.update()
+                .where(events.c.id == row.id)
+                .values(handler_status="ok", handler_error=None)
+            )
+    return result
+
+
 def replay_events(
     engine: Engine,
-    handle: Callable[[Connection, int, bytes, float], None],
+    handle: ReplayHandle,
     which: EventFilter = EventFilter(),
     *,
     batch_size: int = 1000,
     progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
-    """Run ``handle`` again over stored events, oldest first, a batch per transaction."""
+    """Run ``handle`` again over stored events, oldest first, one transaction a batch.
+
+    A batch whose ledger write fails is run again one event at a time, each in a savepoint,
+    so one bad event is marked failed without holding back the others.
+    """
     query = which.apply(
         select(
             events.c.id, events.c.event, events.c.dedupe_key, events.c.body,
             events.c.received_at, events.c.handler_status,
         )
     )  # fmt: skip
-    result = ReplayResult()
+    total = ReplayResult()
     last_id = 0
     while True:
-        with write_transaction(engine) as conn:
-            batch = conn.execute(
-                query.where(events.c.id > last_id).order_by(events.c.id).limit(batch_size)
-            ).all()
-            for row in batch:
-
-                def again(c: Connection, row_id: int, row: Any = row) -> None:
-                    handle(c, row_id, row.body, row.received_at)
-
-                error = _run_handler(conn, row.id, row.event, row.dedupe_key, again)
-                if error is not None:
-                    result.failed += 1
-                    mark_failed(conn, row.id, error)
-                elif row.handler_status != "ok":
-                    result.repaired += 1
-                    conn.execute(
-                        events.update()
-                        .where(events.c.id == row.id)
-                        .values(handler_status="ok", handler_error=None)
-                    )
-        if not batch:
-            return result
-        result.events += len(batch)
-        last_id = batch[-1].id
+        page = query.where(events.c.id > last_id).order_by(events.c.id).limit(batch_size)
+        try:
+            with write_transaction(engine) as conn:
+                rows = conn.execute(page).all()
+                done = _replay_batch(conn, rows, handle, careful=False)
+        except SQLAlchemyError as exc:
+            if is_transient(exc):
+                raise
+            with write_transaction(engine) as conn:
+                rows = conn.execute(page).all()
+                done = _replay_batch(conn, rows, handle, careful=True)
+        if not rows:
+            return total
+        total.events += done.events
+        total.failed += done.failed
+        total.repaired += done.repaired
+        last_id = rows[-1].id
         if progress is not None:
-            progress(len(batch))
+            progress(len(rows))
 
 
 def count_events(engine: Engine) -> int:

@@ -33,6 +33,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_events_event", "events", ["event"])
     op.create_index("ix_events_room_id", "events", ["room_id"])
+    op.create_index("ix_events_received_at", "events", ["received_at"])
+    op.create_index("ix_events_handler_status", "events", ["handler_status"])
 
 
 def downgrade() -> None:

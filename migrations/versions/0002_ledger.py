@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("room_sid", sa.Text, primary_key=True),
         sa.Column("room_id", sa.Text),
         sa.Column("title", sa.Text),
+        sa.Column("title_at", sa.BigInteger),
         sa.Column("started_at", sa.BigInteger),
         sa.Column("finished_at", sa.BigInteger),
         sa.Column("ended_at", sa.BigInteger),
@@ -52,7 +53,7 @@ def upgrade() -> None:
     op.create_table(
         "usage",
         sa.Column("artifact_id", sa.Text, primary_key=True),
-        sa.Column("event_id", sa.Text),
+        sa.Column("event_key", sa.Text, nullable=False),
         sa.Column("room_sid", sa.Text),
         sa.Column("room_id", sa.Text),
         sa.Column("artifact_type", sa.Text, nullable=False),
@@ -72,7 +73,7 @@ def upgrade() -> None:
     op.create_table(
         "files",
         sa.Column("file_key", sa.Text, primary_key=True),
-        sa.Column("event_id", sa.Text),
+        sa.Column("event_key", sa.Text, nullable=False),
         sa.Column("room_sid", sa.Text),
         sa.Column("room_id", sa.Text),
         sa.Column("kind", sa.Text, nullable=False),
@@ -102,7 +103,6 @@ def upgrade() -> None:
             ),
         ),
     )
-    op.create_index("ix_attendance_identity", "attendance", ["identity"])
 
 
 def downgrade() -> None:
