@@ -8,11 +8,9 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, current_app, g, jsonify, request
-from sqlalchemy import Engine
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
@@ -28,21 +26,13 @@ import ops
 import storage
 from config import ConfigError, Settings, load_settings
 from normalize import peek, plain, shown
+from runtime import Runtime, current
 from validation import VerificationError, body_digest, verify_delivery
 
 log = logging.getLogger(__name__)
 
 ACCEPTED_CONTENT_TYPES = frozenset({"application/json", "application/webhook+json"})
 MAX_KEY_LENGTH = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Runtime:
-    """What the route needs, built once per process by the factory."""
-
-    settings: Settings
-    engine: Engine
-    schema_error: str | None = None
 
 
 class BadEvent(ValueError):
@@ -95,13 +85,8 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     return app
 
 
-def runtime() -> Runtime:
-    """Return the current app's runtime."""
-    return current_app.extensions["pnm"]
-
-
 def _start_timer() -> None:
-    if request.path == runtime().settings.webhook_path:
+    if request.path == current().settings.webhook_path:
         g.pnm_started = time.perf_counter()
 
 
@@ -196,7 +181,7 @@ def _utf8(text: str) -> bool:
 
 def receive() -> Response:
     """Verify a delivery, store it, run its handler, acknowledge it."""
-    rt = runtime()
+    rt = current()
     try:
         body = request.get_data(cache=False)
     except HTTPException:

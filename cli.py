@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import with_appcontext
 
 import handlers
 import ledger
 import reports
 import storage
+from runtime import current
 from validation import sign as sign_token
 
 CONTENT_TYPE = "application/json"
@@ -33,17 +34,14 @@ def init_app(app: Flask) -> None:
         app.cli.add_command(command)
 
 
-def _runtime():  # noqa: ANN202 - the app module's Runtime, imported lazily to avoid a cycle
-    return current_app.extensions["pnm"]
-
 
 def _default_url() -> str:
     port = os.environ.get("PORT", "").strip() or "8000"
-    return f"http://127.0.0.1:{port}{_runtime().settings.webhook_path}"
+    return f"http://127.0.0.1:{port}{current().settings.webhook_path}"
 
 
 def _key_pair(key: str | None) -> tuple[str, str]:
-    keys = _runtime().settings.api_keys
+    keys = current().settings.api_keys
     if key is None:
         key = next(iter(keys))
     if key not in keys:
@@ -77,7 +75,7 @@ def db() -> None:
 @with_appcontext
 def db_upgrade(revision: str) -> None:
     """Upgrade the database schema to REVISION (default: the newest)."""
-    engine = _runtime().engine
+    engine = current().engine
     before, _ = storage.schema_revisions(engine)
     storage.upgrade_schema(engine, revision)
     after, _ = storage.schema_revisions(engine)
@@ -91,9 +89,9 @@ def db_upgrade(revision: str) -> None:
 @with_appcontext
 def db_current() -> None:
     """Show the database's schema revision and the one this version needs."""
-    current, head = storage.schema_revisions(_runtime().engine)
-    state = "up to date" if current == head else "run 'flask --app app db upgrade'"
-    click.echo(f"database: {current or 'empty'}  this version: {head}  ({state})")
+    revision, head = storage.schema_revisions(current().engine)
+    state = "up to date" if revision == head else "run 'flask --app app db upgrade'"
+    click.echo(f"database: {revision or 'empty'}  this version: {head}  ({state})")
 
 
 @click.command("sign")
@@ -174,7 +172,7 @@ def send(files: tuple[str, ...], key: str | None, url: str | None) -> None:
 )
 def events(fmt: str, limit: int) -> None:
     """List the stored events, newest first."""
-    rows = storage.list_events(_runtime().engine, limit=limit)
+    rows = storage.list_events(current().engine, limit=limit)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -222,7 +220,7 @@ def report(name: str, since: str | None, until: str | None, room: str | None, fm
         filters = reports.Filters.parse(since, until, room)
     except ValueError as exc:
         raise click.BadParameter(f"{exc}.", param_hint="--since/--until") from None
-    with _runtime().engine.connect() as conn:
+    with current().engine.connect() as conn:
         built = reports.build(conn, name, filters)
     click.echo(reports.RENDERERS[fmt](built), nl=fmt != "csv")
 
@@ -240,7 +238,7 @@ def _quiet_handlers() -> Iterator[None]:
 
 
 def _replay(which: storage.EventFilter, label: str) -> storage.ReplayResult:
-    engine = _runtime().engine
+    engine = current().engine
     total = storage.count_matching(engine, which)
     with (
         _quiet_handlers(),
@@ -280,7 +278,7 @@ def replay(since: datetime | None, event_id: str | None, failed_only: bool) -> N
 @with_appcontext
 def rebuild_ledger() -> None:
     """Clear the sessions, usage, files and attendance tables and rebuild them from the events."""
-    with storage.write_transaction(_runtime().engine) as conn:
+    with storage.write_transaction(current().engine) as conn:
         ledger.clear(conn)
     result = _replay(storage.EventFilter(), "Rebuilding")
     click.echo(f"Rebuilt the ledger from {result.events} events ({result.failed} failed).")

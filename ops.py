@@ -5,20 +5,18 @@ from __future__ import annotations
 import hmac
 import logging
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask import Blueprint, Response, abort, jsonify, request
 from sqlalchemy import text
 
 import metrics
 import reports
 import storage
+from runtime import current
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("ops", __name__)
 
-
-def _runtime():  # noqa: ANN202 - app.Runtime; app imports this module
-    return current_app.extensions["pnm"]
 
 
 @bp.get("/healthz")
@@ -30,7 +28,7 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
     """Say whether deliveries can be stored now: the database answers, the schema is current."""
-    rt = _runtime()
+    rt = current()
     if rt.schema_error:
         return jsonify(status="unavailable", reason="schema"), 503
     try:
@@ -50,7 +48,7 @@ def metrics_page() -> Response:
 
 
 def _admin_allowed() -> bool:
-    token = _runtime().settings.admin_token
+    token = current().settings.admin_token
     if token is None:
         return False
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
@@ -73,5 +71,5 @@ def api_report(name: str) -> tuple[Response, int]:
         )
     except ValueError as exc:
         return jsonify(status="bad_request", error=f"{exc}."), 400
-    with _runtime().engine.connect() as conn:
+    with current().engine.connect() as conn:
         return jsonify(reports.build(conn, name, filters)), 200

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import BigInteger, Connection, case, cast, func, or_, select
 
 from ledger import attendance, sessions, usage
 
@@ -91,7 +91,9 @@ def session_status(ended: bool, end_source: str | None) -> str:
 def sessions_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     """One row per room session, oldest first, with billable minutes and a total."""
     query = _where(select(sessions), sessions.c.started_at, sessions.c.room_id, filters)
-    query = query.order_by(sessions.c.started_at, sessions.c.room_sid)
+    found = sorted(
+        conn.execute(query), key=lambda r: (r.started_at is None, r.started_at or 0, r.room_sid)
+    )
     rows = [
         {
             "room_sid": r.room_sid,
@@ -104,13 +106,19 @@ def sessions_report(conn: Connection, filters: Filters) -> dict[str, Any]:
             "duration_seconds": r.duration_seconds,
             "billable_minutes": r.billable_minutes,
         }
-        for r in conn.execute(query)
+        for r in found
     ]
     total = {
         "sessions": len(rows),
         "billable_minutes": sum(r["billable_minutes"] or 0 for r in rows),
     }
     return {"rows": rows, "total": total}
+
+
+def _sum_costs(micros: list[int | None]) -> float | None:
+    """Add costs exactly, in micro-units; None when none was reported."""
+    reported = [int(m) for m in micros if m is not None]
+    return cost(sum(reported)) if reported else None
 
 
 def usage_report(conn: Connection, filters: Filters) -> dict[str, Any]:
@@ -126,7 +134,7 @@ def usage_report(conn: Connection, filters: Filters) -> dict[str, Any]:
         no_cost.label("without_cost"),
     ).group_by(usage.c.room_id, usage.c.artifact_type, usage.c.unit)
     query = _where(query, usage.c.created_at, usage.c.room_id, filters)
-    query = query.order_by(usage.c.room_id, usage.c.artifact_type)
+    found = sorted(conn.execute(query), key=lambda r: (r.room_id or "", r.artifact_type, r.unit))
     rows = [
         {
             "room_id": r.room_id,
@@ -137,19 +145,47 @@ def usage_report(conn: Connection, filters: Filters) -> dict[str, Any]:
             "estimated_cost": cost(r.cost_micros),
             "artifacts_without_cost": int(r.without_cost),
         }
-        for r in conn.execute(query)
+        for r in found
     ]
     by_unit: dict[str, int] = {}
     for r in rows:
         by_unit[r["unit"]] = by_unit.get(r["unit"], 0) + r["quantity"]
-    micros = [r["estimated_cost"] for r in rows if r["estimated_cost"] is not None]
     total = {
         "artifacts": sum(r["artifacts"] for r in rows),
         "quantity_by_unit": dict(sorted(by_unit.items())),
-        "estimated_cost": round(sum(micros), 6) if micros else None,
+        "estimated_cost": _sum_costs([r.cost_micros for r in found]),
         "artifacts_without_cost": sum(r["artifacts_without_cost"] for r in rows),
     }
     return {"rows": rows, "total": total}
+
+
+def _attendee_totals(filters: Filters) -> Any:
+    """Per room: distinct attendees, and their minutes (each person's stays in a session
+    added up, then rounded up to whole minutes). A stay with no leave ends with the session."""
+    end = func.coalesce(attendance.c.left_at, sessions.c.ended_at, sessions.c.finished_at)
+    stay = case(
+        (or_(attendance.c.joined_at.is_(None), end.is_(None)), None),
+        (end < attendance.c.joined_at, 0),
+        else_=end - attendance.c.joined_at,
+    )
+    per_person = (
+        select(
+            sessions.c.room_id,
+            attendance.c.identity,
+            func.sum(stay).label("seconds"),
+        )
+        .select_from(attendance.join(sessions, attendance.c.room_sid == sessions.c.room_sid))
+        .group_by(sessions.c.room_id, sessions.c.room_sid, attendance.c.identity)
+    )
+    per_person = _where(per_person, sessions.c.started_at, sessions.c.room_id, filters).subquery()
+    return select(
+        per_person.c.room_id,
+        func.count(func.distinct(per_person.c.identity)).label("attendees"),
+        # PostgreSQL's sum() of bigints is numeric: back to an integer before dividing.
+        func.coalesce(func.sum((cast(per_person.c.seconds, BigInteger) + 59) // 60), 0).label(
+            "minutes"
+        ),
+    ).group_by(per_person.c.room_id)
 
 
 def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
@@ -157,9 +193,8 @@ def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     rooms: dict[str, dict[str, Any]] = {}
 
     def room(room_id: str | None) -> dict[str, Any]:
-        key = room_id or ""
         return rooms.setdefault(
-            key,
+            room_id or "",
             {
                 "room_id": room_id,
                 "sessions": 0,
@@ -175,39 +210,27 @@ def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
         func.count().label("sessions"),
         func.coalesce(func.sum(sessions.c.billable_minutes), 0).label("minutes"),
     ).group_by(sessions.c.room_id)
-    for r in conn.execute(
-        _where(session_totals, sessions.c.started_at, sessions.c.room_id, filters)
-    ):
+    session_totals = _where(session_totals, sessions.c.started_at, sessions.c.room_id, filters)
+    for r in conn.execute(session_totals):
         room(r.room_id).update(sessions=r.sessions, billable_minutes=int(r.minutes))
-
-    # Attendee minutes round each participant's stay up to whole minutes, like sessions.
-    attendee_totals = (
-        select(
-            sessions.c.room_id,
-            func.count(func.distinct(attendance.c.identity)).label("attendees"),
-            func.coalesce(func.sum((attendance.c.seconds + 59) // 60), 0).label("minutes"),
-        )
-        .select_from(attendance.join(sessions, attendance.c.room_sid == sessions.c.room_sid))
-        .group_by(sessions.c.room_id)
-    )
-    attendee_totals = _where(attendee_totals, sessions.c.started_at, sessions.c.room_id, filters)
-    for r in conn.execute(attendee_totals):
+    for r in conn.execute(_attendee_totals(filters)):
         room(r.room_id).update(attendees=r.attendees, attendee_minutes=int(r.minutes))
-
     cost_totals = select(usage.c.room_id, func.sum(usage.c.cost_micros).label("micros")).group_by(
         usage.c.room_id
     )
+    micros: dict[str, int] = {}
     for r in conn.execute(_where(cost_totals, usage.c.created_at, usage.c.room_id, filters)):
         room(r.room_id)["ai_cost"] = cost(r.micros)
+        if r.micros is not None:
+            micros[r.room_id or ""] = int(r.micros)
 
     rows = sorted(rooms.values(), key=lambda r: r["room_id"] or "")
-    costs = [r["ai_cost"] for r in rows if r["ai_cost"] is not None]
     total = {
         "rooms": len(rows),
         "sessions": sum(r["sessions"] for r in rows),
         "billable_minutes": sum(r["billable_minutes"] for r in rows),
         "attendee_minutes": sum(r["attendee_minutes"] for r in rows),
-        "ai_cost": round(sum(costs), 6) if costs else None,
+        "ai_cost": _sum_costs(list(micros.values())),
     }
     return {"rows": rows, "total": total}
 

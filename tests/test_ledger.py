@@ -282,3 +282,68 @@ def test_report_command_rejects_bad_dates(runner, args, message):
     result = runner.invoke(args=["report", "usage", *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def _variant(body: bytes, **changes) -> bytes:
+    """The same fact sent again under a new event id, with some values changed."""
+    payload = json.loads(body)
+    payload["id"] = f"variant-{sorted(changes.items())!r}"
+    for path, value in changes.items():
+        target = payload
+        *parents, leaf = path.split("__")
+        for name in parents:
+            target = target[name]
+        target[leaf] = value
+    return json.dumps(payload).encode()
+
+
+def _conflicting_facts() -> list[bytes]:
+    bodies = corpus_bodies()
+    return [
+        # The translation usage re-sent later with another quantity: the earliest copy counts.
+        _variant(
+            bodies[20],
+            created_at="1764173999",
+            room_artifact__metadata__character_count_usage__total_characters=1,
+        ),
+        # room_started repeated later with a new title: the newest title is the room's.
+        _variant(bodies[1], created_at="1764174000", room__metadata='{"room_title": "Renamed"}'),
+        # session_ended sent twice: the earliest end counts.
+        _variant(bodies[16], created_at="1764173600"),
+    ]
+
+
+@SHUFFLES
+@given(order=st.permutations(range(31)))
+def test_conflicting_copies_give_the_same_ledger_in_any_order(app, client, order):
+    stream = corpus_bodies() + _conflicting_facts()
+    reset_database(app)
+    _deliver_all(client, stream)
+    expected = ledger_snapshot(app)
+    reset_database(app)
+
+    _deliver_all(client, [stream[i] for i in order])
+
+    assert ledger_snapshot(app) == expected
+    [session] = report(app, "sessions")["rows"]
+    assert (session["title"], session["billable_minutes"]) == ("Renamed", 43)
+    assert report(app, "usage")["total"]["quantity_by_unit"]["characters"] == 23350
+
+
+def test_attendance_adds_stays_before_rounding_and_ends_open_stays_with_the_session(app, client):
+    bodies = corpus_bodies()
+    alice_again = json.loads(bodies[2])  # Alice reconnects: a new participant sid
+    alice_again["id"], alice_again["created_at"] = "rejoin", "1764173000"
+    alice_again["participant"] |= {"sid": "PA_a1b", "joined_at": "1764173000"}
+    # Bob's and Carol's leaves are lost; Alice's first stay ends at 1764172000.
+    alice_left = json.loads(bodies[14])
+    alice_left["participant"]["joined_at"] = "1764171020"
+    alice_left["created_at"] = "1764172000"
+    stream = [b for i, b in enumerate(bodies) if i not in (12, 13, 14)]
+    stream += [json.dumps(alice_left).encode(), json.dumps(alice_again).encode()]
+    _deliver_all(client, stream)
+
+    [room] = report(app, "rooms")["rows"]
+    # Alice: 980 s + (session end 1764173565 - 1764173000 = 565 s) = 1545 s -> 26 min.
+    # Bob: 1764173565 - 1764171065 = 2500 s -> 42 min; Carol: 2435 s -> 41 min.
+    assert (room["attendees"], room["attendee_minutes"]) == (3, 26 + 42 + 41)

@@ -1,0 +1,24 @@
+"""What every request and command of one process shares: the settings and the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import Engine
+
+from config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """Built once per process by the app factory."""
+
+    settings: Settings
+    engine: Engine
+    schema_error: str | None = None
+
+
+def current() -> Runtime:
+    """Return the runtime of the app handling the current request or command."""
+    return current_app.extensions["pnm"]
