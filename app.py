@@ -14,6 +14,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
+    MethodNotAllowed,
     RequestEntityTooLarge,
     UnsupportedMediaType,
 )
@@ -94,7 +95,8 @@ def _count_delivery(response: Response) -> Response:
     started = g.pop("pnm_started", None)
     if started is not None:
         metrics.LATENCY.observe(time.perf_counter() - started)
-        metrics.DELIVERIES.labels(g.pop("pnm_outcome", str(response.status_code))).inc()
+        outcome = g.pop("pnm_outcome", str(response.status_code))
+        metrics.DELIVERIES.labels(outcome, g.pop("pnm_reason", "")).inc()
     return response
 
 
@@ -118,13 +120,14 @@ def http_error(exc: HTTPException) -> Response:
     if code in (400, 413, 415):
         return _reject(code, word, exc.description or word)
     response = _reply(code, word)
-    if code == 405:
-        response.headers["Allow"] = "POST"
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
     return response
 
 
 def unverified(exc: VerificationError) -> Response:
     """Answer a delivery that failed verification: 401 without a token, 403 otherwise."""
+    g.pnm_reason = exc.kind
     if exc.missing_token:
         return _reject(401, "unauthorized", exc.reason, **{"WWW-Authenticate": "Bearer"})
     return _reject(403, "forbidden", exc.reason)

@@ -34,7 +34,6 @@ def init_app(app: Flask) -> None:
         app.cli.add_command(command)
 
 
-
 def _default_url() -> str:
     port = os.environ.get("PORT", "").strip() or "8000"
     return f"http://127.0.0.1:{port}{current().settings.webhook_path}"

@@ -1,5 +1,6 @@
 """Gunicorn settings for the receiver: ``gunicorn -c gunicorn.conf.py``."""
 
+import glob
 import os
 import shutil
 import sys
@@ -46,10 +47,11 @@ def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
     """Check the settings and the database once, before any worker starts."""
     import storage
 
-    # Counts left by an earlier run would be added to this one's.
+    # Counts left by an earlier run would be added to this one's; only those files go.
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    shutil.rmtree(metrics_dir, ignore_errors=True)
     os.makedirs(metrics_dir, exist_ok=True)
+    for leftover in glob.glob(os.path.join(metrics_dir, "*.db")):
+        os.remove(leftover)
     from config import load_settings
 
     try:

@@ -17,8 +17,9 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 DELIVERIES = Counter(
     "pnm_webhook_deliveries",
-    "Webhook deliveries answered, by outcome (accepted, duplicate, or why they were refused).",
-    ["outcome"],
+    "Webhook deliveries answered, by outcome (accepted, duplicate, or the refusal) and, for a "
+    "token that failed, the class of the failure.",
+    ["outcome", "reason"],
 )
 EVENTS = Counter("pnm_webhook_events", "Events stored, by event type.", ["event"])
 HANDLER_FAILURES = Counter(

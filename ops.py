@@ -18,14 +18,13 @@ log = logging.getLogger(__name__)
 bp = Blueprint("ops", __name__)
 
 
-
-@bp.get("/healthz")
+@bp.get("/healthz", provide_automatic_options=False)
 def healthz() -> Response:
     """Say the process is alive (no database check)."""
     return jsonify(status="ok")
 
 
-@bp.get("/readyz")
+@bp.get("/readyz", provide_automatic_options=False)
 def readyz() -> tuple[Response, int]:
     """Say whether deliveries can be stored now: the database answers, the schema is current."""
     rt = current()
@@ -40,7 +39,7 @@ def readyz() -> tuple[Response, int]:
     return jsonify(status="ready"), 200
 
 
-@bp.get("/metrics")
+@bp.get("/metrics", provide_automatic_options=False)
 def metrics_page() -> Response:
     """Serve the Prometheus metrics of every worker."""
     body, content_type = metrics.render()
@@ -60,10 +59,17 @@ def _admin_allowed() -> bool:
     return False
 
 
-@bp.get("/api/<name>")
+# Every method is routed here so that, without the token, nothing (not even OPTIONS or a
+# 405) tells a caller these routes exist.
+_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@bp.route("/api/<path:name>", methods=_ANY_METHOD, provide_automatic_options=False)
 def api_report(name: str) -> tuple[Response, int]:
     """Serve a ledger report as JSON; only with the admin token, else it does not exist (404)."""
-    if not _admin_allowed() or name not in reports.REPORTS:
+    if request.method not in ("GET", "HEAD") or not _admin_allowed():
+        abort(404)
+    if name not in reports.REPORTS:
         abort(404)
     try:
         filters = reports.Filters.parse(

@@ -26,13 +26,27 @@ _DIGEST_SIZE = hashlib.sha256().digest_size
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
-class VerificationError(Exception):
-    """A delivery failed verification; ``reason`` is for the log, never for the response."""
+KINDS = (
+    "no_token", "malformed", "algorithm", "unknown_key", "signature",
+    "expired", "not_yet_valid", "lifetime", "body_hash",
+)  # fmt: skip
 
-    def __init__(self, reason: str, *, missing_token: bool = False) -> None:
+
+class VerificationError(Exception):
+    """A delivery failed verification; ``reason`` is for the log, never for the response.
+
+    ``kind`` is one of :data:`KINDS`, a short class of the failure for metrics.
+    """
+
+    def __init__(self, reason: str, kind: str = "malformed") -> None:
         super().__init__(reason)
         self.reason = reason
-        self.missing_token = missing_token
+        self.kind = kind
+
+    @property
+    def missing_token(self) -> bool:
+        """Tell whether no token was sent at all (answered 401, not 403)."""
+        return self.kind == "no_token"
 
 
 def body_digest(body: bytes) -> bytes:
@@ -55,7 +69,7 @@ def extract_tokens(authorization: str | None, hash_token: str | None) -> list[st
         if value and value not in tokens:
             tokens.append(value)
     if not tokens:
-        raise VerificationError("no token in Authorization or Hash-Token", missing_token=True)
+        raise VerificationError("no token in Authorization or Hash-Token", "no_token")
     return tokens
 
 
@@ -81,15 +95,17 @@ def verify_delivery(
 def decode_digest_claim(claim: object) -> bytes:
     """Turn a ``sha256`` claim (standard base64, or hex) into the 32 digest bytes it names."""
     if not isinstance(claim, str):
-        raise VerificationError(f"sha256 claim is {type(claim).__name__}, not a string")
+        raise VerificationError(
+            f"sha256 claim is {type(claim).__name__}, not a string", "body_hash"
+        )
     if len(claim) == 2 * _DIGEST_SIZE and _HEX_DIGITS.issuperset(claim):
         return bytes.fromhex(claim)
     try:
         digest = base64.b64decode(claim.encode("ascii"), validate=True)
     except (UnicodeEncodeError, binascii.Error, ValueError):
-        raise VerificationError("sha256 claim is neither base64 nor hex") from None
+        raise VerificationError("sha256 claim is neither base64 nor hex", "body_hash") from None
     if len(digest) != _DIGEST_SIZE:
-        raise VerificationError("sha256 claim does not hold a SHA-256 digest")
+        raise VerificationError("sha256 claim does not hold a SHA-256 digest", "body_hash")
     return digest
 
 
@@ -110,13 +126,13 @@ def verify(
         unverified = jwt.decode_complete(token, options={"verify_signature": False})
         header, payload = unverified["header"], unverified["payload"]
         if header.get("alg") != ALGORITHM:
-            raise VerificationError(f"token algorithm is not {ALGORITHM}")
+            raise VerificationError(f"token algorithm is not {ALGORITHM}", "algorithm")
         issuer = payload.get("iss")
         if not isinstance(issuer, str) or not issuer:
-            raise VerificationError("token has no string iss claim")
+            raise VerificationError("token has no string iss claim", "unknown_key")
         secret = keys.get(issuer)
         if secret is None:
-            raise VerificationError("token iss is not a configured API key")
+            raise VerificationError("token iss is not a configured API key", "unknown_key")
         claims = jwt.decode(
             token,
             secret,
@@ -127,11 +143,13 @@ def verify(
     except VerificationError:
         raise
     except jwt.ExpiredSignatureError:
-        raise VerificationError("token has expired") from None
+        raise VerificationError("token has expired", "expired") from None
     except jwt.ImmatureSignatureError:
-        raise VerificationError("token is not valid yet (nbf)") from None
+        raise VerificationError("token is not valid yet (nbf)", "not_yet_valid") from None
     except jwt.InvalidSignatureError:
-        raise VerificationError("token signature does not match the secret of its iss") from None
+        raise VerificationError(
+            "token signature does not match the secret of its iss", "signature"
+        ) from None
     except jwt.PyJWTError as exc:
         raise VerificationError(f"token rejected: {type(exc).__name__}") from None
     except (ValueError, TypeError, OverflowError, RecursionError, KeyError) as exc:
@@ -143,9 +161,9 @@ def verify(
         if name in claims and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise VerificationError(f"token {name} is not a number")
     if claims["exp"] > time.time() + leeway + MAX_TOKEN_LIFETIME:
-        raise VerificationError("token exp is more than a day away")
+        raise VerificationError("token exp is more than a day away", "lifetime")
     if not hmac.compare_digest(decode_digest_claim(claims.get("sha256")), body_digest(body)):
-        raise VerificationError("sha256 claim does not match the body")
+        raise VerificationError("sha256 claim does not match the body", "body_hash")
     return claims
 
 

@@ -129,3 +129,15 @@ def wait_for_workers(master_pid: int, count: int, timeout: float = 30) -> list[i
             return pids
         time.sleep(0.05)
     raise RuntimeError(f"gunicorn {master_pid} has {worker_pids(master_pid)} workers, not {count}")
+
+
+def metric(url: str, line_start: str) -> float:
+    """Read one sample from the /metrics page of the server whose webhook URL is ``url``."""
+    import urllib.request
+
+    page = url.rsplit("/", 1)[0] + "/metrics"
+    with urllib.request.urlopen(page, timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(line_start + " "):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
-from gunicorn_server import gunicorn, race, wait_for_workers
+from gunicorn_server import gunicorn, metric, race, wait_for_workers
 from helpers import KEY, OTHER_KEY, OTHER_SECRET, SECRET, corpus_bodies, deliver, ledger_snapshot
 from postgres import fresh_schema
 from tcp_proxy import TcpProxy
@@ -126,12 +126,15 @@ def test_sigkill_in_a_burst_loses_no_acknowledged_event(tmp_path, any_database):
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(send, bodies))
         respawned = wait_for_workers(server.process.pid, 2)
+        accepted = metric(server.url, 'pnm_webhook_deliveries_total{outcome="accepted",reason=""}')
 
     assert killed, "the burst ended before a worker could be killed"
     assert len(acknowledged) > 200
     missing = set(acknowledged) - _stored_ids(any_database)
     assert not missing, f"{len(missing)} acknowledged events were lost"
     assert killed[0] not in respawned and len(respawned) == 2
+    # The killed worker's counts stay on /metrics: nothing acknowledged goes uncounted.
+    assert accepted >= len(acknowledged)
 
 
 def test_duplicates_racing_through_two_hosts_store_once(tmp_path, postgres_url):

@@ -7,9 +7,10 @@ import json
 import socket
 import subprocess
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from gunicorn_server import gunicorn, race
+from gunicorn_server import gunicorn, metric, race
 from helpers import CORPUS, KEY, ROOT, SAMPLES, SAMPLES_DIR, SECRET, run_flask
 
 import storage
@@ -163,3 +164,18 @@ def test_malformed_chunked_body_is_400_without_a_traceback(server):
         answer = sock.recv(4096).decode("latin-1")
     assert answer.startswith("HTTP/1.1 400 ")
     assert "Traceback" not in server.log()
+
+
+ACCEPTED = 'pnm_webhook_deliveries_total{outcome="accepted",reason=""}'
+
+
+def test_metrics_add_up_both_workers(server):
+    before = metric(server.url, ACCEPTED)
+    bodies = [
+        json.dumps({"event": "room_started", "id": f"metrics-{n}", "room": {"sid": "r"}}).encode()
+        for n in range(40)
+    ]
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda b: post(server.url, b, sign(b, KEY, SECRET))[0], bodies))
+    assert statuses == [200] * 40
+    assert metric(server.url, ACCEPTED) - before == 40

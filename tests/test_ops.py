@@ -109,9 +109,9 @@ def _metric(client, line_start: str) -> float:
 def test_metrics_count_outcomes_events_and_latency(app, client, monkeypatch):
     import handlers
 
-    accepted = 'pnm_webhook_deliveries_total{outcome="accepted"}'
-    duplicate = 'pnm_webhook_deliveries_total{outcome="duplicate"}'
-    forbidden = 'pnm_webhook_deliveries_total{outcome="forbidden"}'
+    accepted = 'pnm_webhook_deliveries_total{outcome="accepted",reason=""}'
+    duplicate = 'pnm_webhook_deliveries_total{outcome="duplicate",reason=""}'
+    forbidden = 'pnm_webhook_deliveries_total{outcome="forbidden",reason="signature"}'
     joined = 'pnm_webhook_events_total{event="participant_joined"}'
     failures = 'pnm_webhook_handler_failures_total{event="session_ended"}'
     observed = "pnm_webhook_request_seconds_count"
@@ -136,3 +136,18 @@ def test_metrics_count_outcomes_events_and_latency(app, client, monkeypatch):
     assert after[failures] - before[failures] == 1
     assert after[observed] - before[observed] == 30
     assert client.get("/metrics").content_type.startswith("text/plain")
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "POST", "PUT", "DELETE", "PATCH"])
+def test_report_api_does_not_reveal_itself_to_other_methods(admin_app, method):
+    client = admin_app.test_client()
+    for token in (None, ADMIN):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        assert client.open("/api/rooms", method=method, headers=headers).status_code == 404
+
+
+def test_other_routes_name_their_own_methods_in_a_405(client):
+    response = client.post("/healthz")
+    assert response.status_code == 405
+    assert "GET" in response.headers["Allow"] and "POST" not in response.headers["Allow"]
+    assert client.open("/healthz", method="OPTIONS").status_code == 405

@@ -218,3 +218,26 @@ def test_token_in_hash_token_alone_is_accepted(app, client):
 def test_bearer_prefix_is_accepted(app, client):
     token = sign(BODY, KEY, SECRET)
     assert deliver(client, BODY, headers={"Authorization": f"Bearer {token}"}).status == 200
+
+
+KIND_OF = {
+    "wrong secret": "signature",
+    "unknown iss": "unknown_key",
+    "alg HS384": "algorithm",
+    "expired": "expired",
+    "not yet valid": "not_yet_valid",
+    "exp a year away": "lifetime",
+    "sha256 of another body": "body_hash",
+    "exp a list": "malformed",
+    "garbage": "malformed",
+}
+
+
+@pytest.mark.parametrize("name", KIND_OF, ids=list(KIND_OF))
+def test_each_failure_has_a_class_for_the_metrics(name):
+    from validation import KINDS, VerificationError, verify
+
+    with pytest.raises(VerificationError) as caught:
+        verify(BODY, FORBIDDEN_TOKENS[name](), {KEY: SECRET})
+    assert caught.value.kind == KIND_OF[name]
+    assert caught.value.kind in KINDS
