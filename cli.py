@@ -80,8 +80,15 @@ def db_upgrade(revision: str) -> None:
     after, _ = storage.schema_revisions(engine)
     if before == after:
         click.echo(f"Database schema already at revision {after}.")
-    else:
-        click.echo(f"Database schema upgraded from {before or 'empty'} to {after}.")
+        return
+    click.echo(f"Database schema upgraded from {before or 'empty'} to {after}.")
+    stored = storage.count_events(engine)
+    if stored and ledger.is_empty(engine):
+        # The ledger arrived with this upgrade: derive it from the events already stored.
+        result = _replay(storage.EventFilter(), "Filling the ledger")
+        click.echo(
+            f"Filled the ledger from {result.events} stored events ({result.failed} failed)."
+        )
 
 
 @db.command("current")
@@ -197,9 +204,6 @@ def events(fmt: str, limit: int) -> None:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-_date = click.DateTime(formats=["%Y-%m-%d"])
-
-
 @click.command("report")
 @click.argument("name", type=click.Choice(reports.REPORTS))
 @click.option("--since", help="First day (UTC), e.g. 2026-11-01.")
@@ -246,15 +250,22 @@ def _replay(which: storage.EventFilter, label: str) -> storage.ReplayResult:
         return storage.replay_events(engine, handlers.handle_body, which, progress=bar.update)
 
 
+def _first_second(text: str) -> float:
+    try:
+        return reports.epoch(reports.parse_day("--since", text))
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}.", param_hint="--since") from None
+
+
 @click.command("replay")
-@click.option("--since", type=_date, help="Only events received on or after this day (UTC).")
+@click.option("--since", help="Only events received on or after this day (UTC), e.g. 2026-11-01.")
 @click.option("--event-id", help="Only the event with this id.")
 @click.option("--failed", "failed_only", is_flag=True, help="Only events whose handler failed.")
 @with_appcontext
-def replay(since: datetime | None, event_id: str | None, failed_only: bool) -> None:
+def replay(since: str | None, event_id: str | None, failed_only: bool) -> None:
     """Run the handlers again over stored events (after a fix); safe to repeat."""
     which = storage.EventFilter(
-        since=since.replace(tzinfo=UTC).timestamp() if since else None,
+        since=_first_second(since) if since else None,
         event_key=event_id,
         failed_only=failed_only,
     )

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Computed,
     Connection,
     Dialect,
+    Engine,
     Float,
     Index,
     Table,
@@ -35,6 +36,7 @@ from sqlalchemy import (
     false,
     func,
     or_,
+    select,
     tuple_,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -379,6 +381,12 @@ def recording_write(event: Event, event_key: str, received_at: float) -> Write |
             "created_at": event.created_at or int(received_at),
         },
     )
+
+
+def is_empty(engine: Engine) -> bool:
+    """Tell whether no ledger table holds a row."""
+    with engine.connect() as conn:
+        return all(conn.execute(select(t).limit(1)).first() is None for t in LEDGER_TABLES)
 
 
 def clear(conn: Connection) -> None:

@@ -49,12 +49,21 @@ class Filters:
 
     def bounds(self) -> tuple[int | None, int | None]:
         """Return [start, end) in unix seconds, UTC days."""
-        start = _epoch(self.since) if self.since else None
-        end = _epoch(self.until + timedelta(days=1)) if self.until else None
+        start = epoch(self.since) if self.since else None
+        end = epoch(self.until + timedelta(days=1)) if self.until else None
         return start, end
 
 
-def _epoch(day: date) -> int:
+def parse_day(name: str, text: str) -> date:
+    """Read a day written as 2026-11-01, or say which option is wrong."""
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{name} must be a date like 2026-11-01, not {text!r}") from None
+
+
+def epoch(day: date) -> int:
+    """Return the first second of a UTC day."""
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
 
 

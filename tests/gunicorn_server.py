@@ -48,8 +48,13 @@ def _wait_until_listening(port: int, process: subprocess.Popen, log_path: Path) 
 
 
 @contextmanager
-def gunicorn(tmp_path: Path, *, workers: int = 2, **env: str) -> Iterator[Server]:
-    """Run gunicorn with ``gunicorn.conf.py`` on a free port; stop it afterwards."""
+def gunicorn(
+    tmp_path: Path, *, workers: int = 2, app: str | None = None, **env: str
+) -> Iterator[Server]:
+    """Run gunicorn with ``gunicorn.conf.py`` on a free port; stop it afterwards.
+
+    ``app`` names another app factory under ``tests/`` in place of the receiver's own.
+    """
     port = free_port()
     database_url = env.pop("PNM_DATABASE_URL", f"sqlite:///{tmp_path / 'gunicorn.db'}")
     log_path = tmp_path / "gunicorn.log"
@@ -65,8 +70,9 @@ def gunicorn(tmp_path: Path, *, workers: int = 2, **env: str) -> Iterator[Server
         **env,
     }
     with log_path.open("wb") as log_file:
+        extra = ["--pythonpath", str(ROOT / "tests"), app] if app else []
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", *extra],
             cwd=ROOT,
             env=environment,
             stdout=log_file,

@@ -150,3 +150,96 @@ def test_duplicates_racing_through_two_hosts_store_once(tmp_path, postgres_url):
             assert sorted(word for _, word in answers) == ["accepted"] + ["duplicate"] * 7
 
     assert len(_stored_ids(postgres_url)) == 10
+
+
+def test_worker_killed_inside_its_transaction_acknowledges_and_keeps_nothing(
+    tmp_path, any_database
+):
+    marker = tmp_path / "stalled"
+    body = json.dumps({"event": "slow_event", "id": "stalled-1", "room": {"sid": "RM_x"}}).encode()
+    token = sign(body, KEY, SECRET)
+    with gunicorn(
+        tmp_path,
+        workers=1,
+        app="slow_app:create_app()",
+        PNM_DATABASE_URL=any_database,
+        PNM_TEST_STALL_MARKER=str(marker),
+    ) as server:
+        [worker] = wait_for_workers(server.process.pid, 1)
+        answers: list = []
+        sender = threading.Thread(
+            target=lambda: answers.append(_post_or_error(server.url, body, token)), daemon=True
+        )
+        sender.start()
+        _wait_for(marker.exists, "the handler to start")
+        os.kill(worker, signal.SIGKILL)
+        sender.join(timeout=30)
+
+        assert answers and answers[0] != 200, "no 200 may come from a killed transaction"
+        assert "stalled-1" not in _stored_ids(any_database)
+
+        wait_for_workers(server.process.pid, 1)
+        status, text = post(server.url, body, token)  # the sender's retry
+        assert (status, json.loads(text)) == (200, {"status": "accepted"})
+    assert _stored_ids(any_database) == {"stalled-1"}
+
+
+def _post_or_error(url: str, body: bytes, token: str) -> int | str:
+    try:
+        return post(url, body, token, timeout=30)[0]
+    except OSError as exc:
+        return type(exc).__name__
+
+
+def _wait_for(condition, what: str, timeout: float = 20) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_database_cut_inside_the_transaction_keeps_nothing_then_the_retry_succeeds(
+    postgres_url, settings, monkeypatch
+):
+    from helpers import report
+
+    import handlers
+
+    parsed = sa.make_url(postgres_url)
+    proxy = TcpProxy(parsed.host, parsed.port).start()
+    through_proxy = postgres_url.replace(f":{parsed.port}/", f":{proxy.port}/")
+    app = create_app(Settings(api_keys={KEY: SECRET}, database_url=through_proxy, db_timeout=1.0))
+    reference = create_app(settings)  # the same stream, delivered without a fault
+    original = handlers._handlers["session_ended"]
+
+    def cut_then_handle(event, ctx):
+        proxy.cut()  # the event row is inserted, the transaction is open
+        original(event, ctx)
+
+    bodies = corpus_bodies()
+    try:
+        for body in bodies:
+            assert deliver(reference.test_client(), body).status == 200
+        client = app.test_client()
+        for body in bodies[:16]:
+            assert deliver(client, body).status == 200
+        monkeypatch.setitem(handlers._handlers, "session_ended", cut_then_handle)
+
+        assert deliver(client, bodies[16]).status == 503
+
+        assert len(_stored_ids(postgres_url)) == 16
+        proxy.restore()
+        monkeypatch.setitem(handlers._handlers, "session_ended", original)
+        sessions = report(app, "sessions")["rows"]
+        assert sessions[0]["status"] == "no_session_ended", "no half-written session end"
+        for body in bodies[16:]:
+            assert deliver(client, body).json == {"status": "accepted"}
+        for name in ("sessions", "usage", "rooms"):
+            assert report(app, name) == report(reference, name)
+    finally:
+        proxy.cut()
+        app.extensions["pnm"].engine.dispose()
+        reference.extensions["pnm"].engine.dispose()

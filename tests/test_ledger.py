@@ -347,3 +347,14 @@ def test_attendance_adds_stays_before_rounding_and_ends_open_stays_with_the_sess
     # Alice: 980 s + (session end 1764173565 - 1764173000 = 565 s) = 1545 s -> 26 min.
     # Bob: 1764173565 - 1764171065 = 2500 s -> 42 min; Carol: 2435 s -> 41 min.
     assert (room["attendees"], room["attendee_minutes"]) == (3, 26 + 42 + 41)
+
+
+def test_replay_since_a_day_and_a_bad_day(app, client, runner):
+    _deliver_all(client, corpus_bodies())
+    future = runner.invoke(args=["replay", "--since", "2999-01-01"])
+    assert "Replayed 0 events" in future.output
+    past = runner.invoke(args=["replay", "--since", "2000-01-01"])
+    assert "Replayed 28 events" in past.output
+    bad = runner.invoke(args=["replay", "--since", "soon"])
+    assert bad.exit_code == 2
+    assert "--since must be a date like 2026-11-01, not 'soon'" in bad.output

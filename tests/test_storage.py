@@ -13,6 +13,7 @@ from helpers import (
     SECRET,
     deliver,
     ledger_snapshot,
+    report,
     stored_body,
     stored_count,
     stored_rows,
@@ -157,26 +158,49 @@ def test_unsupported_database_url_stops_start_up_with_one_sentence(settings, url
     assert "sqlite:///" in str(caught.value) and "postgresql://" in str(caught.value)
 
 
-def test_older_schema_is_refused_until_db_upgrade(settings, caplog):
+def test_older_schema_is_refused_until_db_upgrade_which_fills_the_ledger(settings, caplog):
     engine = make_engine(settings.database_url)
     storage.upgrade_schema(engine, "0001")
+    with storage.write_transaction(engine) as conn:  # an event stored before the ledger existed
+        storage.insert_event(
+            conn,
+            storage.StoredEvent(
+                dedupe_key="old-1",
+                event_id="old-1",
+                event="session_ended",
+                room_id="weekly-standup",
+                room_sid="RM_hK3v9QpZt2Lx",
+                created_at=1764173565,
+                received_at=1764173566.0,
+                api_key=KEY,
+                remote_addr=None,
+                body_sha256="0" * 64,
+                body=BODY,
+            ),
+        )
     engine.dispose()
 
     app = create_app(settings)
     client, runner = app.test_client(), app.test_cli_runner()
     try:
-        assert deliver(client, BODY).status == 503
+        assert deliver(client, BODY.replace(b"dee82387", b"fee82387")).status == 503
         assert "run 'flask --app app db upgrade' once" in caplog.text
-        assert stored_count(app) == 0
+        assert stored_count(app) == 1
 
         result = runner.invoke(args=["db", "upgrade"])
-        assert result.output == "Database schema upgraded from 0001 to 0002.\n"
+        assert result.stdout.splitlines() == [
+            "Database schema upgraded from 0001 to 0002.",
+            "Filled the ledger from 1 stored events (0 failed).",
+        ]
+        [session] = report(app, "sessions")["rows"]
+        assert session["billable_minutes"] == 43
     finally:
         app.extensions["pnm"].engine.dispose()
 
     upgraded = create_app(settings)
     try:
-        assert deliver(upgraded.test_client(), BODY).json == {"status": "accepted"}
+        answer = deliver(upgraded.test_client(), BODY.replace(b"dee82387", b"fee82387"))
+        assert answer.json == {"status": "accepted"}
     finally:
         upgraded.extensions["pnm"].engine.dispose()
 
