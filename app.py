@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
@@ -25,6 +25,7 @@ import handlers
 import metrics
 import ops
 import storage
+from committer import GroupCommitter
 from config import ConfigError, Settings, load_settings
 from normalize import peek, plain, shown
 from runtime import Runtime, current
@@ -65,7 +66,9 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
         # Keep the app up for 'flask db upgrade'; deliveries get 503 until it has run.
         log.error("%s", exc)
         schema_error = str(exc)
-    app.extensions["pnm"] = Runtime(settings=settings, engine=engine, schema_error=schema_error)
+    # The writer may wait for a lock (db_timeout) before it fails; give it that and more.
+    committer = GroupCommitter(engine, wait_seconds=2 * settings.db_timeout + 10)
+    app.extensions["pnm"] = Runtime(settings, engine, committer, schema_error)
 
     app.add_url_rule(
         settings.webhook_path,
@@ -102,10 +105,18 @@ def _count_delivery(response: Response) -> Response:
 
 def _reply(status: int, word: str, **headers: str) -> Response:
     g.pnm_outcome = word
-    response = jsonify(status=word)
-    response.status_code = status
+    body = _BODIES.get(word) or json.dumps({"status": word}).encode()
+    response = Response(body, status=status, mimetype="application/json")
     response.headers.update(headers)
     return response
+
+
+# The answers are few and fixed: their bytes are made once.
+_BODIES = {
+    word: json.dumps({"status": word}).encode()
+    for word in ("accepted", "duplicate", "unauthorized", "forbidden", "bad_request",
+                 "unavailable", "request_entity_too_large", "unsupported_media_type")
+}  # fmt: skip
 
 
 def _reject(status: int, word: str, reason: str, **headers: str) -> Response:
@@ -227,7 +238,7 @@ def receive() -> Response:
     def handle(conn: Any) -> None:
         handlers.handle_payload(conn, payload, stored.dedupe_key, stored.received_at)
 
-    outcome = storage.store_and_handle(rt.engine, stored, handle)
+    outcome = rt.committer.submit(stored, handle)
     if outcome != "duplicate":
         label = metrics.event_label(stored.event, handlers.handled_events())
         metrics.EVENTS.labels(label).inc()

@@ -160,10 +160,11 @@ class ServerSettings:
     host: str
     port: int
     workers: int
+    threads: int
 
 
 def load_server_settings(env: Mapping[str, str] | None = None) -> ServerSettings:
-    """Read ``HOST``, ``PORT`` and ``WEB_CONCURRENCY`` for gunicorn, or say what is wrong."""
+    """Read ``HOST``, ``PORT``, ``WEB_CONCURRENCY`` and ``PNM_WORKER_THREADS`` for gunicorn."""
     env = os.environ if env is None else env
     port = _int(env, "PORT", 8000, minimum=0)
     if port > 65535:
@@ -173,6 +174,7 @@ def load_server_settings(env: Mapping[str, str] | None = None) -> ServerSettings
         host=env.get("HOST", "").strip() or "0.0.0.0",  # noqa: S104
         port=port,
         workers=_int(env, "WEB_CONCURRENCY", 2, minimum=1),
+        threads=_int(env, "PNM_WORKER_THREADS", 8, minimum=1),
     )
 
 

@@ -31,7 +31,10 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 wsgi_app = "app:create_app()"
 bind = f"{_server.host}:{_server.port}"
 workers = _server.workers
-worker_class = "sync"
+# Threads let one worker take several deliveries at once, and the group committer store
+# all of them with one commit (and one wait for the disk) instead of one each.
+worker_class = "gthread"
+threads = _server.threads
 # A delivery is answered in milliseconds; a worker stuck longer (a client that stalls
 # mid-request, say) is restarted. Keep it above PNM_DB_TIMEOUT.
 timeout = 20

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import Engine
 
+from committer import GroupCommitter
 from config import Settings
 
 
@@ -16,7 +17,13 @@ class Runtime:
 
     settings: Settings
     engine: Engine
+    committer: GroupCommitter
     schema_error: str | None = None
+
+    def close(self) -> None:
+        """Stop the writer and close every database connection (tests, shutdown)."""
+        self.committer.close()
+        self.engine.dispose()
 
 
 def current() -> Runtime:

@@ -184,13 +184,22 @@ def _tune_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def writer(engine: Engine) -> Connection:
+    """Open a connection whose transactions will write (kept open by a writer thread)."""
+    conn = engine.connect()
+    conn.execution_options(**{_WRITE: True})
+    return conn
+
+
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """Open a transaction that will write; it commits on success, rolls back on error."""
-    with engine.connect() as conn:
-        conn.execution_options(**{_WRITE: True})
+def write_transaction(engine: Engine, conn: Connection | None = None) -> Iterator[Connection]:
+    """Open a transaction that will write, on ``conn`` if given; commit, or roll back on error."""
+    if conn is not None:
         with conn.begin():
             yield conn
+        return
+    with writer(engine) as own, own.begin():
+        yield own
 
 
 # SQLITE_BUSY, _LOCKED, _NOMEM, _READONLY, _IOERR, _FULL, _CANTOPEN, _PROTOCOL: the file or
@@ -319,36 +328,53 @@ def _failure(exc: BaseException) -> str:
 Handle = Callable[[Connection], None]
 
 
-def store_and_handle(engine: Engine, stored: StoredEvent, handle: Handle) -> str:
-    """Store the event and run ``handle`` in one transaction, committed before returning.
-
-    Returns ``accepted``, ``duplicate``, or ``handler_failed`` (the event is stored all the
-    same, marked failed, for a later ``replay --failed``). A transient database error
-    propagates and nothing is kept, so the delivery is answered 503 and retried.
-    """
-    label, key = shown(stored.event), plain(stored.dedupe_key)
+def _store_one(conn: Connection, stored: StoredEvent, handle: Handle) -> str:
+    row_id = insert_event(conn, stored)
+    if row_id is None:
+        return "duplicate"
     try:
-        with write_transaction(engine) as conn:
-            row_id = insert_event(conn, stored)
-            if row_id is None:
-                return "duplicate"
-            try:
-                handle(conn)
-            except SQLAlchemyError:
-                raise
-            except Exception as exc:  # handlers only plan before they write: nothing to undo
-                log.exception("handler for %s event %s failed", label, key)
-                mark_failed(conn, row_id, _failure(exc))
-                return "handler_failed"
-        return "accepted"
+        handle(conn)
+    except SQLAlchemyError:
+        raise
+    except Exception as exc:  # handlers only plan before they write: nothing to undo
+        label, key = shown(stored.event), plain(stored.dedupe_key)
+        log.exception("handler for %s event %s failed", label, key)
+        mark_failed(conn, row_id, _failure(exc))
+        return "handler_failed"
+    return "accepted"
+
+
+def store_batch(
+    engine: Engine, items: list[tuple[StoredEvent, Handle]], conn: Connection | None = None
+) -> list[str]:
+    """Store events and run their handlers in one transaction: one commit for them all.
+
+    Each outcome is ``accepted``, ``duplicate``, or ``handler_failed`` (the event is stored
+    all the same, marked failed, for a later ``replay --failed``). A transient database
+    error propagates and nothing is kept, so the deliveries are answered 503 and retried.
+    """
+    try:
+        with write_transaction(engine, conn) as tx:
+            return [_store_one(tx, stored, handle) for stored, handle in items]
     except SQLAlchemyError as exc:
         if is_transient(exc):
             raise
-        # A ledger write failed and took the transaction with it: keep the event alone.
-        log.exception("ledger write for %s event %s failed", label, key)
+        if len(items) > 1:
+            # One event's ledger write failed: store each alone, so only that one is marked.
+            return [store_batch(engine, [item], conn)[0] for item in items]
+        stored = items[0][0]
+        # Its ledger write failed and took the transaction with it: keep the event alone.
+        log.exception(
+            "ledger write for %s event %s failed", shown(stored.event), plain(stored.dedupe_key)
+        )
         failed = replace(stored, handler_status="failed", handler_error=_failure(exc))
-        with write_transaction(engine) as conn:
-            return "handler_failed" if insert_event(conn, failed) else "duplicate"
+        with write_transaction(engine, conn) as tx:
+            return ["handler_failed" if insert_event(tx, failed) else "duplicate"]
+
+
+def store_and_handle(engine: Engine, stored: StoredEvent, handle: Handle) -> str:
+    """Store one event and run its handler in one transaction (see :func:`store_batch`)."""
+    return store_batch(engine, [(stored, handle)])[0]
 
 
 @dataclass

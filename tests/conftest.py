@@ -58,7 +58,7 @@ def settings(database_url: str) -> Settings:
 def app(settings: Settings):
     application = create_app(settings)
     yield application
-    application.extensions["pnm"].engine.dispose()
+    application.extensions["pnm"].close()
 
 
 @pytest.fixture

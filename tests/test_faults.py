@@ -88,7 +88,7 @@ def test_database_down_is_503_with_nothing_half_written_then_the_retry_succeeds(
         assert client.get("/readyz").status_code == 200
     finally:
         proxy.cut()
-        app.extensions["pnm"].engine.dispose()
+        app.extensions["pnm"].close()
 
 
 def _distinct_events(count: int) -> list[bytes]:
@@ -241,5 +241,5 @@ def test_database_cut_inside_the_transaction_keeps_nothing_then_the_retry_succee
             assert report(app, name) == report(reference, name)
     finally:
         proxy.cut()
-        app.extensions["pnm"].engine.dispose()
-        reference.extensions["pnm"].engine.dispose()
+        app.extensions["pnm"].close()
+        reference.extensions["pnm"].close()

@@ -20,7 +20,7 @@ def test_json_format_writes_one_object_per_line(settings, capsys):
         deliver(client, BODY)
         deliver(client, BODY, token="forged.token.value")
     finally:
-        app.extensions["pnm"].engine.dispose()
+        app.extensions["pnm"].close()
         logging.getLogger().handlers = [
             h for h in logging.getLogger().handlers if not getattr(h, "_pnm_handler", False)
         ]
@@ -41,7 +41,7 @@ def test_text_format_is_the_default(settings, capsys):
     try:
         deliver(app.test_client(), BODY)
     finally:
-        app.extensions["pnm"].engine.dispose()
+        app.extensions["pnm"].close()
     err = capsys.readouterr().err
     assert " INFO [handlers] SUCCESS: Room 'weekly-standup' lasted for 43 minutes." in err
 
@@ -49,6 +49,6 @@ def test_text_format_is_the_default(settings, capsys):
 def test_creating_the_app_twice_does_not_double_the_log_lines(settings, capsys):
     for _ in range(2):
         app = create_app(settings)
-        app.extensions["pnm"].engine.dispose()
+        app.extensions["pnm"].close()
     logging.getLogger("app").warning("once")
     assert capsys.readouterr().err.count("once") == 1

@@ -16,7 +16,7 @@ ADMIN = "a" * 20 + "-admin-token"
 def admin_app(settings):
     application = create_app(replace(settings, admin_token=ADMIN))
     yield application
-    application.extensions["pnm"].engine.dispose()
+    application.extensions["pnm"].close()
 
 
 def _get(client, path, token=None):
@@ -37,7 +37,7 @@ def test_health_and_readiness(client):
 
 def test_not_ready_when_the_database_is_gone(settings):
     app = create_app(replace(settings, db_timeout=0.5))
-    app.extensions["pnm"].engine.dispose()
+    app.extensions["pnm"].close()
     # Point the live engine at a database that cannot be opened.
     import storage
 

@@ -109,7 +109,7 @@ def test_shape_gives_the_same_results_through_the_app(shape, app, client, caplog
         )
     )
     expected = _run_stream(reference_app.test_client(), caplog, bodies)
-    reference_app.extensions["pnm"].engine.dispose()
+    reference_app.extensions["pnm"].close()
 
     lines = _run_stream(client, caplog, [SHAPES[shape](b) for b in bodies])
 

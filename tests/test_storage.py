@@ -81,7 +81,7 @@ def locked_app(sqlite_only, settings, tmp_path):
     holder = sqlite3.connect(path, isolation_level=None)
     yield application, holder
     holder.close()
-    application.extensions["pnm"].engine.dispose()
+    application.extensions["pnm"].close()
 
 
 def test_locked_database_is_503_then_the_retry_succeeds(locked_app, caplog):
@@ -195,14 +195,14 @@ def test_older_schema_is_refused_until_db_upgrade_which_fills_the_ledger(setting
         [session] = report(app, "sessions")["rows"]
         assert session["billable_minutes"] == 43
     finally:
-        app.extensions["pnm"].engine.dispose()
+        app.extensions["pnm"].close()
 
     upgraded = create_app(settings)
     try:
         answer = deliver(upgraded.test_client(), BODY.replace(b"dee82387", b"fee82387"))
         assert answer.json == {"status": "accepted"}
     finally:
-        upgraded.extensions["pnm"].engine.dispose()
+        upgraded.extensions["pnm"].close()
 
 
 def test_migrations_build_exactly_the_tables_the_code_uses(app):
