@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -54,6 +55,9 @@ FORBIDDEN_TOKENS = {
     "exp null": lambda: forge(HS256, _claims(exp=None)),
     "exp absurd float": lambda: forge(HS256, b'{"iss":"plugnmeet","exp":1e999}'),
     "exp huge integer": lambda: forge(HS256, _claims(exp=10**400)),
+    "exp NaN": lambda: forge(HS256, json.dumps(_claims(exp=float("nan"))).encode()),
+    "exp Infinity": lambda: forge(HS256, json.dumps(_claims(exp=float("inf"))).encode()),
+    "iat in the future": lambda: forge(HS256, _claims(iat=NOW + 900)),
     "exp a year away": lambda: forge(HS256, _claims(exp=NOW + 365 * 86400)),
     "nbf an object": lambda: forge(HS256, _claims(nbf={"a": 1})),
     "iat a list": lambda: forge(HS256, _claims(iat=[1])),
