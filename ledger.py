@@ -43,7 +43,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
 
 from normalize import Artifact, Event
-from storage import compiled, metadata
+from storage import compiled, execute, metadata
 
 _END = "COALESCE(ended_at, finished_at)"
 _DURATION = (
@@ -252,7 +252,7 @@ class Write:
 def run(conn: Connection, writes: list[Write]) -> None:
     """Run the writes a handler described, in the caller's transaction."""
     for write in writes:
-        conn.exec_driver_sql(sql(conn.dialect, write.statement), write.params)
+        execute(conn, sql(conn.dialect, write.statement), write.params)
 
 
 # --- what each event contributes ---------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -303,11 +303,28 @@ def _event_insert(module: Any) -> Any:
     return statement.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(events.c.id)
 
 
+def execute(conn: Connection, sql: str, params: Mapping[str, Any]) -> Any:
+    """Run compiled SQL on the driver's own cursor, in ``conn``'s transaction.
+
+    The write path runs a few fixed statements per event; going to the cursor skips
+    SQLAlchemy's per-call execution set-up. Driver errors come back as SQLAlchemy's own
+    exception classes, so every caller sees one family of errors.
+    """
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(sql, params)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            sql, None, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True,
+            dialect=conn.dialect,
+        ) from exc  # fmt: skip
+    return cursor
+
+
 def insert_event(conn: Connection, stored: StoredEvent) -> int | None:
     """Insert the event unless its dedupe key is known; return its row id, or None if known."""
     params = {c: getattr(stored, c) for c in _EVENT_COLUMNS}
-    result = conn.exec_driver_sql(compiled(conn.dialect, "event", _event_insert), params)
-    row = result.fetchone()
+    row = execute(conn, compiled(conn.dialect, "event", _event_insert), params).fetchone()
     return None if row is None else row[0]
 
 
