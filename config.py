@@ -174,7 +174,7 @@ def load_server_settings(env: Mapping[str, str] | None = None) -> ServerSettings
         host=env.get("HOST", "").strip() or "0.0.0.0",  # noqa: S104
         port=port,
         workers=_int(env, "WEB_CONCURRENCY", 2, minimum=1),
-        threads=_int(env, "PNM_WORKER_THREADS", 8, minimum=1),
+        threads=_int(env, "PNM_WORKER_THREADS", 16, minimum=1),
     )
 
 
