@@ -36,7 +36,7 @@ $(VENV)/.bench-deps: requirements.txt requirements-dev.txt requirements-bench.tx
 bench: $(VENV)/.bench-deps
 	@command -v wrk >/dev/null || { echo "installing wrk (the load generator) ..."; \
 	  apt-get install -y wrk >/dev/null 2>&1 || { echo "wrk is needed: install it with your package manager, e.g. apt-get install wrk"; exit 1; }; }
-	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/run.py --notes bench/NOTES.md $(BENCH_ARGS)
 
 lint: $(VENV)/.dev-deps
 	$(BIN)/ruff check .

@@ -30,6 +30,7 @@ OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
 
 import storage  # noqa: E402
+from config import load_server_settings  # noqa: E402
 from validation import sign  # noqa: E402
 
 KEY = "bench-key"
@@ -221,10 +222,11 @@ def drive(
     server: Server, deliveries: Path, first: int, per_run: int, seconds: int, *, stores: bool = True
 ) -> Load:
     """Warm up on one slice of the deliveries, then measure on the next; check every answer."""
-    wrk(server.url, deliveries, first, per_run, 3)
+    warm = wrk(server.url, deliveries, first, per_run, 3)
     load = wrk(server.url, deliveries, first + per_run, per_run, seconds)
     load.rss_mb = server.peak_rss_mb()
-    if load.non200 or (stores and load.wrapped):
+    load.extra["acknowledged"] = warm.completed + load.completed
+    if warm.non200 or load.non200 or (stores and (warm.wrapped or load.wrapped)):
         raise SystemExit(
             f"FAILED: {load.non200} answers were not 200 and {load.wrapped} deliveries were "
             f"sent twice (raise --deliveries); see {server.log_path}"
@@ -267,6 +269,18 @@ def check_guards(server: Server) -> None:
     wrong = {k: v for k, v in checks.items() if v[0] != v[1]}
     if wrong:
         raise SystemExit(f"FAILED: the service no longer verifies or deduplicates: {wrong}")
+
+
+def check_stored(load: Load, stored: int) -> None:
+    """Every delivery answered 200 (warm-up included) must be in the database.
+
+    wrk stops in the middle of requests, so up to one per connection may be stored
+    without its answer having been counted: more stored than acknowledged is expected.
+    """
+    acknowledged = load.extra["acknowledged"]
+    load.extra["stored"] = f"{stored:,} of {acknowledged:,}"
+    if not acknowledged <= stored <= acknowledged + 2 * CONNECTIONS:
+        raise SystemExit(f"FAILED: {acknowledged:,} deliveries answered 200, {stored:,} stored")
 
 
 def stored_events(path: Path) -> int:
@@ -396,7 +410,8 @@ def write_report(results: dict, path: Path) -> str:
         f"- **Machine:** {results['machine']}.",
         f"- **Pinning:** the server ran on CPU {SERVER_CPU}, wrk on CPU {LOAD_CPU} "
         f"({'taskset' if pinned(0) else 'no taskset: unpinned'}).",
-        "- **Server:** gunicorn with `gunicorn.conf.py` and one sync worker. SQLite ran with "
+        f"- **Server:** gunicorn with `gunicorn.conf.py`: one worker, {results['threads']} "
+        "threads, and group commit. SQLite ran with "
         "WAL, `synchronous=FULL` and `BEGIN IMMEDIATE`; the benchmark checks these and stops "
         "if any of them is weaker.",
         f"- **Load:** {CONNECTIONS} connections and {results['seconds']} s a run, after a 3 s "
@@ -405,7 +420,8 @@ def write_report(results: dict, path: Path) -> str:
         "",
         "![throughput and latency](bench/chart.png)",
         "",
-        "| run | requests/s | p50 | p99 | peak RSS | answers | stored |",
+        "| run | requests/s | p50 | p99 | peak RSS | 200s in the measured run "
+        "| stored of 200s (warm-up included) |",
         "| --- | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for label, load in (("floor (bare Flask)", floor), ("receiver, empty database", empty),
@@ -454,6 +470,7 @@ def main() -> None:
         "events": args.events,
         "rooms": args.rooms,
         "notes": args.notes.read_text() if args.notes else "",
+        "threads": load_server_settings(service_env("", 0)).threads,
     }
     say(f"machine: {results['machine']}")
 
@@ -480,9 +497,7 @@ def main() -> None:
     finally:
         server.stop()
     stored = stored_events(empty_db) - 1  # the guard check's own event
-    results["empty"].extra["stored"] = f"{stored:,}"
-    if stored < results["empty"].completed:
-        raise SystemExit(f"FAILED: {results['empty'].completed:,} answered 200, {stored:,} stored")
+    check_stored(results["empty"], stored)
 
     full_db = OUT / "full.db"
     say(f"seeding {args.events:,} events over {args.rooms:,} rooms ...")
@@ -505,10 +520,7 @@ def main() -> None:
         results["full"] = drive(server, deliveries, 1 + 2 * per_run, per_run, args.seconds)
     finally:
         server.stop()
-    stored = stored_events(full_db) - before
-    results["full"].extra["stored"] = f"{stored:,}"
-    if stored < results["full"].completed:
-        raise SystemExit(f"FAILED: {results['full'].completed:,} answered 200, {stored:,} stored")
+    check_stored(results["full"], stored_events(full_db) - before)
 
     chart(results, ROOT / "bench" / "chart.png")
     print(write_report(results, ROOT / "BENCHMARKS.md"))

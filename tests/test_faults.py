@@ -34,20 +34,6 @@ def postgres_url(postgres_server):
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_database(request, tmp_path, postgres_server):
-    """A database URL for a gunicorn started by the test: a SQLite file or a PG schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'burst.db'}"
-        return
-    if postgres_server is None:
-        import postgres
-
-        pytest.skip(postgres.skip_reason())
-    with fresh_schema(postgres_server) as url:
-        yield url
-
-
 def _stored_ids(url: str) -> set[str]:
     engine = storage.make_engine(url)
     try:
@@ -102,13 +88,13 @@ def _distinct_events(count: int) -> list[bytes]:
     return bodies
 
 
-def test_sigkill_in_a_burst_loses_no_acknowledged_event(tmp_path, any_database):
+def test_sigkill_in_a_burst_loses_no_acknowledged_event(tmp_path, database_url):
     bodies = _distinct_events(400)
     acknowledged: list[str] = []
     lock = threading.Lock()
     killed: list[int] = []
 
-    with gunicorn(tmp_path, workers=2, PNM_DATABASE_URL=any_database) as server:
+    with gunicorn(tmp_path, workers=2, PNM_DATABASE_URL=database_url) as server:
         victims = wait_for_workers(server.process.pid, 2)
 
         def send(body: bytes) -> None:
@@ -130,7 +116,7 @@ def test_sigkill_in_a_burst_loses_no_acknowledged_event(tmp_path, any_database):
 
     assert killed, "the burst ended before a worker could be killed"
     assert len(acknowledged) > 200
-    missing = set(acknowledged) - _stored_ids(any_database)
+    missing = set(acknowledged) - _stored_ids(database_url)
     assert not missing, f"{len(missing)} acknowledged events were lost"
     assert killed[0] not in respawned and len(respawned) == 2
     # The killed worker's counts stay on /metrics: nothing acknowledged goes uncounted.
@@ -153,7 +139,7 @@ def test_duplicates_racing_through_two_hosts_store_once(tmp_path, postgres_url):
 
 
 def test_worker_killed_inside_its_transaction_acknowledges_and_keeps_nothing(
-    tmp_path, any_database
+    tmp_path, database_url
 ):
     marker = tmp_path / "stalled"
     body = json.dumps({"event": "slow_event", "id": "stalled-1", "room": {"sid": "RM_x"}}).encode()
@@ -162,7 +148,7 @@ def test_worker_killed_inside_its_transaction_acknowledges_and_keeps_nothing(
         tmp_path,
         workers=1,
         app="slow_app:create_app()",
-        PNM_DATABASE_URL=any_database,
+        PNM_DATABASE_URL=database_url,
         PNM_TEST_STALL_MARKER=str(marker),
     ) as server:
         [worker] = wait_for_workers(server.process.pid, 1)
@@ -176,12 +162,12 @@ def test_worker_killed_inside_its_transaction_acknowledges_and_keeps_nothing(
         sender.join(timeout=30)
 
         assert answers and answers[0] != 200, "no 200 may come from a killed transaction"
-        assert "stalled-1" not in _stored_ids(any_database)
+        assert "stalled-1" not in _stored_ids(database_url)
 
         wait_for_workers(server.process.pid, 1)
         status, text = post(server.url, body, token)  # the sender's retry
         assert (status, json.loads(text)) == (200, {"status": "accepted"})
-    assert _stored_ids(any_database) == {"stalled-1"}
+    assert _stored_ids(database_url) == {"stalled-1"}
 
 
 def _post_or_error(url: str, body: bytes, token: str) -> int | str:
