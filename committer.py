@@ -109,3 +109,6 @@ class GroupCommitter:
             if conn is not None:
                 with contextlib.suppress(Exception):
                     conn.close()
+            with self._cond:  # however it ended, the next submit starts a new writer
+                if self._writer is threading.current_thread():
+                    self._writer = None

@@ -1,0 +1,86 @@
+"""Group commit: batches, outcomes per delivery, faults that reach only their own batch."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from helpers import corpus_bodies, deliver, stored_count
+
+import committer as committer_module
+from committer import CommitTimeout, GroupCommitter
+
+
+def test_concurrent_deliveries_share_commits_and_each_gets_its_own_answer(app, client):
+    bodies = corpus_bodies()
+    answers: dict[int, object] = {}
+    barrier = threading.Barrier(8)
+
+    def send(n: int) -> None:
+        barrier.wait()
+        answers[n] = deliver(app.test_client(), bodies[n % 4]).json["status"]
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+    # Four distinct events, each sent twice at the same moment: stored once each.
+    assert sorted(answers.values()) == ["accepted"] * 4 + ["duplicate"] * 4
+    assert stored_count(app) == 4
+
+
+def test_a_fault_fails_every_delivery_of_its_batch_and_the_writer_recovers(app, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    import storage
+
+    calls = []
+    real = storage.store_batch
+
+    def flaky(engine, items, conn=None):
+        calls.append(len(items))
+        if len(calls) == 1:
+            raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+        return real(engine, items, conn)
+
+    monkeypatch.setattr(storage, "store_batch", flaky)
+    client = app.test_client()
+    body = corpus_bodies()[0]
+    assert deliver(client, body).status == 503
+    assert stored_count(app) == 0
+    assert deliver(client, body).json == {"status": "accepted"}
+
+
+def test_a_writer_that_does_not_answer_in_time_is_a_503(settings, monkeypatch):
+    import storage
+
+    engine = storage.make_engine(settings.database_url)
+    storage.prepare_schema(engine)
+    slow = GroupCommitter(engine, wait_seconds=0.2)
+    monkeypatch.setattr(storage, "store_batch", lambda *a, **k: time.sleep(1) or ["accepted"])
+    stored = storage.StoredEvent(
+        dedupe_key="k", event_id="k", event="room_started", room_id=None, room_sid=None,
+        created_at=None, received_at=1.0, api_key="k", remote_addr=None, body_sha256="0" * 64,
+        body=b"{}",
+    )  # fmt: skip
+    with pytest.raises(CommitTimeout):
+        slow.submit(stored, lambda conn: None)
+    slow.close()
+    engine.dispose()
+
+
+def test_the_idle_writer_ends_and_the_next_delivery_starts_another(app, monkeypatch):
+    monkeypatch.setattr(committer_module, "IDLE_SECONDS", 0.05)
+    client = app.test_client()
+    bodies = corpus_bodies()
+    assert deliver(client, bodies[0]).status == 200
+    writer = app.extensions["pnm"].committer._writer
+    deadline = time.monotonic() + 5
+    while app.extensions["pnm"].committer._writer is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert app.extensions["pnm"].committer._writer is None
+    assert not writer.is_alive()
+    assert deliver(client, bodies[1]).json == {"status": "accepted"}
