@@ -34,6 +34,7 @@ class _Job:
     stored: storage.StoredEvent
     handle: storage.Handle
     done: threading.Event = field(default_factory=threading.Event)
+    taken: bool = False  # by the writer, into a batch: from then on it will be answered
     outcome: str | None = None
     error: BaseException | None = None
 
@@ -54,17 +55,26 @@ class GroupCommitter:
         job = _Job(stored, handle)
         with self._cond:
             self._queue.append(job)
-            if self._writer is None:
-                self._closing = False
-                self._writer = threading.Thread(target=self._run, name="pnm-writer", daemon=True)
-                self._writer.start()
+            self._ensure_writer()
             self._cond.notify()
         if not job.done.wait(self._wait):
-            raise CommitTimeout(f"the writer did not commit within {self._wait:.0f} s")
+            with self._cond:
+                if not job.taken:  # never started: it will not be stored, so say so
+                    self._queue.remove(job)
+                    raise CommitTimeout(f"the writer did not start it within {self._wait:.0f} s")
+            # Its batch is running: its outcome is on the way, and must not be lost.
+            if not job.done.wait(self._wait):
+                raise CommitTimeout(f"the writer did not commit within {2 * self._wait:.0f} s")
         if job.error is not None:
             raise job.error
         assert job.outcome is not None
         return job.outcome
+
+    def _ensure_writer(self) -> None:
+        if self._writer is None:
+            self._closing = False
+            self._writer = threading.Thread(target=self._run, name="pnm-writer", daemon=True)
+            self._writer.start()
 
     def close(self) -> None:
         """Let the writer finish what is queued, then stop it and release its connection."""
@@ -80,7 +90,10 @@ class GroupCommitter:
             if not self._queue:
                 self._writer = None  # idle or closing: a later submit starts a new writer
                 return None
-            return [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+            batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+            for job in batch:
+                job.taken = True
+            return batch
 
     def _run(self) -> None:
         conn: Connection | None = None  # one connection for the writer's life
@@ -90,25 +103,32 @@ class GroupCommitter:
                     if conn is None:
                         conn = storage.writer(self._engine)
                     items = [(job.stored, job.handle) for job in batch]
-                    outcomes = storage.store_batch(self._engine, items, conn)
+                    outcomes: list[storage.Outcome] = storage.store_batch(self._engine, items, conn)
                 except BaseException as exc:  # every waiting delivery must hear of it
-                    for job in batch:
-                        job.error = exc
-                        job.done.set()
-                    if conn is not None:  # start the next batch on a fresh connection
-                        with contextlib.suppress(Exception):
-                            conn.close()
-                        conn = None
+                    outcomes = [exc] * len(batch)
                     if not isinstance(exc, Exception):
+                        self._answer(batch, outcomes)
                         raise
-                    continue
-                for job, outcome in zip(batch, outcomes, strict=True):
-                    job.outcome = outcome
-                    job.done.set()
+                self._answer(batch, outcomes)
+                if conn is not None and any(isinstance(o, BaseException) for o in outcomes):
+                    with contextlib.suppress(Exception):  # start afresh after any fault
+                        conn.close()
+                    conn = None
         finally:
             if conn is not None:
                 with contextlib.suppress(Exception):
                     conn.close()
-            with self._cond:  # however it ended, the next submit starts a new writer
+            with self._cond:  # however it ended, deliveries still queued get a new writer
                 if self._writer is threading.current_thread():
                     self._writer = None
+                    if self._queue:
+                        self._ensure_writer()
+
+    @staticmethod
+    def _answer(batch: list[_Job], outcomes: list[storage.Outcome]) -> None:
+        for job, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                job.error = outcome
+            else:
+                job.outcome = outcome
+            job.done.set()

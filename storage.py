@@ -308,14 +308,19 @@ def execute(conn: Connection, sql: str, params: Mapping[str, Any]) -> Any:
 
     The write path runs a few fixed statements per event; going to the cursor skips
     SQLAlchemy's per-call execution set-up. Driver errors come back as SQLAlchemy's own
-    exception classes, so every caller sees one family of errors.
+    exception classes, and a lost connection is invalidated, as SQLAlchemy itself would.
     """
-    cursor = conn.connection.driver_connection.cursor()
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = None
     try:
+        cursor = conn.connection.driver_connection.cursor()
         cursor.execute(sql, params)
-    except conn.dialect.loaded_dbapi.Error as exc:
+    except dbapi.Error as exc:
+        lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+        if lost:
+            conn.invalidate(exc)
         raise DBAPIError.instance(
-            sql, None, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True,
+            sql, None, exc, dbapi.Error, hide_parameters=True, connection_invalidated=lost,
             dialect=conn.dialect,
         ) from exc  # fmt: skip
     return cursor
@@ -361,37 +366,85 @@ def _store_one(conn: Connection, stored: StoredEvent, handle: Handle) -> str:
     return "accepted"
 
 
-def store_batch(
-    engine: Engine, items: list[tuple[StoredEvent, Handle]], conn: Connection | None = None
-) -> list[str]:
-    """Store events and run their handlers in one transaction: one commit for them all.
+class _EventFailed(Exception):
+    """A statement of one event failed (not BEGIN or COMMIT); ``cause`` says how."""
 
-    Each outcome is ``accepted``, ``duplicate``, or ``handler_failed`` (the event is stored
-    all the same, marked failed, for a later ``replay --failed``). A transient database
-    error propagates and nothing is kept, so the deliveries are answered 503 and retried.
-    """
+    def __init__(self, cause: SQLAlchemyError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _store_all(conn: Connection, items: list[tuple[StoredEvent, Handle]]) -> list[str]:
+    outcomes = []
+    for stored, handle in items:
+        try:
+            outcomes.append(_store_one(conn, stored, handle))
+        except SQLAlchemyError as exc:
+            raise _EventFailed(exc) from exc
+    return outcomes
+
+
+Outcome = str | BaseException
+"""``accepted``, ``duplicate``, ``handler_failed``, or the error that kept it from storage."""
+
+
+def _store_alone(
+    engine: Engine, item: tuple[StoredEvent, Handle], conn: Connection | None
+) -> Outcome:
+    """Store one event in its own transaction; a failing ledger write marks it failed."""
+    stored = item[0]
     try:
         with write_transaction(engine, conn) as tx:
-            return [_store_one(tx, stored, handle) for stored, handle in items]
-    except SQLAlchemyError as exc:
-        if is_transient(exc):
-            raise
-        if len(items) > 1:
-            # One event's ledger write failed: store each alone, so only that one is marked.
-            return [store_batch(engine, [item], conn)[0] for item in items]
-        stored = items[0][0]
+            return _store_all(tx, [item])[0]
+    except _EventFailed as failure:
+        if is_transient(failure.cause):
+            return failure.cause
         # Its ledger write failed and took the transaction with it: keep the event alone.
-        log.exception(
-            "ledger write for %s event %s failed", shown(stored.event), plain(stored.dedupe_key)
-        )
-        failed = replace(stored, handler_status="failed", handler_error=_failure(exc))
+        log.error(
+            "ledger write for %s event %s failed: %s",
+            shown(stored.event), plain(stored.dedupe_key), _failure(failure.cause),
+        )  # fmt: skip
+        failed = replace(stored, handler_status="failed", handler_error=_failure(failure.cause))
+        try:
+            with write_transaction(engine, conn) as tx:
+                return "handler_failed" if insert_event(tx, failed) else "duplicate"
+        except SQLAlchemyError as exc:
+            return exc
+    except SQLAlchemyError as exc:
+        return exc
+
+
+def store_batch(
+    engine: Engine, items: list[tuple[StoredEvent, Handle]], conn: Connection | None = None
+) -> list[Outcome]:
+    """Store events and run their handlers in one transaction: one commit for them all.
+
+    Each outcome is ``accepted``, ``duplicate``, ``handler_failed`` (stored all the same,
+    marked failed, for a later ``replay --failed``), or the database error that kept that
+    event out (its delivery is answered 503 and retried). Events are taken in room order, so
+    batches of two workers lock shared rows in one order and cannot deadlock. When the
+    batch fails as a whole, each event is tried again alone: one bad or unlucky event fails
+    only its own delivery.
+    """
+    order = sorted(range(len(items)), key=lambda i: (items[i][0].room_sid or "", i))
+    ordered = [items[i] for i in order]
+    try:
         with write_transaction(engine, conn) as tx:
-            return ["handler_failed" if insert_event(tx, failed) else "duplicate"]
+            results: list[Outcome] = list(_store_all(tx, ordered))
+    except (_EventFailed, SQLAlchemyError):
+        results = [_store_alone(engine, item, conn) for item in ordered]
+    outcomes: list[Outcome] = [""] * len(items)
+    for position, index in enumerate(order):
+        outcomes[index] = results[position]
+    return outcomes
 
 
 def store_and_handle(engine: Engine, stored: StoredEvent, handle: Handle) -> str:
     """Store one event and run its handler in one transaction (see :func:`store_batch`)."""
-    return store_batch(engine, [(stored, handle)])[0]
+    outcome = store_batch(engine, [(stored, handle)])[0]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 @dataclass

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from helpers import corpus_bodies, deliver, stored_count
+from helpers import corpus_bodies, deliver, stored_count, stored_rows
 
 import committer as committer_module
 from committer import CommitTimeout, GroupCommitter
@@ -84,3 +84,67 @@ def test_the_idle_writer_ends_and_the_next_delivery_starts_another(app, monkeypa
     assert app.extensions["pnm"].committer._writer is None
     assert not writer.is_alive()
     assert deliver(client, bodies[1]).json == {"status": "accepted"}
+
+
+def _item(n: int, room: str, handle=None):
+    import storage
+
+    stored = storage.StoredEvent(
+        dedupe_key=f"e{n}", event_id=f"e{n}", event="room_started", room_id=room, room_sid=room,
+        created_at=None, received_at=1.0, api_key="k", remote_addr=None, body_sha256="0" * 64,
+        body=b"{}",
+    )  # fmt: skip
+    return stored, handle or (lambda conn: None)
+
+
+def test_a_transient_fault_of_one_event_fails_only_that_event(app):
+    from sqlalchemy.exc import OperationalError
+
+    import storage
+
+    def deadlocked(conn):
+        raise OperationalError("UPDATE sessions", {}, Exception("deadlock detected"))
+
+    engine = app.extensions["pnm"].engine
+    items = [_item(1, "RM_b"), _item(2, "RM_a", deadlocked), _item(3, "RM_c")]
+
+    outcomes = storage.store_batch(engine, items)
+
+    assert outcomes[0] == "accepted" and outcomes[2] == "accepted"
+    assert isinstance(outcomes[1], OperationalError)
+    assert stored_count(app) == 2
+
+
+def test_outcomes_follow_the_order_of_the_deliveries_not_of_the_rooms(app):
+    import storage
+
+    engine = app.extensions["pnm"].engine
+    items = [_item(1, "RM_z"), _item(1, "RM_z"), _item(2, "RM_a")]
+    assert storage.store_batch(engine, items) == ["accepted", "duplicate", "accepted"]
+
+
+def test_a_delivery_that_times_out_before_its_batch_starts_is_never_stored(app, monkeypatch):
+    import storage
+
+    engine = app.extensions["pnm"].engine
+    started, release = threading.Event(), threading.Event()
+    real = storage.store_batch
+
+    def stuck_first(engine_, items, conn=None):
+        if not started.is_set():
+            started.set()
+            release.wait(5)
+        return real(engine_, items, conn)
+
+    monkeypatch.setattr(storage, "store_batch", stuck_first)
+    writer = GroupCommitter(engine, wait_seconds=0.3)
+    first = threading.Thread(target=lambda: writer.submit(*_item(1, "RM_a")), daemon=True)
+    first.start()
+    started.wait(5)
+    with pytest.raises(CommitTimeout, match="did not start it"):
+        writer.submit(*_item(2, "RM_b"))
+    release.set()
+    first.join(5)
+    writer.close()
+    ids = {r["event_id"] for r in stored_rows(app)}
+    assert ids == {"e1"}, "a delivery answered 503 before it started must not be stored later"
