@@ -222,20 +222,75 @@ def wrk(url: str, deliveries: Path, first: int, count: int, seconds: int) -> Loa
     )
 
 
-def drive(
-    server: Server, deliveries: Path, first: int, per_run: int, seconds: int, *, stores: bool = True
-) -> Load:
-    """Warm up on one slice of the deliveries, then measure on the next; check every answer."""
-    warm = wrk(server.url, deliveries, first, per_run, 3)
-    load = wrk(server.url, deliveries, first + per_run, per_run, seconds)
-    load.rss_mb = server.peak_rss_mb()
-    load.extra["acknowledged"] = warm.completed + load.completed
-    if warm.non200 or load.non200 or (stores and (warm.wrapped or load.wrapped)):
-        raise SystemExit(
-            f"FAILED: {load.non200} answers were not 200 and {load.wrapped} deliveries were "
-            f"sent twice (raise --deliveries); see {server.log_path}"
+class Slices:
+    """Hands out slices of the signed deliveries, so no delivery is ever sent twice."""
+
+    def __init__(self, per_run: int) -> None:
+        self.per_run = per_run
+        self.next_first = 1
+
+    def take(self) -> int:
+        first, self.next_first = self.next_first, self.next_first + self.per_run
+        return first
+
+
+def measure(
+    servers: dict[str, Server],
+    deliveries: Path,
+    slices: Slices,
+    rounds: int,
+    seconds: int,
+    *,
+    floor_slice: int,
+) -> dict[str, Load]:
+    """Warm each server up, then measure them in turn, ``rounds`` times; keep the medians.
+
+    Taking turns, round after round, spreads the machine's noise over every server alike,
+    so the ratios compare like with like. The floor stores nothing, so it is sent one slice
+    of deliveries again and again; the receivers never see a delivery twice.
+    """
+
+    def first(name: str) -> int:
+        return floor_slice if name == "floor" else slices.take()
+
+    runs: dict[str, list[Load]] = {name: [] for name in servers}
+    acknowledged = dict.fromkeys(servers, 0)
+    for name, server in servers.items():
+        warm = wrk(server.url, deliveries, first(name), slices.per_run, 3)
+        acknowledged[name] += warm.completed
+        runs[name].append(warm)  # checked below, not counted in the medians
+    for number in range(1, rounds + 1):
+        for name, server in servers.items():
+            say(f"  round {number}/{rounds}: {name}")
+            load = wrk(server.url, deliveries, first(name), slices.per_run, seconds)
+            acknowledged[name] += load.completed
+            runs[name].append(load)
+    results = {}
+    for name, server in servers.items():
+        failed = [r for r in runs[name] if r.non200 or (r.wrapped and name != "floor")]
+        if failed:
+            raise SystemExit(
+                f"FAILED: {name}: {sum(r.non200 for r in failed)} answers were not 200 and "
+                f"{sum(r.wrapped for r in failed)} deliveries were sent twice (raise "
+                f"--deliveries); see {server.log_path}"
+            )
+        measured = runs[name][1:]
+        middle = sorted(measured, key=lambda r: r.rps)[len(measured) // 2]
+        results[name] = Load(
+            rps=middle.rps,
+            p50_ms=middle.p50_ms,
+            p99_ms=middle.p99_ms,
+            completed=sum(r.completed for r in measured),
+            non200=0,
+            wrapped=0,
+            rss_mb=server.peak_rss_mb(),
+            extra={
+                "acknowledged": acknowledged[name],
+                "runs": len(runs[name]),
+                "all_rps": [r.rps for r in measured],
+            },
         )
-    return load
+    return results
 
 
 # --- guards: the benchmark refuses to measure a weakened service ----------------------------
@@ -284,12 +339,12 @@ def check_guards(server: Server) -> None:
 def check_stored(load: Load, stored: int) -> None:
     """Every delivery answered 200 (warm-up included) must be in the database.
 
-    wrk stops in the middle of requests, so up to one per connection may be stored
-    without its answer having been counted: more stored than acknowledged is expected.
+    wrk stops in the middle of requests, so at the end of each run up to one per
+    connection may be stored without its answer having been counted.
     """
     acknowledged = load.extra["acknowledged"]
     load.extra["stored"] = f"{stored:,} of {acknowledged:,}"
-    if not acknowledged <= stored <= acknowledged + 2 * CONNECTIONS:
+    if not acknowledged <= stored <= acknowledged + load.extra["runs"] * CONNECTIONS:
         raise SystemExit(f"FAILED: {acknowledged:,} deliveries answered 200, {stored:,} stored")
 
 
@@ -424,22 +479,25 @@ def write_report(results: dict, path: Path) -> str:
         "threads, and group commit. SQLite ran with "
         "WAL, `synchronous=FULL` and `BEGIN IMMEDIATE`; the benchmark checks these and stops "
         "if any of them is weaker.",
-        f"- **Load:** {CONNECTIONS} connections and {results['seconds']} s a run, after a 3 s "
-        "warm-up. Every request was a distinct, pre-signed delivery, mixed over every event "
-        "and artifact type in `samples/`.",
+        f"- **Load:** {CONNECTIONS} connections. Each server was warmed up for 3 s, then the "
+        f"three were measured in turn, {results['rounds']} rounds of {results['seconds']} s "
+        "each. The table shows the median run, so that the machine's noise falls on all three "
+        "alike. Every request to the receiver was a distinct, pre-signed delivery, mixed over "
+        "every event and artifact type in `samples/`.",
         "",
         "![throughput and latency](bench/chart.png)",
         "",
-        "| run | requests/s | p50 | p99 | peak RSS | 200s in the measured run "
-        "| stored of 200s (warm-up included) |",
-        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+        "| server | requests/s (median) | every round | p50 | p99 | peak RSS "
+        "| stored of all 200s |",
+        "| --- | ---: | --- | ---: | ---: | ---: | --- |",
     ]
     for label, load in (("floor (bare Flask)", floor), ("receiver, empty database", empty),
                         ("receiver, 1,000,000 events stored", full)):  # fmt: skip
         stored = load.extra.get("stored", "—")
+        rounds = ", ".join(f"{r:,.0f}" for r in load.extra["all_rps"])
         lines.append(
-            f"| {label} | {load.rps:,.0f} | {load.p50_ms:.2f} ms | {load.p99_ms:.2f} ms | "
-            f"{load.rss_mb:.1f} MB | {load.completed:,} × 200 | {stored} |"
+            f"| {label} | {load.rps:,.0f} | {rounds} | {load.p50_ms:.2f} ms | "
+            f"{load.p99_ms:.2f} ms | {load.rss_mb:.1f} MB | {stored} |"
         )
     lines += [
         "",
@@ -465,7 +523,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the full database")
     parser.add_argument("--rooms", type=int, default=10_000)
     parser.add_argument("--seconds", type=int, default=10, help="length of each measured run")
-    parser.add_argument("--deliveries", type=int, default=60_000, help="signed deliveries per run")
+    parser.add_argument("--deliveries", type=int, default=40_000, help="signed deliveries per run")
+    parser.add_argument("--rounds", type=int, default=3, help="measured runs per server (median)")
     parser.add_argument("--notes", type=Path, help="a Markdown file appended to BENCHMARKS.md")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -484,35 +543,17 @@ def main() -> None:
     }
     say(f"machine: {results['machine']}")
 
-    per_run = args.deliveries
+    rounds = args.rounds
+    slices = Slices(args.deliveries)
     deliveries = OUT / "deliveries.tsv"
-    say(f"signing {4 * per_run:,} distinct deliveries ...")
-    write_deliveries(deliveries, 4 * per_run, 0)
-
-    say("floor: bare Flask under the same gunicorn ...")
-    floor_db = OUT / "floor.db"
-    server = start(f"sqlite:///{floor_db}", "bench.floor:app", "floor")
-    try:
-        results["floor"] = drive(server, deliveries, 1, per_run, args.seconds, stores=False)
-    finally:
-        server.stop()
-
-    say("receiver, empty database ...")
-    empty_db = OUT / "empty.db"
-    check_durability(f"sqlite:///{empty_db}")
-    server = start(f"sqlite:///{empty_db}", None, "receiver-empty")
-    try:
-        check_guards(server)
-        results["empty"] = drive(server, deliveries, 1, per_run, args.seconds)
-    finally:
-        server.stop()
-    stored = stored_events(empty_db) - 1  # the guard check's own event
-    check_stored(results["empty"], stored)
+    count = args.deliveries * (1 + 2 * (rounds + 1))  # the floor reuses one slice for all
+    say(f"signing {count:,} distinct deliveries ...")
+    write_deliveries(deliveries, count, 0)
 
     full_db = OUT / "full.db"
+    full_url = f"sqlite:///{full_db}"
     say(f"seeding {args.events:,} events over {args.rooms:,} rooms ...")
     seed(full_db, args.events, args.rooms)
-    full_url = f"sqlite:///{full_db}"
     say("rebuild-ledger ...")
     results["rebuild_s"] = flask(full_url, "rebuild-ledger", "--yes")
     results["rebuild_eps"] = args.events / results["rebuild_s"]
@@ -523,14 +564,28 @@ def main() -> None:
     results["report_rooms_s"] = flask(full_url, "report", "rooms", "--format", "json")
     results["report_usage_s"] = flask(full_url, "report", "usage", "--format", "json")
 
-    say("receiver, 1,000,000 events stored ...")
-    before = stored_events(full_db)
-    server = start(full_url, None, "receiver-full")
+    empty_db = OUT / "empty.db"
+    check_durability(f"sqlite:///{empty_db}")
+    full_before = stored_events(full_db)
+    say(f"load: floor, receiver (empty), receiver ({args.events:,} events), {rounds} rounds ...")
+    servers = {
+        "floor": start(f"sqlite:///{OUT / 'floor.db'}", "bench.floor:app", "floor"),
+        "empty": start(f"sqlite:///{empty_db}", None, "receiver-empty"),
+        "full": start(full_url, None, "receiver-full"),
+    }
     try:
-        results["full"] = drive(server, deliveries, 1 + 2 * per_run, per_run, args.seconds)
+        for name in ("empty", "full"):
+            check_guards(servers[name])
+        loads = measure(
+            servers, deliveries, slices, rounds, args.seconds, floor_slice=slices.take()
+        )
     finally:
-        server.stop()
-    check_stored(results["full"], stored_events(full_db) - before)
+        for server in servers.values():
+            server.stop()
+    results.update(loads)
+    results["rounds"] = rounds
+    check_stored(results["empty"], stored_events(empty_db) - 1)  # minus the guard's event
+    check_stored(results["full"], stored_events(full_db) - full_before - 1)
 
     chart(results, ROOT / "bench" / "chart.png")
     print(write_report(results, ROOT / "BENCHMARKS.md"))
