@@ -174,6 +174,9 @@ def _tune_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        # 8 MiB of page cache (the default is 2): with a million events, the unique indexes
+        # the inserts walk stay in memory instead of being read again on every commit.
+        cursor.execute("PRAGMA cache_size=-8192")
         cursor.close()
 
     @event.listens_for(engine, "begin")
