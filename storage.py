@@ -442,14 +442,6 @@ def store_batch(
     return outcomes
 
 
-def store_and_handle(engine: Engine, stored: StoredEvent, handle: Handle) -> str:
-    """Store one event and run its handler in one transaction (see :func:`store_batch`)."""
-    outcome = store_batch(engine, [(stored, handle)])[0]
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
-
-
 @dataclass
 class ReplayResult:
     """How a replay went."""
