@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import ops
 import storage
 from committer import GroupCommitter
 from config import ConfigError, Settings, load_settings
-from normalize import peek, plain, shown
+from normalize import NormalizationError, peek, plain, shown, to_str
 from runtime import Runtime, current
 from validation import VerificationError, body_digest, verify_delivery
 
@@ -105,18 +106,15 @@ def _count_delivery(response: Response) -> Response:
 
 def _reply(status: int, word: str, **headers: str) -> Response:
     g.pnm_outcome = word
-    body = _BODIES.get(word) or json.dumps({"status": word}).encode()
-    response = Response(body, status=status, mimetype="application/json")
+    response = Response(_body(word), status=status, mimetype="application/json")
     response.headers.update(headers)
     return response
 
 
-# The answers are few and fixed: their bytes are made once.
-_BODIES = {
-    word: json.dumps({"status": word}).encode()
-    for word in ("accepted", "duplicate", "unauthorized", "forbidden", "bad_request",
-                 "unavailable", "request_entity_too_large", "unsupported_media_type")
-}  # fmt: skip
+@functools.cache
+def _body(word: str) -> bytes:
+    # The answers are few and fixed: each one's bytes are made once.
+    return json.dumps({"status": word}).encode()
 
 
 def _reject(status: int, word: str, reason: str, **headers: str) -> Response:
@@ -172,23 +170,21 @@ def parse_event(body: bytes) -> dict[str, Any]:
     name = payload.get("event")
     if not isinstance(name, str) or not name.strip():
         raise BadEvent("body has no string 'event'")
-    if len(name) > MAX_KEY_LENGTH or not name.isprintable() or not _utf8(name):
+    if not _plausible_key(name):
         raise BadEvent("'event' is not a plausible event name")
     event_id = payload.get("id")
-    if event_id is not None and not (
-        isinstance(event_id, str)
-        and len(event_id) <= MAX_KEY_LENGTH
-        and event_id.isprintable()
-        and _utf8(event_id)
-    ):
+    if event_id is not None and not _plausible_key(event_id):
         raise BadEvent("'id' is not a printable string of at most 200 characters")
     return payload
 
 
-def _utf8(text: str) -> bool:
+def _plausible_key(value: object) -> bool:
+    """Tell whether a value can name or identify an event: printable, storable, short."""
+    if not isinstance(value, str) or len(value) > MAX_KEY_LENGTH or not value.isprintable():
+        return False
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+        to_str(value, "key")  # the same rule as every other text field: UTF-8, no NUL
+    except NormalizationError:
         return False
     return True
 
