@@ -202,19 +202,20 @@ def receive() -> Response:
         raise RequestEntityTooLarge(f"body over {rt.settings.max_body_bytes} bytes")
     if request.mimetype not in ACCEPTED_CONTENT_TYPES:
         raise UnsupportedMediaType(f"content type {shown(request.mimetype, 60)}")
+    digest = body_digest(body)
     claims = verify_delivery(
         body,
         request.headers.get("Authorization"),
         request.headers.get("Hash-Token"),
         rt.settings.api_keys,
         leeway=rt.settings.clock_leeway,
+        digest=digest,
     )
     payload = parse_event(body)
     if rt.schema_error:
         log.error("delivery of %s answered 503: %s", payload["event"], rt.schema_error)
         return _reply(503, "unavailable", **{"Retry-After": "30"})
 
-    digest = body_digest(body)
     room_id, room_sid, created_at = peek(payload)
     event_id = payload.get("id") or None
     stored = storage.StoredEvent(
@@ -235,11 +236,6 @@ def receive() -> Response:
         handlers.handle_payload(conn, payload, stored.dedupe_key, stored.received_at)
 
     outcome = rt.committer.submit(stored, handle)
-    if outcome != "duplicate":
-        label = metrics.event_label(stored.event, handlers.handled_events())
-        metrics.EVENTS.labels(label).inc()
-        if outcome == "handler_failed":
-            metrics.HANDLER_FAILURES.labels(label).inc()
     if outcome == "duplicate":
         log.info(
             "Duplicate %s event %s acknowledged; nothing changed.",
@@ -247,6 +243,10 @@ def receive() -> Response:
             plain(stored.dedupe_key),
         )
         return _reply(200, "duplicate")
+    label = metrics.event_label(stored.event, handlers.handled_events())
+    metrics.EVENTS.labels(label).inc()
+    if outcome == "handler_failed":
+        metrics.HANDLER_FAILURES.labels(label).inc()
     return _reply(200, "accepted")
 
 
