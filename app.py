@@ -21,15 +21,17 @@ from werkzeug.exceptions import (
 )
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-import cli
 import handlers
-import metrics
-import ops
-import storage
-from committer import GroupCommitter
 from config import ConfigError, Settings, load_settings
-from normalize import NormalizationError, peek, plain, shown, to_str
-from runtime import Runtime, current
+from plugnmeet_webhooks import cli, metrics
+from plugnmeet_webhooks.normalize import NormalizationError, peek, to_str
+from plugnmeet_webhooks.runtime import Runtime, current
+from plugnmeet_webhooks.storage import engine as storage
+from plugnmeet_webhooks.storage.commit import GroupCommitter
+from plugnmeet_webhooks.storage.events import StoredEvent, now
+from plugnmeet_webhooks.storage.migrate import SchemaBehind, prepare_schema
+from plugnmeet_webhooks.text import plain, shown
+from plugnmeet_webhooks.web import api, ops
 from validation import VerificationError, body_digest, verify_delivery
 
 log = logging.getLogger(__name__)
@@ -61,9 +63,9 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     except storage.UnsupportedDatabase as exc:
         raise ConfigError(str(exc)) from None
     try:
-        storage.prepare_schema(engine)
+        prepare_schema(engine)
         schema_error = None
-    except storage.SchemaBehind as exc:
+    except SchemaBehind as exc:
         # Keep the app up for 'flask db upgrade'; deliveries get 503 until it has run.
         log.error("%s", exc)
         schema_error = str(exc)
@@ -80,6 +82,7 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     )
     app.json.sort_keys = False  # report fields keep their documented order
     app.register_blueprint(ops.bp)
+    app.register_blueprint(api.bp)
     app.before_request(_start_timer)
     app.after_request(_count_delivery)
     app.register_error_handler(HTTPException, http_error)
@@ -218,14 +221,14 @@ def receive() -> Response:
 
     room_id, room_sid, created_at = peek(payload)
     event_id = payload.get("id") or None
-    stored = storage.StoredEvent(
+    stored = StoredEvent(
         dedupe_key=event_id or f"sha256:{digest.hex()}",
         event_id=event_id,
         event=payload["event"],
         room_id=room_id,
         room_sid=room_sid,
         created_at=created_at,
-        received_at=storage.now(),
+        received_at=now(),
         api_key=claims["iss"],
         remote_addr=request.remote_addr,
         body_sha256=digest.hex(),

@@ -48,7 +48,8 @@ control_socket_disable = True
 
 def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
     """Check the settings and the database once, before any worker starts."""
-    import storage
+    from plugnmeet_webhooks.storage.engine import StorageError, UnsupportedDatabase, make_engine
+    from plugnmeet_webhooks.storage.migrate import SchemaBehind, prepare_schema
 
     # Counts left by an earlier run would be added to this one's; only those files go.
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
@@ -59,14 +60,14 @@ def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
 
     try:
         settings = load_settings()
-        engine = storage.make_engine(settings.database_url, timeout=settings.db_timeout)
+        engine = make_engine(settings.database_url, timeout=settings.db_timeout)
         try:
-            storage.prepare_schema(engine)
+            prepare_schema(engine)
         finally:
             engine.dispose()
-    except (ConfigError, storage.UnsupportedDatabase, storage.SchemaBehind) as exc:
+    except (ConfigError, UnsupportedDatabase, SchemaBehind) as exc:
         _fail(str(exc))
-    except storage.StorageError as exc:
+    except StorageError as exc:
         cause = getattr(exc, "orig", None) or exc
         _fail(
             f"cannot open the database named by PNM_DATABASE_URL ({type(cause).__name__}); "

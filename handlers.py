@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import ledger
-from normalize import Artifact, Event, normalize, plain, shown
+from plugnmeet_webhooks.ledger import writes as ledger
+from plugnmeet_webhooks.normalize import Artifact, Event, normalize
+from plugnmeet_webhooks.text import plain, shown
 
 log = logging.getLogger(__name__)
 

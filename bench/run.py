@@ -29,8 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
 
-import storage  # noqa: E402
 from config import load_server_settings  # noqa: E402
+from plugnmeet_webhooks.storage.engine import make_engine, write_transaction  # noqa: E402
+from plugnmeet_webhooks.storage.events import events as events_table  # noqa: E402
+from plugnmeet_webhooks.storage.migrate import prepare_schema  # noqa: E402
 from validation import sign  # noqa: E402
 
 KEY = "bench-key"
@@ -300,13 +302,13 @@ def check_durability(database_url: str) -> None:
     """Open the database as the service does and look at what its write path really runs."""
     from sqlalchemy import event
 
-    engine = storage.make_engine(database_url)
+    engine = make_engine(database_url)
     statements: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     try:
-        storage.prepare_schema(engine)
+        prepare_schema(engine)
         statements.clear()
-        with storage.write_transaction(engine) as conn:
+        with write_transaction(engine) as conn:
             mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
             sync = conn.exec_driver_sql("PRAGMA synchronous").scalar()
     finally:
@@ -321,7 +323,7 @@ def check_durability(database_url: str) -> None:
 
 def check_guards(server: Server) -> None:
     """Refuse to report numbers for a service that skips verification or deduplication."""
-    from cli import post
+    from plugnmeet_webhooks.cli.deliveries import post
 
     body = compact(realistic_event(_templates()[0], 10**9, 1, int(time.time())))
     token = sign(body, KEY, SECRET)
@@ -359,8 +361,8 @@ def stored_events(path: Path) -> int:
 def seed(path: Path, events: int, rooms: int) -> None:
     """Store ``events`` raw events over ``rooms`` rooms and 30 days, as the receiver would."""
     url = f"sqlite:///{path}"
-    engine = storage.make_engine(url)
-    storage.prepare_schema(engine)
+    engine = make_engine(url)
+    prepare_schema(engine)
     templates = _templates()
     start = int(time.time()) - 30 * 86400
     batch = 20_000
@@ -380,7 +382,7 @@ def seed(path: Path, events: int, rooms: int) -> None:
                     "body_sha256": "0" * 64, "body": body,
                 })  # fmt: skip
             with conn.begin():
-                conn.execute(storage.events.insert(), rows)
+                conn.execute(events_table.insert(), rows)
             say(f"  seeded {min(first + batch, events):,} / {events:,} events")
     engine.dispose()
 

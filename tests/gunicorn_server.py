@@ -98,7 +98,7 @@ def race(urls: list[str], body: bytes, copies: int) -> list[tuple[int, str]]:
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from cli import post
+    from plugnmeet_webhooks.cli.deliveries import post
     from validation import sign
 
     token = sign(body, KEY, SECRET)

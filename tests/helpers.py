@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import storage
+from plugnmeet_webhooks.storage.engine import write_transaction
+from plugnmeet_webhooks.storage.events import count_events, list_events
+from plugnmeet_webhooks.storage.events import events as events_table
 from validation import sign
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,12 +55,12 @@ def deliver(
 
 def stored_count(app: Any) -> int:
     """Return how many events the app has stored."""
-    return storage.count_events(app.extensions["pnm"].engine)
+    return count_events(app.extensions["pnm"].engine)
 
 
 def stored_rows(app: Any) -> list[dict[str, Any]]:
     """Return every stored event row (without bodies), newest first."""
-    return storage.list_events(app.extensions["pnm"].engine, limit=10_000)
+    return list_events(app.extensions["pnm"].engine, limit=10_000)
 
 
 def stored_body(app: Any, event_id: str) -> bytes:
@@ -66,7 +68,7 @@ def stored_body(app: Any, event_id: str) -> bytes:
     from sqlalchemy import select
 
     with app.extensions["pnm"].engine.connect() as conn:
-        query = select(storage.events.c.body).where(storage.events.c.event_id == event_id)
+        query = select(events_table.c.body).where(events_table.c.event_id == event_id)
         return conn.execute(query).scalar_one()
 
 
@@ -161,7 +163,7 @@ def assert_rejection_logged(caplog: Any, status: int, *secrets: str) -> None:
 
 def ledger_snapshot(app: Any) -> dict[str, list[tuple]]:
     """Return every ledger row, table by table, in key order (what 'the ledger' is)."""
-    import ledger
+    from plugnmeet_webhooks.ledger import writes as ledger
 
     snapshot = {}
     with app.extensions["pnm"].engine.connect() as conn:
@@ -173,16 +175,16 @@ def ledger_snapshot(app: Any) -> dict[str, list[tuple]]:
 
 def reset_database(app: Any) -> None:
     """Delete every stored event and ledger row (between hypothesis examples)."""
-    import ledger
+    from plugnmeet_webhooks.ledger import writes as ledger
 
-    with storage.write_transaction(app.extensions["pnm"].engine) as conn:
+    with write_transaction(app.extensions["pnm"].engine) as conn:
         ledger.clear(conn)
-        conn.execute(storage.events.delete())
+        conn.execute(events_table.delete())
 
 
 def report(app: Any, name: str, **filters: Any) -> dict[str, Any]:
     """Build a report straight from the app's database."""
-    import reports
+    from plugnmeet_webhooks.ledger import reports
 
     with app.extensions["pnm"].engine.connect() as conn:
         return reports.build(conn, name, reports.Filters(**filters))

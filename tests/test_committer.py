@@ -8,8 +8,12 @@ import time
 import pytest
 from helpers import corpus_bodies, deliver, stored_count, stored_rows
 
-import committer as committer_module
-from committer import CommitTimeout, GroupCommitter
+from plugnmeet_webhooks.storage import commit
+from plugnmeet_webhooks.storage import commit as committer_module
+from plugnmeet_webhooks.storage.commit import CommitTimeout, GroupCommitter
+from plugnmeet_webhooks.storage.engine import make_engine
+from plugnmeet_webhooks.storage.events import StoredEvent
+from plugnmeet_webhooks.storage.migrate import prepare_schema
 
 
 def test_concurrent_deliveries_share_commits_and_each_gets_its_own_answer(app, client):
@@ -35,10 +39,8 @@ def test_concurrent_deliveries_share_commits_and_each_gets_its_own_answer(app, c
 def test_a_fault_fails_every_delivery_of_its_batch_and_the_writer_recovers(app, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    import storage
-
     calls = []
-    real = storage.store_batch
+    real = commit.store_batch
 
     def flaky(engine, items, conn=None):
         calls.append(len(items))
@@ -46,7 +48,7 @@ def test_a_fault_fails_every_delivery_of_its_batch_and_the_writer_recovers(app, 
             raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
         return real(engine, items, conn)
 
-    monkeypatch.setattr(storage, "store_batch", flaky)
+    monkeypatch.setattr(commit, "store_batch", flaky)
     client = app.test_client()
     body = corpus_bodies()[0]
     assert deliver(client, body).status == 503
@@ -55,13 +57,12 @@ def test_a_fault_fails_every_delivery_of_its_batch_and_the_writer_recovers(app, 
 
 
 def test_a_writer_that_does_not_answer_in_time_is_a_503(settings, monkeypatch):
-    import storage
 
-    engine = storage.make_engine(settings.database_url)
-    storage.prepare_schema(engine)
+    engine = make_engine(settings.database_url)
+    prepare_schema(engine)
     slow = GroupCommitter(engine, wait_seconds=0.2)
-    monkeypatch.setattr(storage, "store_batch", lambda *a, **k: time.sleep(1) or ["accepted"])
-    stored = storage.StoredEvent(
+    monkeypatch.setattr(commit, "store_batch", lambda *a, **k: time.sleep(1) or ["accepted"])
+    stored = StoredEvent(
         dedupe_key="k", event_id="k", event="room_started", room_id=None, room_sid=None,
         created_at=None, received_at=1.0, api_key="k", remote_addr=None, body_sha256="0" * 64,
         body=b"{}",
@@ -87,9 +88,7 @@ def test_the_idle_writer_ends_and_the_next_delivery_starts_another(app, monkeypa
 
 
 def _item(n: int, room: str, handle=None):
-    import storage
-
-    stored = storage.StoredEvent(
+    stored = StoredEvent(
         dedupe_key=f"e{n}", event_id=f"e{n}", event="room_started", room_id=room, room_sid=room,
         created_at=None, received_at=1.0, api_key="k", remote_addr=None, body_sha256="0" * 64,
         body=b"{}",
@@ -100,15 +99,13 @@ def _item(n: int, room: str, handle=None):
 def test_a_transient_fault_of_one_event_fails_only_that_event(app):
     from sqlalchemy.exc import OperationalError
 
-    import storage
-
     def deadlocked(conn):
         raise OperationalError("UPDATE sessions", {}, Exception("deadlock detected"))
 
     engine = app.extensions["pnm"].engine
     items = [_item(1, "RM_b"), _item(2, "RM_a", deadlocked), _item(3, "RM_c")]
 
-    outcomes = storage.store_batch(engine, items)
+    outcomes = commit.store_batch(engine, items)
 
     assert outcomes[0] == "accepted" and outcomes[2] == "accepted"
     assert isinstance(outcomes[1], OperationalError)
@@ -116,19 +113,17 @@ def test_a_transient_fault_of_one_event_fails_only_that_event(app):
 
 
 def test_outcomes_follow_the_order_of_the_deliveries_not_of_the_rooms(app):
-    import storage
 
     engine = app.extensions["pnm"].engine
     items = [_item(1, "RM_z"), _item(1, "RM_z"), _item(2, "RM_a")]
-    assert storage.store_batch(engine, items) == ["accepted", "duplicate", "accepted"]
+    assert commit.store_batch(engine, items) == ["accepted", "duplicate", "accepted"]
 
 
 def test_a_delivery_that_times_out_before_its_batch_starts_is_never_stored(app, monkeypatch):
-    import storage
 
     engine = app.extensions["pnm"].engine
     started, release = threading.Event(), threading.Event()
-    real = storage.store_batch
+    real = commit.store_batch
 
     def stuck_first(engine_, items, conn=None):
         if not started.is_set():
@@ -136,7 +131,7 @@ def test_a_delivery_that_times_out_before_its_batch_starts_is_never_stored(app, 
             release.wait(5)
         return real(engine_, items, conn)
 
-    monkeypatch.setattr(storage, "store_batch", stuck_first)
+    monkeypatch.setattr(commit, "store_batch", stuck_first)
     writer = GroupCommitter(engine, wait_seconds=0.3)
     first = threading.Thread(target=lambda: writer.submit(*_item(1, "RM_a")), daemon=True)
     first.start()

@@ -16,10 +16,11 @@ from helpers import KEY, OTHER_KEY, OTHER_SECRET, SECRET, corpus_bodies, deliver
 from postgres import fresh_schema
 from tcp_proxy import TcpProxy
 
-import storage
 from app import create_app
-from cli import post
 from config import Settings
+from plugnmeet_webhooks.cli.deliveries import post
+from plugnmeet_webhooks.storage.engine import make_engine
+from plugnmeet_webhooks.storage.events import events as events_table
 from validation import sign
 
 pytestmark = pytest.mark.slow
@@ -36,10 +37,10 @@ def postgres_url(postgres_server):
 
 
 def _stored_ids(url: str) -> set[str]:
-    engine = storage.make_engine(url)
+    engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return set(conn.execute(sa.select(storage.events.c.event_id)).scalars())
+            return set(conn.execute(sa.select(events_table.c.event_id)).scalars())
     finally:
         engine.dispose()
 

@@ -13,8 +13,10 @@ import pytest
 from gunicorn_server import gunicorn, metric, race
 from helpers import CORPUS, KEY, ROOT, SAMPLES, SAMPLES_DIR, SECRET, run_flask
 
-import storage
-from cli import post
+from plugnmeet_webhooks.cli.deliveries import post
+from plugnmeet_webhooks.storage.engine import make_engine
+from plugnmeet_webhooks.storage.events import count_events
+from plugnmeet_webhooks.storage.events import events as events_table
 from validation import sign
 
 pytestmark = pytest.mark.slow
@@ -32,14 +34,14 @@ def server(tmp_path_factory):
 
 
 def _count(server, event_id: str | None = None) -> int:
-    engine = storage.make_engine(server.database_url)
+    engine = make_engine(server.database_url)
     try:
         if event_id is None:
-            return storage.count_events(engine)
+            return count_events(engine)
         from sqlalchemy import func, select
 
         with engine.connect() as conn:
-            query = select(func.count()).where(storage.events.c.event_id == event_id)
+            query = select(func.count()).where(events_table.c.event_id == event_id)
             return conn.execute(query).scalar_one()
     finally:
         engine.dispose()

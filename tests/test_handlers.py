@@ -8,7 +8,7 @@ import pytest
 from helpers import SAMPLES_DIR, deliver, handler_messages, stored_rows
 
 import handlers
-from normalize import ARTIFACT_TYPES, normalize
+from plugnmeet_webhooks.normalize import ARTIFACT_TYPES, normalize
 
 SESSION = {
     "event": "session_ended",
@@ -222,7 +222,7 @@ def test_implausible_numbers_are_kept_but_marked_failed(app, client, field, valu
 
 @pytest.mark.parametrize("cost", [-0.5, "1_000", "\u0661", " 5", "NaN", "Infinity"])
 def test_costs_must_be_plain_non_negative_numbers(cost):
-    from normalize import NormalizationError, to_float
+    from plugnmeet_webhooks.normalize import NormalizationError, to_float
 
     with pytest.raises(NormalizationError):
         to_float(cost, "cost")

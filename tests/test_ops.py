@@ -8,6 +8,7 @@ import pytest
 from helpers import SECRET, corpus_bodies, deliver, report
 
 from app import create_app
+from plugnmeet_webhooks.storage.engine import make_engine
 
 ADMIN = "a" * 20 + "-admin-token"
 
@@ -39,9 +40,8 @@ def test_not_ready_when_the_database_is_gone(settings):
     app = create_app(replace(settings, db_timeout=0.5))
     app.extensions["pnm"].close()
     # Point the live engine at a database that cannot be opened.
-    import storage
 
-    broken = storage.make_engine("postgresql://nobody@127.0.0.1:9/none", timeout=0.5)
+    broken = make_engine("postgresql://nobody@127.0.0.1:9/none", timeout=0.5)
     app.extensions["pnm"] = replace(app.extensions["pnm"], engine=broken)
     response = app.test_client().get("/readyz")
     assert (response.status_code, response.json) == (

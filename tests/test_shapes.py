@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from helpers import corpus_bodies, deliver, handler_messages, stored_count, stored_rows
 
-from normalize import ARTIFACT_TYPES, camel_name, normalize
+from plugnmeet_webhooks.normalize import ARTIFACT_TYPES, camel_name, normalize
 
 ENUM_NUMBERS = {
     "state": {"JOINING": 0, "JOINED": 1, "ACTIVE": 2, "DISCONNECTED": 3},

@@ -19,9 +19,11 @@ from helpers import (
     stored_rows,
 )
 
-import storage
 from app import create_app
-from storage import make_engine
+from plugnmeet_webhooks.storage.engine import make_engine, write_transaction
+from plugnmeet_webhooks.storage.events import StoredEvent, count_events, insert_event
+from plugnmeet_webhooks.storage.migrate import upgrade_schema
+from plugnmeet_webhooks.storage.sql import metadata
 from validation import sign
 
 BODY = CORPUS[16].read_bytes()  # session_ended
@@ -40,14 +42,12 @@ def test_sqlite_runs_with_wal_full_sync_and_a_busy_timeout(sqlite_only, app):
 def test_writers_take_the_lock_up_front_and_readers_do_not(sqlite_only, app):
     from sqlalchemy import event
 
-    import storage
-
     engine = app.extensions["pnm"].engine
     statements: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-    with storage.write_transaction(engine) as conn:
+    with write_transaction(engine) as conn:
         conn.exec_driver_sql("SELECT 1")
-    storage.count_events(engine)
+    count_events(engine)
     assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN IMMEDIATE", "BEGIN"]
 
 
@@ -107,12 +107,13 @@ def test_locked_database_is_503_then_the_retry_succeeds(locked_app, caplog):
 
 def test_failing_ledger_write_is_recorded_and_the_event_kept(app, client, monkeypatch):
     import handlers
-    import ledger
+    from plugnmeet_webhooks.ledger import tables
+    from plugnmeet_webhooks.ledger import writes as ledger
 
     def broken(event, ctx):
         ctx.write(ledger.session_write(event, ctx.received_at))
         # quantity is NOT NULL: this write fails in the database, after the one above ran.
-        params = dict.fromkeys(c.name for c in ledger.usage.columns) | {"artifact_id": "a"}
+        params = dict.fromkeys(c.name for c in tables.usage.columns) | {"artifact_id": "a"}
         ctx.write(
             ledger.Write(
                 "usage",
@@ -160,11 +161,11 @@ def test_unsupported_database_url_stops_start_up_with_one_sentence(settings, url
 
 def test_older_schema_is_refused_until_db_upgrade_which_fills_the_ledger(settings, caplog):
     engine = make_engine(settings.database_url)
-    storage.upgrade_schema(engine, "0001")
-    with storage.write_transaction(engine) as conn:  # an event stored before the ledger existed
-        storage.insert_event(
+    upgrade_schema(engine, "0001")
+    with write_transaction(engine) as conn:  # an event stored before the ledger existed
+        insert_event(
             conn,
-            storage.StoredEvent(
+            StoredEvent(
                 dedupe_key="old-1",
                 event_id="old-1",
                 event="session_ended",
@@ -209,8 +210,8 @@ def test_migrations_build_exactly_the_tables_the_code_uses(app):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    import ledger  # noqa: F401 - registers the ledger tables on the metadata
+    import plugnmeet_webhooks.ledger.tables  # noqa: F401 - registers the ledger tables on the metadata
 
     with app.extensions["pnm"].engine.connect() as conn:
-        differences = compare_metadata(MigrationContext.configure(conn), storage.metadata)
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
     assert differences == []

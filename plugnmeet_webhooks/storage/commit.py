@@ -13,11 +13,16 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-import storage
+from plugnmeet_webhooks.storage.engine import PoolTimeout, write_transaction, writer
+from plugnmeet_webhooks.storage.errors import is_transient
+from plugnmeet_webhooks.storage.events import StoredEvent, error_text, insert_event, mark_failed
+from plugnmeet_webhooks.text import plain, shown
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +30,106 @@ MAX_BATCH = 64
 IDLE_SECONDS = 30.0
 
 
-class CommitTimeout(storage.PoolTimeout):
+Handle = Callable[[Connection], None]
+
+
+def _store_one(conn: Connection, stored: StoredEvent, handle: Handle) -> str:
+    row_id = insert_event(conn, stored)
+    if row_id is None:
+        return "duplicate"
+    try:
+        handle(conn)
+    except SQLAlchemyError:
+        raise
+    except Exception as exc:  # handlers only plan before they write: nothing to undo
+        label, key = shown(stored.event), plain(stored.dedupe_key)
+        log.exception("handler for %s event %s failed", label, key)
+        mark_failed(conn, row_id, error_text(exc))
+        return "handler_failed"
+    return "accepted"
+
+
+class _EventFailed(Exception):
+    """A statement of one event failed (not BEGIN or COMMIT); ``cause`` says how."""
+
+    def __init__(self, cause: SQLAlchemyError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _store_all(conn: Connection, items: list[tuple[StoredEvent, Handle]]) -> list[str]:
+    outcomes = []
+    for stored, handle in items:
+        try:
+            outcomes.append(_store_one(conn, stored, handle))
+        except SQLAlchemyError as exc:
+            raise _EventFailed(exc) from exc
+    return outcomes
+
+
+Outcome = str | BaseException
+"""``accepted``, ``duplicate``, ``handler_failed``, or the error that kept it from storage."""
+
+
+def _store_alone(
+    engine: Engine, item: tuple[StoredEvent, Handle], conn: Connection | None
+) -> Outcome:
+    """Store one event in its own transaction; a failing ledger write marks it failed."""
+    stored = item[0]
+    try:
+        with write_transaction(engine, conn) as tx:
+            return _store_all(tx, [item])[0]
+    except _EventFailed as failure:
+        if is_transient(failure.cause):
+            return failure.cause
+        # Its ledger write failed and took the transaction with it: keep the event alone.
+        log.error(
+            "ledger write for %s event %s failed: %s",
+            shown(stored.event), plain(stored.dedupe_key), error_text(failure.cause),
+        )  # fmt: skip
+        failed = replace(stored, handler_status="failed", handler_error=error_text(failure.cause))
+        try:
+            with write_transaction(engine, conn) as tx:
+                return "handler_failed" if insert_event(tx, failed) else "duplicate"
+        except SQLAlchemyError as exc:
+            return exc
+    except SQLAlchemyError as exc:
+        return exc
+
+
+def store_batch(
+    engine: Engine, items: list[tuple[StoredEvent, Handle]], conn: Connection | None = None
+) -> list[Outcome]:
+    """Store events and run their handlers in one transaction: one commit for them all.
+
+    Each outcome is ``accepted``, ``duplicate``, ``handler_failed`` (stored all the same,
+    marked failed, for a later ``replay --failed``), or the database error that kept that
+    event out (its delivery is answered 503 and retried). Events are taken in room order, so
+    batches of two workers lock shared rows in one order and cannot deadlock. When the
+    batch fails as a whole, each event is tried again alone: one bad or unlucky event fails
+    only its own delivery.
+    """
+    order = sorted(range(len(items)), key=lambda i: (items[i][0].room_sid or "", i))
+    ordered = [items[i] for i in order]
+    try:
+        with write_transaction(engine, conn) as tx:
+            results: list[Outcome] = list(_store_all(tx, ordered))
+    except (_EventFailed, SQLAlchemyError):
+        results = [_store_alone(engine, item, conn) for item in ordered]
+    outcomes: list[Outcome] = [""] * len(items)
+    for position, index in enumerate(order):
+        outcomes[index] = results[position]
+    return outcomes
+
+
+class CommitTimeout(PoolTimeout):
     """The writer did not answer in time; the delivery is answered 503 and retried."""
 
 
 @dataclass
 class _Job:
-    stored: storage.StoredEvent
-    handle: storage.Handle
+    stored: StoredEvent
+    handle: Handle
     done: threading.Event = field(default_factory=threading.Event)
     taken: bool = False  # by the writer, into a batch: from then on it will be answered
     outcome: str | None = None
@@ -50,7 +147,7 @@ class GroupCommitter:
         self._writer: threading.Thread | None = None
         self._closing = False
 
-    def submit(self, stored: storage.StoredEvent, handle: storage.Handle) -> str:
+    def submit(self, stored: StoredEvent, handle: Handle) -> str:
         """Store one event with the next batch; return its outcome once it is committed."""
         job = _Job(stored, handle)
         with self._cond:
@@ -101,9 +198,9 @@ class GroupCommitter:
             while (batch := self._next_batch()) is not None:
                 try:
                     if conn is None:
-                        conn = storage.writer(self._engine)
+                        conn = writer(self._engine)
                     items = [(job.stored, job.handle) for job in batch]
-                    outcomes: list[storage.Outcome] = storage.store_batch(self._engine, items, conn)
+                    outcomes: list[Outcome] = store_batch(self._engine, items, conn)
                 except BaseException as exc:  # every waiting delivery must hear of it
                     outcomes = [exc] * len(batch)
                     if not isinstance(exc, Exception):
@@ -125,7 +222,7 @@ class GroupCommitter:
                         self._ensure_writer()
 
     @staticmethod
-    def _answer(batch: list[_Job], outcomes: list[storage.Outcome]) -> None:
+    def _answer(batch: list[_Job], outcomes: list[Outcome]) -> None:
         for job, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 job.error = outcome

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Connection, case, cast, func, or_, select
 
-from ledger import attendance, sessions, usage
+from plugnmeet_webhooks.ledger.tables import attendance, sessions, usage
 
 REPORTS = ("sessions", "usage", "rooms")
 FORMATS = ("table", "csv", "json")

@@ -1,4 +1,4 @@
-"""Operations and reporting routes: health, readiness, metrics, and the read-only report API."""
+"""The read-only report API: the ledger reports as JSON, behind the admin token."""
 
 from __future__ import annotations
 
@@ -6,44 +6,13 @@ import hmac
 import logging
 
 from flask import Blueprint, Response, abort, jsonify, request
-from sqlalchemy import text
 
-import metrics
-import reports
-import storage
-from runtime import current
+from plugnmeet_webhooks.ledger import reports
+from plugnmeet_webhooks.runtime import current
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("ops", __name__)
-
-
-@bp.get("/healthz", provide_automatic_options=False)
-def healthz() -> Response:
-    """Say the process is alive (no database check)."""
-    return jsonify(status="ok")
-
-
-@bp.get("/readyz", provide_automatic_options=False)
-def readyz() -> tuple[Response, int]:
-    """Say whether deliveries can be stored now: the database answers, the schema is current."""
-    rt = current()
-    if rt.schema_error:
-        return jsonify(status="unavailable", reason="schema"), 503
-    try:
-        with rt.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except storage.StorageError as exc:
-        log.warning("not ready: database unreachable (%s)", type(exc).__name__)
-        return jsonify(status="unavailable", reason="database"), 503
-    return jsonify(status="ready"), 200
-
-
-@bp.get("/metrics", provide_automatic_options=False)
-def metrics_page() -> Response:
-    """Serve the Prometheus metrics of every worker."""
-    body, content_type = metrics.render()
-    return Response(body, content_type=content_type)
+bp = Blueprint("api", __name__)
 
 
 def _admin_allowed() -> bool:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import Engine
 
-from committer import GroupCommitter
 from config import Settings
+from plugnmeet_webhooks.storage.commit import GroupCommitter
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,16 @@
+"""Command-line tools, run as ``flask --app app <command>``."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from plugnmeet_webhooks.cli.db import db
+from plugnmeet_webhooks.cli.deliveries import send, sign
+from plugnmeet_webhooks.cli.inspect import events, report
+from plugnmeet_webhooks.cli.repair import rebuild_ledger, replay
+
+
+def init_app(app: Flask) -> None:
+    """Register the commands on the app's ``flask`` command group."""
+    for command in (db, sign, send, events, report, replay, rebuild_ledger):
+        app.cli.add_command(command)

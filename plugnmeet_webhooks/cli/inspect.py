@@ -1,0 +1,73 @@
+"""Look at what is stored: ``events`` and ``report``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import click
+from flask.cli import with_appcontext
+
+from plugnmeet_webhooks.ledger import reports
+from plugnmeet_webhooks.runtime import current
+from plugnmeet_webhooks.storage import events as stored_events
+
+
+@click.command("events")
+@with_appcontext
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many events."
+)
+def events(fmt: str, limit: int) -> None:
+    """List the stored events, newest first."""
+    rows = stored_events.list_events(current().engine, limit=limit)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo(
+            "No events stored yet. Send one with: flask --app app send samples/room_created.json"
+        )
+        return
+    header = ("#", "received (UTC)", "event", "room", "event id", "handler")
+    table = [header] + [
+        (
+            str(r["id"]),
+            datetime.fromtimestamp(r["received_at"], UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            r["event"],
+            r["room_id"] or "",
+            r["event_id"] or r["dedupe_key"][:20],
+            r["handler_status"],
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@click.command("report")
+@click.argument("name", type=click.Choice(reports.REPORTS))
+@click.option("--since", help="First day (UTC), e.g. 2026-11-01.")
+@click.option("--until", help="Last day (UTC), included.")
+@click.option("--room", help="Only this room_id.")
+@click.option(
+    "--format", "fmt", type=click.Choice(reports.FORMATS), default="table", show_default=True
+)
+@with_appcontext
+def report(name: str, since: str | None, until: str | None, room: str | None, fmt: str) -> None:
+    """Print a ledger report: sessions, usage (AI cost) or rooms (totals per room).
+
+    Sessions and attendance are picked by when the session started, usage by when the
+    artifact was created; days are UTC and --until is included.
+    """
+    try:
+        filters = reports.Filters.parse(since, until, room)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}.", param_hint="--since/--until") from None
+    with current().engine.connect() as conn:
+        built = reports.build(conn, name, filters)
+    click.echo(reports.RENDERERS[fmt](built), nl=fmt != "csv")

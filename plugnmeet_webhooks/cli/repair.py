@@ -1,0 +1,89 @@
+"""Repair the ledger: ``replay`` and ``rebuild-ledger``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+from flask.cli import with_appcontext
+
+import handlers
+from plugnmeet_webhooks.ledger import reports
+from plugnmeet_webhooks.ledger.writes import clear
+from plugnmeet_webhooks.runtime import current
+from plugnmeet_webhooks.storage.engine import write_transaction
+from plugnmeet_webhooks.storage.events import EventFilter, count_matching
+from plugnmeet_webhooks.storage.replay import ReplayResult, replay_events
+
+
+@contextmanager
+def _quiet_handlers() -> Iterator[None]:
+    # Each event was logged when it arrived; a replay says only what goes wrong.
+    logger = logging.getLogger("handlers")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def run_replay(which: EventFilter, label: str) -> ReplayResult:
+    engine = current().engine
+    total = count_matching(engine, which)
+    with (
+        _quiet_handlers(),
+        click.progressbar(length=total, label=label, show_pos=True, file=sys.stderr) as bar,
+    ):
+        return replay_events(engine, handlers.handle_body, which, progress=bar.update)
+
+
+def _first_second(text: str) -> float:
+    try:
+        return reports.epoch(reports.parse_day("--since", text))
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}.", param_hint="--since") from None
+
+
+@click.command("replay")
+@click.option("--since", help="Only events received on or after this day (UTC), e.g. 2026-11-01.")
+@click.option("--event-id", help="Only the event with this id.")
+@click.option("--failed", "failed_only", is_flag=True, help="Only events whose handler failed.")
+@with_appcontext
+def replay(since: str | None, event_id: str | None, failed_only: bool) -> None:
+    """Run the handlers again over stored events (after a fix); safe to repeat."""
+    which = EventFilter(
+        since=_first_second(since) if since else None,
+        event_key=event_id,
+        failed_only=failed_only,
+    )
+    result = run_replay(which, "Replaying")
+    click.echo(
+        f"Replayed {result.events} events: {result.repaired} repaired, {result.failed} failed."
+    )
+    if event_id is not None and result.events == 0:
+        raise click.ClickException(f"no stored event has the id {event_id!r}.")
+    if result.failed:
+        raise click.ClickException(
+            f"{result.failed} events still fail; see the log, fix the handler, run replay --failed."
+        )
+
+
+@click.command("rebuild-ledger")
+@click.confirmation_option(
+    prompt="Clear the ledger tables and rebuild them from the stored events?"
+)
+@with_appcontext
+def rebuild_ledger() -> None:
+    """Clear the sessions, usage, files and attendance tables and rebuild them from the events."""
+    with write_transaction(current().engine) as conn:
+        clear(conn)
+    result = run_replay(EventFilter(), "Rebuilding")
+    click.echo(f"Rebuilt the ledger from {result.events} events ({result.failed} failed).")
+    if result.failed:
+        raise click.ClickException(
+            f"{result.failed} events failed; run replay --failed after a fix."
+        )

@@ -1,0 +1,1 @@
+"""The ledger: sessions, AI usage, files and attendance derived from stored events."""

@@ -1,0 +1,132 @@
+"""The ledger's tables, and the two SQL functions their merges need on both databases.
+
+Derived figures (duration, billable minutes, seconds present) are generated columns: the
+database computes them from the merged facts, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Column, Computed, Float, Index, Table, Text, false
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import GenericFunction
+
+from plugnmeet_webhooks.storage.sql import metadata
+
+_END = "COALESCE(ended_at, finished_at)"
+_DURATION = (
+    f"CASE WHEN started_at IS NULL OR {_END} IS NULL THEN NULL "
+    f"WHEN {_END} < started_at THEN 0 ELSE {_END} - started_at END"
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("room_sid", Text, primary_key=True),
+    Column("room_id", Text),
+    Column("title", Text),
+    Column("title_at", BigInteger),
+    Column("started_at", BigInteger),
+    Column("finished_at", BigInteger),
+    Column("ended_at", BigInteger),
+    Column("ended_from", Text),
+    Column("session_ended", Boolean, nullable=False, server_default=false()),
+    Column(
+        "end_source",
+        Text,
+        Computed(
+            "CASE WHEN ended_at IS NOT NULL THEN ended_from "
+            "WHEN finished_at IS NOT NULL THEN 'room_finished' END",
+            persisted=True,
+        ),
+    ),
+    Column("duration_seconds", BigInteger, Computed(_DURATION, persisted=True)),
+    Column("billable_minutes", BigInteger, Computed(f"({_DURATION} + 59) / 60", persisted=True)),
+)
+Index("ix_sessions_room_started", sessions.c.room_id, sessions.c.started_at)
+Index("ix_sessions_started", sessions.c.started_at)
+
+usage = Table(
+    "usage",
+    metadata,
+    Column("artifact_id", Text, primary_key=True),
+    Column("event_key", Text, nullable=False),
+    Column("room_sid", Text),
+    Column("room_id", Text),
+    Column("artifact_type", Text, nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("prompt_tokens", BigInteger),
+    Column("completion_tokens", BigInteger),
+    # Micro-units of the server's currency: exact sums on both databases.
+    Column("cost_micros", BigInteger),
+    Column("user_id", Text),
+    Column("breakdown", Text),
+    Column("reference_artifact_id", Text),
+    Column("created_at", BigInteger, nullable=False),
+)
+Index("ix_usage_room_created", usage.c.room_id, usage.c.created_at)
+Index("ix_usage_created", usage.c.created_at)
+
+files = Table(
+    "files",
+    metadata,
+    Column("file_key", Text, primary_key=True),
+    Column("event_key", Text, nullable=False),
+    Column("room_sid", Text),
+    Column("room_id", Text),
+    Column("kind", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size_bytes", BigInteger),
+    Column("size_mb", Float),
+    Column("mime_type", Text),
+    Column("created_at", BigInteger, nullable=False),
+)
+Index("ix_files_room", files.c.room_id)
+
+attendance = Table(
+    "attendance",
+    metadata,
+    Column("room_sid", Text, primary_key=True),
+    Column("participant_sid", Text, primary_key=True),
+    Column("identity", Text, nullable=False),
+    Column("name", Text),
+    Column("joined_at", BigInteger),
+    Column("left_at", BigInteger),
+    Column(
+        "seconds",
+        BigInteger,
+        Computed(
+            "CASE WHEN joined_at IS NULL OR left_at IS NULL THEN NULL "
+            "WHEN left_at < joined_at THEN 0 ELSE left_at - joined_at END",
+            persisted=True,
+        ),
+    ),
+)
+
+LEDGER_TABLES = (sessions, usage, files, attendance)
+
+
+class least(GenericFunction):
+    """The smaller of two values, ignoring a NULL (LEAST on PostgreSQL, MIN on SQLite)."""
+
+    inherit_cache = True
+
+
+class greatest(GenericFunction):
+    """The larger of two values, ignoring a NULL (GREATEST on PostgreSQL, MAX on SQLite)."""
+
+    inherit_cache = True
+
+
+@compiles(least, "sqlite")
+def _least_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    a, b = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"min(coalesce({a}, {b}), coalesce({b}, {a}))"
+
+
+@compiles(greatest, "sqlite")
+def _greatest_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    a, b = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"max(coalesce({a}, {b}), coalesce({b}, {a}))"

@@ -1,0 +1,141 @@
+"""The events table: every verified delivery, with its raw body, stored once."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    bindparam,
+    func,
+    select,
+)
+
+from plugnmeet_webhooks.storage.sql import compiled, execute, metadata
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer().with_variant(BigInteger(), "postgresql"), primary_key=True),
+    Column("dedupe_key", String(200), nullable=False, unique=True),
+    Column("event_id", String(200)),
+    Column("event", String(200), nullable=False),
+    Column("room_id", Text),
+    Column("room_sid", Text),
+    Column("created_at", BigInteger),
+    Column("received_at", Float, nullable=False),
+    Column("api_key", Text, nullable=False),
+    Column("remote_addr", Text),
+    Column("body_sha256", String(64), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("handler_status", String(16), nullable=False, server_default="ok"),
+    Column("handler_error", Text),
+)
+Index("ix_events_event", events.c.event)
+Index("ix_events_room_id", events.c.room_id)
+Index("ix_events_received_at", events.c.received_at)
+Index("ix_events_handler_status", events.c.handler_status)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """What the route knows of a delivery once it is verified and parsed."""
+
+    dedupe_key: str
+    event_id: str | None
+    event: str
+    room_id: str | None
+    room_sid: str | None
+    created_at: int | None
+    received_at: float
+    api_key: str
+    remote_addr: str | None
+    body_sha256: str
+    body: bytes
+    handler_status: str = "ok"
+    handler_error: str | None = None
+
+
+_EVENT_COLUMNS = [c.name for c in events.columns if c.name != "id"]
+
+
+def _event_insert(module: Any) -> Any:
+    statement = module.insert(events).values({c: bindparam(c) for c in _EVENT_COLUMNS})
+    return statement.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(events.c.id)
+
+
+def insert_event(conn: Connection, stored: StoredEvent) -> int | None:
+    """Insert the event unless its dedupe key is known; return its row id, or None if known."""
+    params = {c: getattr(stored, c) for c in _EVENT_COLUMNS}
+    row = execute(conn, compiled(conn.dialect, "event", _event_insert), params).fetchone()
+    return None if row is None else row[0]
+
+
+def mark_failed(conn: Connection, row_id: int, error: str) -> None:
+    """Record that the handler of a stored event raised."""
+    conn.execute(
+        events.update()
+        .where(events.c.id == row_id)
+        .values(handler_status="failed", handler_error=error[:4000])
+    )
+
+
+def error_text(exc: BaseException) -> str:
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first_line}"[:4000]
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which stored events a replay takes."""
+
+    since: float | None = None
+    event_key: str | None = None
+    failed_only: bool = False
+
+    def apply(self, query: Any) -> Any:
+        """Narrow ``query`` over the events table to the matching events (all indexed)."""
+        if self.since is not None:
+            query = query.where(events.c.received_at >= self.since)
+        if self.event_key is not None:
+            query = query.where(events.c.dedupe_key == self.event_key)
+        if self.failed_only:
+            query = query.where(events.c.handler_status == "failed")
+        return query
+
+
+def count_matching(engine: Engine, which: EventFilter) -> int:
+    """Count the events a replay with this filter would take."""
+    with engine.connect() as conn:
+        return conn.execute(which.apply(select(func.count()).select_from(events))).scalar_one()
+
+
+def count_events(engine: Engine) -> int:
+    """Return how many events are stored."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(events)).scalar_one()
+
+
+def list_events(engine: Engine, *, limit: int = 20) -> list[dict[str, Any]]:
+    """Return the newest stored events, without their bodies."""
+    columns = [c for c in events.c if c.name != "body"]
+    query = select(*columns).order_by(events.c.id.desc()).limit(limit)
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def now() -> float:
+    """Return the receipt time stamp used for stored events (unix seconds)."""
+    return time.time()

@@ -1,0 +1,62 @@
+"""The schema's recorded version: create it, check it, upgrade it (Alembic)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from plugnmeet_webhooks.storage.engine import write_transaction
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_PG_MIGRATION_LOCK = 0x706E6D  # any constant shared by every receiver on one database
+
+
+class SchemaBehind(RuntimeError):
+    """The database was made by an older version; the message says how to upgrade it."""
+
+
+def _alembic_config(conn: Connection | None = None) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    return config
+
+
+def schema_revisions(engine: Engine) -> tuple[str | None, str]:
+    """Return the database's schema revision (None for an empty database) and this code's."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    return current, str(head)
+
+
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database to ``revision``; several processes may call this at once."""
+    from alembic import command
+
+    with write_transaction(engine) as conn:
+        # SQLite: the transaction began with BEGIN IMMEDIATE, so migrations run one at a time.
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+        command.upgrade(_alembic_config(conn), revision)
+
+
+def prepare_schema(engine: Engine) -> None:
+    """Create the schema in an empty database; refuse a database an older version made."""
+    current, head = schema_revisions(engine)
+    if current == head:
+        return
+    if current is None:
+        upgrade_schema(engine)
+        return
+    raise SchemaBehind(
+        f"the database schema is at revision {current} and this version needs {head}; "
+        "run 'flask --app app db upgrade' once, then start the service again."
+    )

@@ -1,0 +1,56 @@
+"""SQL plumbing shared by the events table and the ledger: one metadata, compiled statements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, Dialect, MetaData
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+
+metadata = MetaData()
+
+_NAMED = {
+    "sqlite": (sqlite, sqlite.dialect(paramstyle="named")),
+    "postgresql": (postgresql, postgresql.psycopg.dialect()),
+}
+_compiled: dict[tuple[str, str], str] = {}
+
+
+def compiled(dialect: Dialect, name: str, build: Callable[[Any], Any]) -> str:
+    """Return SQL text with named parameters for a statement, built and compiled once.
+
+    ``build`` gets the dialect module (for its ``insert`` with ``ON CONFLICT``); the request
+    path then runs plain SQL and pays for no statement construction or cache look-up.
+    """
+    key = (dialect.name, name)
+    text = _compiled.get(key)
+    if text is None:
+        module, named = _NAMED[dialect.name]
+        text = str(build(module).compile(dialect=named))
+        _compiled[key] = text
+    return text
+
+
+def execute(conn: Connection, sql: str, params: Mapping[str, Any]) -> Any:
+    """Run compiled SQL on the driver's own cursor, in ``conn``'s transaction.
+
+    The write path runs a few fixed statements per event; going to the cursor skips
+    SQLAlchemy's per-call execution set-up. Driver errors come back as SQLAlchemy's own
+    exception classes, and a lost connection is invalidated, as SQLAlchemy itself would.
+    """
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = None
+    try:
+        cursor = conn.connection.driver_connection.cursor()
+        cursor.execute(sql, params)
+    except dbapi.Error as exc:
+        lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            sql, None, exc, dbapi.Error, hide_parameters=True, connection_invalidated=lost,
+            dialect=conn.dialect,
+        ) from exc  # fmt: skip
+    return cursor

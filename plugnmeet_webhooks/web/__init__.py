@@ -1,0 +1,1 @@
+"""HTTP routes besides the webhook: operations and the read-only report API."""
