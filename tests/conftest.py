@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
-import postgres
 import pytest
-from helpers import KEY, OTHER_KEY, OTHER_SECRET, SECRET
 
 from app import create_app
 from config import Settings
+from tests.support import postgres
+from tests.support.helpers import KEY, OTHER_KEY, OTHER_SECRET, SECRET
 
 
 @pytest.fixture(autouse=True)

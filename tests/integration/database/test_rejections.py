@@ -6,7 +6,8 @@ import json
 import time
 
 import pytest
-from helpers import (
+
+from tests.support.helpers import (
     CORPUS,
     DROP,
     KEY,
@@ -20,7 +21,6 @@ from helpers import (
     good_claims,
     stored_count,
 )
-
 from validation import sign
 
 BODY = CORPUS[0].read_bytes()

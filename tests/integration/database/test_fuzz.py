@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from helpers import KEY, SECRET, deliver, stored_count
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.helpers import KEY, SECRET, deliver, stored_count
 from validation import sign
 
 FUZZ = settings(

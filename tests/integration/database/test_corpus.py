@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import (
+
+from tests.support.helpers import (
     CORPUS,
     artifact_type,
     corpus_bodies,

@@ -6,9 +6,8 @@ import json
 import logging
 from dataclasses import replace
 
-from helpers import CORPUS, SECRET, deliver
-
 from app import create_app
+from tests.support.helpers import CORPUS, SECRET, deliver
 
 BODY = CORPUS[16].read_bytes()
 

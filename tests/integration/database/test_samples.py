@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import SAMPLES, deliver, handler_messages, stored_rows
 
 from handlers import handled_events
+from tests.support.helpers import SAMPLES, deliver, handler_messages, stored_rows
 
 
 def test_samples_cover_every_event_and_artifact_type():

@@ -14,7 +14,7 @@ from plugnmeet_webhooks.storage.events import count_events, list_events
 from plugnmeet_webhooks.storage.events import events as events_table
 from validation import sign
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "plugnmeet"
 SECRET = "zumyyYWqv7KR2kUqvYdq4z4sXg7XTBnhM9kW"
 OTHER_KEY = "plugnmeet-b"

@@ -10,13 +10,13 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from gunicorn_server import gunicorn, metric, race
-from helpers import CORPUS, KEY, ROOT, SAMPLES, SAMPLES_DIR, SECRET, run_flask
 
 from plugnmeet_webhooks.cli.deliveries import post
 from plugnmeet_webhooks.storage.engine import make_engine
 from plugnmeet_webhooks.storage.events import count_events
 from plugnmeet_webhooks.storage.events import events as events_table
+from tests.support.gunicorn_server import gunicorn, metric, race
+from tests.support.helpers import CORPUS, KEY, ROOT, SAMPLES, SAMPLES_DIR, SECRET, run_flask
 from validation import sign
 
 pytestmark = pytest.mark.slow

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from helpers import CORPUS, KEY, OTHER_KEY, SAMPLES_DIR, SECRET, deliver
-
+from tests.support.helpers import CORPUS, KEY, OTHER_KEY, SAMPLES_DIR, SECRET, deliver
 from validation import verify
 
 SAMPLE = SAMPLES_DIR / "session_ended.json"

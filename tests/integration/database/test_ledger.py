@@ -6,7 +6,10 @@ import json
 import random
 
 import pytest
-from helpers import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.helpers import (
     corpus_bodies,
     deliver,
     ledger_snapshot,
@@ -15,8 +18,6 @@ from helpers import (
     stored_count,
     stored_rows,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 SID = "RM_hK3v9QpZt2Lx"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from helpers import SECRET, corpus_bodies, deliver, report
 
 from app import create_app
 from plugnmeet_webhooks.storage.engine import make_engine
+from tests.support.helpers import SECRET, corpus_bodies, deliver, report
 
 ADMIN = "a" * 20 + "-admin-token"
 

@@ -7,9 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers import corpus_bodies, deliver, handler_messages, stored_count, stored_rows
 
 from plugnmeet_webhooks.normalize import ARTIFACT_TYPES, camel_name, normalize
+from tests.support.helpers import (
+    corpus_bodies,
+    deliver,
+    handler_messages,
+    stored_count,
+    stored_rows,
+)
 
 ENUM_NUMBERS = {
     "state": {"JOINING": 0, "JOINED": 1, "ACTIVE": 2, "DISCONNECTED": 3},

@@ -7,8 +7,8 @@ import hashlib
 from datetime import timedelta
 
 import pytest
-from helpers import CORPUS, KEY, SECRET, deliver, stored_count
 
+from tests.support.helpers import CORPUS, KEY, SECRET, deliver, stored_count
 from validation import VerificationError, sign, verify
 
 livekit_api = pytest.importorskip("livekit.api", reason="livekit-api is a test dependency")

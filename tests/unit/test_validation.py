@@ -7,8 +7,8 @@ import hashlib
 import time
 
 import pytest
-from helpers import KEY, OTHER_KEY, OTHER_SECRET, SECRET, forge, good_claims
 
+from tests.support.helpers import KEY, OTHER_KEY, OTHER_SECRET, SECRET, forge, good_claims
 from validation import (
     VerificationError,
     decode_digest_claim,

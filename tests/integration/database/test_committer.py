@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-from helpers import corpus_bodies, deliver, stored_count, stored_rows
 
 from plugnmeet_webhooks.storage import commit
 from plugnmeet_webhooks.storage import commit as committer_module
@@ -14,6 +13,7 @@ from plugnmeet_webhooks.storage.commit import CommitTimeout, GroupCommitter
 from plugnmeet_webhooks.storage.engine import make_engine
 from plugnmeet_webhooks.storage.events import StoredEvent
 from plugnmeet_webhooks.storage.migrate import prepare_schema
+from tests.support.helpers import corpus_bodies, deliver, stored_count, stored_rows
 
 
 def test_concurrent_deliveries_share_commits_and_each_gets_its_own_answer(app, client):

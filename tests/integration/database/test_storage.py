@@ -7,7 +7,13 @@ import time
 from dataclasses import replace
 
 import pytest
-from helpers import (
+
+from app import create_app
+from plugnmeet_webhooks.storage.engine import make_engine, write_transaction
+from plugnmeet_webhooks.storage.events import StoredEvent, count_events, insert_event
+from plugnmeet_webhooks.storage.migrate import upgrade_schema
+from plugnmeet_webhooks.storage.sql import metadata
+from tests.support.helpers import (
     CORPUS,
     KEY,
     SECRET,
@@ -18,12 +24,6 @@ from helpers import (
     stored_count,
     stored_rows,
 )
-
-from app import create_app
-from plugnmeet_webhooks.storage.engine import make_engine, write_transaction
-from plugnmeet_webhooks.storage.events import StoredEvent, count_events, insert_event
-from plugnmeet_webhooks.storage.migrate import upgrade_schema
-from plugnmeet_webhooks.storage.sql import metadata
 from validation import sign
 
 BODY = CORPUS[16].read_bytes()  # session_ended

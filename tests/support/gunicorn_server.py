@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers import KEY, OTHER_KEY, OTHER_SECRET, ROOT, SECRET
+from tests.support.helpers import KEY, OTHER_KEY, OTHER_SECRET, ROOT, SECRET
 
 
 @dataclass
@@ -53,7 +53,7 @@ def gunicorn(
 ) -> Iterator[Server]:
     """Run gunicorn with ``gunicorn.conf.py`` on a free port; stop it afterwards.
 
-    ``app`` names another app factory under ``tests/`` in place of the receiver's own.
+    ``app`` names another app factory (``module:callable``) in place of the receiver's own.
     """
     port = free_port()
     database_url = env.pop("PNM_DATABASE_URL", f"sqlite:///{tmp_path / 'gunicorn.db'}")
@@ -70,7 +70,7 @@ def gunicorn(
         **env,
     }
     with log_path.open("wb") as log_file:
-        extra = ["--pythonpath", str(ROOT / "tests"), app] if app else []
+        extra = [app] if app else []
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", *extra],
             cwd=ROOT,

@@ -11,16 +11,24 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
-from gunicorn_server import gunicorn, metric, race, wait_for_workers
-from helpers import KEY, OTHER_KEY, OTHER_SECRET, SECRET, corpus_bodies, deliver, ledger_snapshot
-from postgres import fresh_schema
-from tcp_proxy import TcpProxy
 
 from app import create_app
 from config import Settings
 from plugnmeet_webhooks.cli.deliveries import post
 from plugnmeet_webhooks.storage.engine import make_engine
 from plugnmeet_webhooks.storage.events import events as events_table
+from tests.support.gunicorn_server import gunicorn, metric, race, wait_for_workers
+from tests.support.helpers import (
+    KEY,
+    OTHER_KEY,
+    OTHER_SECRET,
+    SECRET,
+    corpus_bodies,
+    deliver,
+    ledger_snapshot,
+)
+from tests.support.postgres import fresh_schema
+from tests.support.tcp_proxy import TcpProxy
 from validation import sign
 
 pytestmark = pytest.mark.slow
@@ -29,7 +37,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def postgres_url(postgres_server):
     if postgres_server is None:
-        import postgres
+        from tests.support import postgres
 
         pytest.skip(postgres.skip_reason())
     with fresh_schema(postgres_server) as url:
@@ -149,7 +157,7 @@ def test_worker_killed_inside_its_transaction_acknowledges_and_keeps_nothing(
     with gunicorn(
         tmp_path,
         workers=1,
-        app="slow_app:create_app()",
+        app="tests.support.slow_app:create_app()",
         PNM_DATABASE_URL=database_url,
         PNM_TEST_STALL_MARKER=str(marker),
     ) as server:
@@ -192,9 +200,8 @@ def _wait_for(condition, what: str, timeout: float = 20) -> None:
 def test_database_cut_inside_the_transaction_keeps_nothing_then_the_retry_succeeds(
     postgres_url, settings, monkeypatch
 ):
-    from helpers import report
-
     import handlers
+    from tests.support.helpers import report
 
     parsed = sa.make_url(postgres_url)
     proxy = TcpProxy(parsed.host, parsed.port).start()
