@@ -10,12 +10,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.run-deps: requirements.txt | $(BIN)/python
+# The pinned dependencies live in the requirements files (pyproject.toml reads the same
+# files for 'pip install .'); the code itself runs from the checkout.
+$(VENV)/.run-deps: pyproject.toml requirements.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt
 	@touch $@
 
-$(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/pip install -q -r requirements-dev.txt
+$(VENV)/.dev-deps: pyproject.toml requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt
 	@touch $@ $(VENV)/.run-deps
 
 ## run: start gunicorn on $$PORT (default 8000); needs PNM_API_KEY and PNM_API_SECRET
@@ -28,15 +30,15 @@ test: $(VENV)/.dev-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-$(VENV)/.bench-deps: requirements.txt requirements-dev.txt requirements-bench.txt | $(BIN)/python
-	$(BIN)/pip install -q -r requirements-bench.txt
+$(VENV)/.bench-deps: pyproject.toml requirements.txt requirements-dev.txt requirements-bench.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt -r requirements-bench.txt
 	@touch $@ $(VENV)/.dev-deps $(VENV)/.run-deps
 
 ## bench: measure against the bare-Flask floor and write BENCHMARKS.md (several minutes)
 bench: $(VENV)/.bench-deps
 	@command -v wrk >/dev/null || { echo "installing wrk (the load generator) ..."; \
 	  apt-get install -y wrk >/dev/null 2>&1 || { echo "wrk is needed: install it with your package manager, e.g. apt-get install wrk"; exit 1; }; }
-	$(BIN)/python bench/run.py --notes bench/NOTES.md $(BENCH_ARGS)
+	$(BIN)/python -m bench.run --notes bench/NOTES.md $(BENCH_ARGS)
 
 lint: $(VENV)/.dev-deps
 	$(BIN)/ruff check .

@@ -25,15 +25,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from config import load_server_settings
+from plugnmeet_webhooks.storage.engine import make_engine, write_transaction
+from plugnmeet_webhooks.storage.events import events as events_table
+from plugnmeet_webhooks.storage.migrate import prepare_schema
+from validation import sign
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
-sys.path.insert(0, str(ROOT))
 
-from config import load_server_settings  # noqa: E402
-from plugnmeet_webhooks.storage.engine import make_engine, write_transaction  # noqa: E402
-from plugnmeet_webhooks.storage.events import events as events_table  # noqa: E402
-from plugnmeet_webhooks.storage.migrate import prepare_schema  # noqa: E402
-from validation import sign  # noqa: E402
 
 KEY = "bench-key"
 SECRET = "bench-secret-0123456789abcdefghijklmnop"  # noqa: S105 - a throw-away key for the run
