@@ -1,4 +1,12 @@
-"""The plugNmeet webhook receiver: the app factory and the webhook route."""
+"""The plugNmeet webhook receiver: the app factory and the webhook route.
+
+A delivery goes: :func:`receive` reads the body, checks its size and type, verifies its
+token (``validation``), parses the event, and hands a
+:class:`~plugnmeet_webhooks.storage.commit.Delivery` to the runtime's group committer. The
+writer thread inserts the event and applies it to the ledger in one transaction
+(``plugnmeet_webhooks.ingest``: normalise, run the handler from ``handlers``, run its
+writes), commits, and only then is the delivery answered 200.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,6 @@ import functools
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -22,17 +29,17 @@ from werkzeug.exceptions import (
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import handlers
-from config import ConfigError, Settings, load_settings
-from plugnmeet_webhooks import cli, metrics
+from config import Settings, load_settings
+from plugnmeet_webhooks import cli, runtime
+from plugnmeet_webhooks.metrics import event_label
 from plugnmeet_webhooks.normalize import NormalizationError, peek, to_str
 from plugnmeet_webhooks.runtime import Runtime, current
-from plugnmeet_webhooks.storage import engine as storage
-from plugnmeet_webhooks.storage.commit import GroupCommitter
+from plugnmeet_webhooks.storage.commit import Delivery, Outcome
+from plugnmeet_webhooks.storage.engine import StorageError
 from plugnmeet_webhooks.storage.events import StoredEvent, now
-from plugnmeet_webhooks.storage.migrate import SchemaBehind, prepare_schema
 from plugnmeet_webhooks.text import plain, shown
 from plugnmeet_webhooks.web import api, ops
-from validation import VerificationError, body_digest, verify_delivery
+from validation import VerificationError, body_digest
 
 log = logging.getLogger(__name__)
 
@@ -45,33 +52,21 @@ class BadEvent(ValueError):
 
 
 def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask:
-    """Create the receiver: settings from the environment (or ``test_config``), storage, route."""
+    """Wire the receiver: settings from the environment (or ``test_config``), routes, commands.
+
+    Nothing is opened here: the database is reached when a delivery or a command needs it.
+    """
     if isinstance(test_config, Settings):
         settings = test_config
     else:
         settings = load_settings({**os.environ, **(test_config or {})})
-    configure_logging(settings)
 
     app = Flask(__name__)
     # One byte over the limit lets the route see that a chunked body was too long.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     if settings.proxy_count:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count)  # type: ignore[method-assign]
-
-    try:
-        engine = storage.make_engine(settings.database_url, timeout=settings.db_timeout)
-    except storage.UnsupportedDatabase as exc:
-        raise ConfigError(str(exc)) from None
-    try:
-        prepare_schema(engine)
-        schema_error = None
-    except SchemaBehind as exc:
-        # Keep the app up for 'flask db upgrade'; deliveries get 503 until it has run.
-        log.error("%s", exc)
-        schema_error = str(exc)
-    # The writer may wait for a lock (db_timeout) before it fails; give it that and more.
-    committer = GroupCommitter(engine, wait_seconds=2 * settings.db_timeout + 10)
-    app.extensions["pnm"] = Runtime(settings, engine, committer, schema_error)
+    runtime.init_app(app, Runtime(settings, handlers.registry.copy()))
 
     app.add_url_rule(
         settings.webhook_path,
@@ -80,7 +75,7 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
         methods=["POST"],
         provide_automatic_options=False,
     )
-    app.json.sort_keys = False  # report fields keep their documented order
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # report fields keep their order
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
     app.before_request(_start_timer)
@@ -88,7 +83,7 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(VerificationError, unverified)
     app.register_error_handler(BadEvent, bad_event)
-    app.register_error_handler(storage.StorageError, storage_unavailable)
+    app.register_error_handler(StorageError, storage_unavailable)
     cli.init_app(app)
     return app
 
@@ -101,9 +96,10 @@ def _start_timer() -> None:
 def _count_delivery(response: Response) -> Response:
     started = g.pop("pnm_started", None)
     if started is not None:
-        metrics.LATENCY.observe(time.perf_counter() - started)
+        metrics = current().metrics
+        metrics.latency.observe(time.perf_counter() - started)
         outcome = g.pop("pnm_outcome", str(response.status_code))
-        metrics.DELIVERIES.labels(outcome, g.pop("pnm_reason", "")).inc()
+        metrics.deliveries.labels(outcome, g.pop("pnm_reason", "")).inc()
     return response
 
 
@@ -150,7 +146,7 @@ def bad_event(exc: BadEvent) -> Response:
     return _reject(400, "bad_request", str(exc))
 
 
-def storage_unavailable(exc: storage.StorageError) -> Response:
+def storage_unavailable(exc: StorageError) -> Response:
     """Answer 503 when the database cannot take the write, so the sender retries."""
     cause = getattr(exc, "orig", None) or exc
     text = str(cause).splitlines()[0][:200] if str(cause) else ""
@@ -192,33 +188,23 @@ def _plausible_key(value: object) -> bool:
     return True
 
 
-def receive() -> Response:
-    """Verify a delivery, store it, run its handler, acknowledge it."""
-    rt = current()
+def _read_body(max_bytes: int) -> bytes:
+    """Read the whole body, refusing one that is unreadable, too long or of another type."""
     try:
         body = request.get_data(cache=False)
     except HTTPException:
         raise
     except Exception as exc:  # the server could not read the body (bad chunk sizes, ...)
         raise BadRequest(f"unreadable body: {type(exc).__name__}") from None
-    if len(body) > rt.settings.max_body_bytes:
-        raise RequestEntityTooLarge(f"body over {rt.settings.max_body_bytes} bytes")
+    if len(body) > max_bytes:
+        raise RequestEntityTooLarge(f"body over {max_bytes} bytes")
     if request.mimetype not in ACCEPTED_CONTENT_TYPES:
         raise UnsupportedMediaType(f"content type {shown(request.mimetype, 60)}")
-    digest = body_digest(body)
-    claims = verify_delivery(
-        body,
-        request.headers.get("Authorization"),
-        request.headers.get("Hash-Token"),
-        rt.settings.api_keys,
-        leeway=rt.settings.clock_leeway,
-        digest=digest,
-    )
-    payload = parse_event(body)
-    if rt.schema_error:
-        log.error("delivery of %s answered 503: %s", payload["event"], rt.schema_error)
-        return _reply(503, "unavailable", **{"Retry-After": "30"})
+    return body
 
+
+def _delivery(body: bytes, digest: bytes, payload: dict[str, Any], api_key: str) -> Delivery:
+    """Describe a verified, parsed delivery as the row to store."""
     room_id, room_sid, created_at = peek(payload)
     event_id = payload.get("id") or None
     stored = StoredEvent(
@@ -229,56 +215,40 @@ def receive() -> Response:
         room_sid=room_sid,
         created_at=created_at,
         received_at=now(),
-        api_key=claims["iss"],
+        api_key=api_key,
         remote_addr=request.remote_addr,
         body_sha256=digest.hex(),
         body=body,
     )
+    return Delivery(stored, payload)
 
-    def handle(conn: Any) -> None:
-        handlers.handle_payload(conn, payload, stored.dedupe_key, stored.received_at)
 
-    outcome = rt.committer.submit(stored, handle)
-    if outcome == "duplicate":
+def receive() -> Response:
+    """Verify a delivery, store it and apply it to the ledger, then acknowledge it."""
+    rt = current()
+    body = _read_body(rt.settings.max_body_bytes)
+    digest = body_digest(body)
+    claims = rt.verifier.verify_delivery(
+        body, request.headers.get("Authorization"), request.headers.get("Hash-Token"), digest=digest
+    )
+    payload = parse_event(body)
+    problem = rt.schema_problem()
+    if problem:
+        log.error("delivery of %s answered 503: %s", shown(payload["event"]), problem)
+        return _reply(503, "unavailable", **{"Retry-After": "30"})
+
+    delivery = _delivery(body, digest, payload, claims["iss"])
+    outcome = rt.committer.submit(delivery)
+    stored = delivery.stored
+    if outcome is Outcome.DUPLICATE:
         log.info(
             "Duplicate %s event %s acknowledged; nothing changed.",
             shown(stored.event),
             plain(stored.dedupe_key),
         )
         return _reply(200, "duplicate")
-    label = metrics.event_label(stored.event, handlers.handled_events())
-    metrics.EVENTS.labels(label).inc()
-    if outcome == "handler_failed":
-        metrics.HANDLER_FAILURES.labels(label).inc()
+    label = event_label(stored.event, rt.registry.names)
+    rt.metrics.events.labels(label).inc()
+    if outcome is Outcome.HANDLER_FAILED:
+        rt.metrics.handler_failures.labels(label).inc()
     return _reply(200, "accepted")
-
-
-class _TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s [%(name)s] %(message)s")
-
-
-_HANDLER_MARK = "_pnm_handler"
-
-
-def configure_logging(settings: Settings) -> None:
-    """Send log lines to stderr, as text or as one JSON object per line."""
-    if settings.log_format == "json":
-        from pythonjsonlogger.json import JsonFormatter
-
-        formatter: logging.Formatter = JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-        )
-    else:
-        formatter = _TextFormatter()
-    root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
-        root.removeHandler(old)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
-    setattr(handler, _HANDLER_MARK, True)
-    root.addHandler(handler)
-    root.setLevel(settings.log_level)
-    # Alembic narrates every schema check at INFO; 'flask db upgrade' reports what it did.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

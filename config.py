@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +44,27 @@ class Settings:
     proxy_count: int = 0
     db_timeout: float = DEFAULT_DB_TIMEOUT
     admin_token: str | None = None
+
+
+DATABASES = ("sqlite", "postgresql")
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def check_database_url(url: str) -> str:
+    """Return ``url`` if it names a SQLite or PostgreSQL database, or say what to write."""
+    match = _URL_SCHEME.match(url)
+    if match is None:
+        raise ConfigError(
+            "PNM_DATABASE_URL is not a database URL; use sqlite:///path/to/file.db "
+            "or postgresql://user@host/dbname."
+        )
+    backend = match.group(1).partition("+")[0].lower()
+    if backend not in DATABASES:
+        raise ConfigError(
+            f"PNM_DATABASE_URL names a {backend} database; use sqlite:///path/to/file.db "
+            "or postgresql://user@host/dbname."
+        )
+    return url
 
 
 def default_database_url(root: Path | None = None) -> str:
@@ -141,7 +163,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     return Settings(
         api_keys=parse_api_keys(env),
-        database_url=env.get("PNM_DATABASE_URL", "").strip() or default_database_url(),
+        database_url=check_database_url(
+            env.get("PNM_DATABASE_URL", "").strip() or default_database_url()
+        ),
         webhook_path=path,
         max_body_bytes=_int(env, "PNM_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1024),
         clock_leeway=_int(env, "PNM_CLOCK_LEEWAY", DEFAULT_CLOCK_LEEWAY, minimum=0),

@@ -47,25 +47,24 @@ control_socket_disable = True
 
 
 def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
-    """Check the settings and the database once, before any worker starts."""
-    from plugnmeet_webhooks.storage.engine import StorageError, UnsupportedDatabase, make_engine
-    from plugnmeet_webhooks.storage.migrate import SchemaBehind, prepare_schema
+    """Check the settings and the database once, before any worker starts; set up logging."""
+    from app import create_app
+    from plugnmeet_webhooks import runtime
+    from plugnmeet_webhooks.logs import configure_logging
+    from plugnmeet_webhooks.storage.engine import StorageError
 
     # Counts left by an earlier run would be added to this one's; only those files go.
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(metrics_dir, exist_ok=True)
     for leftover in glob.glob(os.path.join(metrics_dir, "*.db")):
         os.remove(leftover)
-    from config import load_settings
 
     try:
-        settings = load_settings()
-        engine = make_engine(settings.database_url, timeout=settings.db_timeout)
-        try:
-            prepare_schema(engine)
-        finally:
-            engine.dispose()
-    except (ConfigError, UnsupportedDatabase, SchemaBehind) as exc:
+        checked = runtime.of(create_app())
+        # Workers are forked from this process: they inherit where log lines go.
+        configure_logging(checked.settings)
+        problem = checked.schema_problem()
+    except ConfigError as exc:
         _fail(str(exc))
     except StorageError as exc:
         cause = getattr(exc, "orig", None) or exc
@@ -73,6 +72,30 @@ def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
             f"cannot open the database named by PNM_DATABASE_URL ({type(cause).__name__}); "
             "check that it is running and that the URL is right."
         )
+    else:
+        checked.close()  # no connection may cross the fork into a worker
+        if problem:
+            _fail(problem)
+
+
+def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    """Start the worker's runtime: the schema is checked before the first delivery."""
+    from plugnmeet_webhooks import runtime
+
+    runtime.of(worker.wsgi).start()
+
+
+def worker_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    """Stop the worker's runtime: queued deliveries are stored and answered, then it closes.
+
+    Gunicorn has already waited (up to graceful_timeout) for the requests in flight, so the
+    writer has little or nothing left; the wait here is bounded all the same.
+    """
+    from plugnmeet_webhooks import runtime
+
+    extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
+    if runtime.EXTENSION in extensions:  # not when the worker failed before loading the app
+        extensions[runtime.EXTENSION].close(timeout=5)
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature

@@ -1,79 +1,25 @@
-"""Event handlers: one registered function per event name, reading normalised events."""
+"""Event handlers: one registered function per event name, reading normalised events.
+
+Each handler logs what happened and asks for the ledger writes the event implies
+(:class:`~plugnmeet_webhooks.dispatch.Context`); it never touches the database itself.
+``registry`` holds them all; every runtime works on its own copy of it.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
+from plugnmeet_webhooks.dispatch import Context, Registry
 from plugnmeet_webhooks.ledger import writes as ledger
-from plugnmeet_webhooks.normalize import Artifact, Event, normalize
+from plugnmeet_webhooks.normalize import Artifact, Event
 from plugnmeet_webhooks.text import plain, shown
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(slots=True)
-class Context:
-    """What a handler may use besides the event, and where it puts the ledger writes it wants.
-
-    Handlers do not touch the database: they add :class:`ledger.Write` items, which run in the
-    transaction that stores the event once the handler has returned.
-    """
-
-    event_key: str
-    received_at: float
-    writes: list[ledger.Write] = field(default_factory=list)
-
-    def write(self, *writes: ledger.Write | None) -> None:
-        """Ask for ledger writes (``None`` items are ignored)."""
-        self.writes.extend(w for w in writes if w is not None)
-
-
-Handler = Callable[[Event, Context], None]
-_handlers: dict[str, Handler] = {}
-
-
-def on(*names: str) -> Callable[[Handler], Handler]:
-    """Register the decorated function as the handler of the named events."""
-
-    def register(fn: Handler) -> Handler:
-        for name in names:
-            if name in _handlers:
-                raise ValueError(f"event {name!r} already has a handler")
-            _handlers[name] = fn
-        return fn
-
-    return register
-
-
-def handled_events() -> frozenset[str]:
-    """Return the names of the events that have a handler."""
-    return frozenset(_handlers)
-
-
-def handle_payload(conn: Any, payload: dict[str, Any], event_key: str, received_at: float) -> None:
-    """Normalise a stored event's parsed body, run its handler, then run the writes it asked for."""
-    ctx = Context(event_key=event_key, received_at=received_at)
-    dispatch(normalize(payload), ctx)
-    ledger.run(conn, ctx.writes)
-
-
-def handle_body(conn: Any, body: bytes, event_key: str, received_at: float) -> None:
-    """Parse a stored raw body and handle it (for replays)."""
-    handle_payload(conn, json.loads(body), event_key, received_at)
-
-
-def dispatch(event: Event, ctx: Context) -> None:
-    """Run the handler of ``event``; an event without one is logged (it is already stored)."""
-    handler = _handlers.get(event.event)
-    if handler is None:
-        log.info("Stored event %s (%s); no handler for it.", shown(event.event), _room(event))
-        return
-    handler(event, ctx)
+registry = Registry()
+"""The handlers of this service; a runtime takes a copy of it."""
 
 
 def _room(event: Event) -> str:
@@ -93,7 +39,7 @@ def _who(event: Event) -> str:
 # --- rooms and sessions ----------------------------------------------------------
 
 
-@on("room_created", "room_started", "room_finished")
+@registry.on("room_created", "room_started", "room_finished")
 def room_lifecycle(event: Event, ctx: Context) -> None:
     """Record and log a room being created, started or finished."""
     ctx.write(ledger.session_write(event, ctx.received_at))
@@ -132,7 +78,7 @@ def session_length(event: Event, received_at: float) -> SessionLength | None:
     return SessionLength(seconds=seconds, minutes=math.ceil(seconds / 60), end_source=source)
 
 
-@on("session_ended")
+@registry.on("session_ended")
 def session_ended(event: Event, ctx: Context) -> None:
     """Record the session's end and log how many billable minutes it lasted."""
     ctx.write(ledger.session_write(event, ctx.received_at))
@@ -148,7 +94,7 @@ def session_ended(event: Event, ctx: Context) -> None:
 # --- participants and tracks ------------------------------------------------------
 
 
-@on("participant_joined")
+@registry.on("participant_joined")
 def participant_joined(event: Event, ctx: Context) -> None:
     """Record and log who joined which room."""
     ctx.write(
@@ -159,7 +105,7 @@ def participant_joined(event: Event, ctx: Context) -> None:
     log.info("%s joined %s (%d in the room).", _who(event), _room(event), count)
 
 
-@on("participant_left")
+@registry.on("participant_left")
 def participant_left(event: Event, ctx: Context) -> None:
     """Record and log who left which room, and after how long when both times are known."""
     ctx.write(
@@ -173,7 +119,7 @@ def participant_left(event: Event, ctx: Context) -> None:
     log.info("%s left %s%s.", _who(event), _room(event), stayed)
 
 
-@on("track_published", "track_unpublished")
+@registry.on("track_published", "track_unpublished")
 def track_changed(event: Event, ctx: Context) -> None:
     """Log which track someone published or unpublished."""
     track = event.track
@@ -202,7 +148,7 @@ _RECORDING_LINES = {
 }
 
 
-@on(*_RECORDING_LINES)
+@registry.on(*_RECORDING_LINES)
 def recording_changed(event: Event, ctx: Context) -> None:
     """Log a recording or RTMP stream starting or ending."""
     info = event.recording_info
@@ -211,7 +157,7 @@ def recording_changed(event: Event, ctx: Context) -> None:
     log.info(_RECORDING_LINES[event.event], record_id, _room(event), recorder)
 
 
-@on("recording_proceeded")
+@registry.on("recording_proceeded")
 def recording_proceeded(event: Event, ctx: Context) -> None:
     """Record and log which recording file is ready."""
     ctx.write(ledger.recording_write(event, ctx.event_key, ctx.received_at))
@@ -228,7 +174,7 @@ def recording_proceeded(event: Event, ctx: Context) -> None:
     )
 
 
-@on("analytics_proceeded")
+@registry.on("analytics_proceeded")
 def analytics_proceeded(event: Event, ctx: Context) -> None:
     """Log which analytics file is ready."""
     file_id = event.analytics.file_id if event.analytics else ""
@@ -299,7 +245,7 @@ def describe_usage(usage: Usage) -> str:
     return text + f", estimated cost {usage.cost:.6f}"
 
 
-@on("artifact_created")
+@registry.on("artifact_created")
 def artifact_created(event: Event, ctx: Context) -> None:
     """Log a file artifact's path, or a usage artifact's quantity and cost."""
     artifact = event.room_artifact

@@ -55,6 +55,14 @@ def body_digest(body: bytes) -> bytes:
     return hashlib.sha256(body).digest()
 
 
+def bearer(value: str) -> tuple[bool, str]:
+    """Split an ``Authorization`` value: whether it said ``Bearer``, and the credential."""
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return True, rest.strip()
+    return False, value.strip()
+
+
 def extract_tokens(authorization: str | None, hash_token: str | None) -> list[str]:
     """List the tokens sent: ``Authorization`` (bare or ``Bearer``) first, then ``Hash-Token``.
 
@@ -65,33 +73,12 @@ def extract_tokens(authorization: str | None, hash_token: str | None) -> list[st
     for value in (authorization, hash_token):
         if not value:
             continue
-        scheme, _, rest = value.strip().partition(" ")
-        value = rest.strip() if scheme.lower() == "bearer" else value.strip()
-        if value and value not in tokens:
-            tokens.append(value)
+        _, token = bearer(value)
+        if token and token not in tokens:
+            tokens.append(token)
     if not tokens:
         raise VerificationError("no token in Authorization or Hash-Token", "no_token")
     return tokens
-
-
-def verify_delivery(
-    body: bytes,
-    authorization: str | None,
-    hash_token: str | None,
-    keys: Mapping[str, str],
-    *,
-    leeway: float = 60,
-    digest: bytes | None = None,
-) -> dict[str, Any]:
-    """Verify a delivery by whichever of its tokens holds; the first failure is the reason."""
-    first_failure: VerificationError | None = None
-    for token in extract_tokens(authorization, hash_token):
-        try:
-            return verify(body, token, keys, leeway=leeway, digest=digest)
-        except VerificationError as exc:
-            first_failure = first_failure or exc
-    assert first_failure is not None  # extract_tokens returns at least one token
-    raise first_failure
 
 
 def decode_digest_claim(claim: object) -> bytes:
@@ -113,15 +100,6 @@ def decode_digest_claim(claim: object) -> bytes:
 
 _TIME_LIMIT = 2**53
 _HS256 = jwt.algorithms.HMACAlgorithm(jwt.algorithms.HMACAlgorithm.SHA256)
-_prepared_keys: dict[str, Any] = {}
-
-
-def _key(secret: str) -> Any:
-    # Secrets come from the settings, so they are few and fixed: prepare each one once.
-    key = _prepared_keys.get(secret)
-    if key is None:
-        key = _prepared_keys[secret] = _HS256.prepare_key(secret)
-    return key
 
 
 def _time_claim(claims: Mapping[str, Any], name: str) -> float | None:
@@ -136,6 +114,88 @@ def _time_claim(claims: Mapping[str, Any], name: str) -> float | None:
     return value
 
 
+class Verifier:
+    """Verify deliveries against the configured key pairs, with a clock leeway.
+
+    Each secret is prepared for HMAC once, when the verifier is made.
+    """
+
+    def __init__(self, keys: Mapping[str, str], *, leeway: float = 60) -> None:
+        self.leeway = leeway
+        self._keys = {key: _HS256.prepare_key(secret) for key, secret in keys.items()}
+
+    def verify_delivery(
+        self,
+        body: bytes,
+        authorization: str | None,
+        hash_token: str | None,
+        *,
+        digest: bytes | None = None,
+    ) -> dict[str, Any]:
+        """Verify a delivery by whichever of its tokens holds; the first failure is the reason."""
+        first_failure: VerificationError | None = None
+        for token in extract_tokens(authorization, hash_token):
+            try:
+                return self.verify(body, token, digest=digest)
+            except VerificationError as exc:
+                first_failure = first_failure or exc
+        assert first_failure is not None  # extract_tokens returns at least one token
+        raise first_failure
+
+    def verify(self, body: bytes, token: str, *, digest: bytes | None = None) -> dict[str, Any]:
+        """Verify the token and the body's hash; return the token's claims.
+
+        The token is parsed once (PyJWT), its HS256 signature checked with PyJWT's HMAC
+        algorithm under the secret of its ``iss``, then its times and the body's digest
+        (``digest``, when the caller has hashed the body already). Raises
+        :class:`VerificationError` for every way a token or its claims can be wrong.
+        """
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise VerificationError(f"token longer than {MAX_TOKEN_LENGTH} characters")
+        try:
+            parsed = jwt.decode_complete(token, options={"verify_signature": False})
+            header, claims = parsed["header"], parsed["payload"]
+            if header.get("alg") != ALGORITHM:
+                raise VerificationError(f"token algorithm is not {ALGORITHM}", "algorithm")
+            issuer = claims.get("iss")
+            if not isinstance(issuer, str) or not issuer:
+                raise VerificationError("token has no string iss claim", "unknown_key")
+            key = self._keys.get(issuer)
+            if key is None:
+                raise VerificationError("token iss is not a configured API key", "unknown_key")
+            signing_input = token.rpartition(".")[0].encode("ascii")
+            if not _HS256.verify(signing_input, key, parsed["signature"]):
+                raise VerificationError(
+                    "token signature does not match the secret of its iss", "signature"
+                )
+        except VerificationError:
+            raise
+        except jwt.PyJWTError as exc:
+            raise VerificationError(f"token rejected: {type(exc).__name__}") from None
+        except (ValueError, TypeError, OverflowError, RecursionError, KeyError) as exc:
+            # PyJWT turns malformed input into PyJWTError; this is the belt to its braces.
+            raise VerificationError(f"malformed token: {type(exc).__name__}") from None
+        self._check_times(claims)
+        expected = digest if digest is not None else body_digest(body)
+        if not hmac.compare_digest(decode_digest_claim(claims.get("sha256")), expected):
+            raise VerificationError("sha256 claim does not match the body", "body_hash")
+        return claims
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        now, leeway = time.time(), self.leeway
+        exp = _time_claim(claims, "exp")
+        nbf = _time_claim(claims, "nbf")
+        iat = _time_claim(claims, "iat")
+        if exp is None:
+            raise VerificationError("token has no exp claim")
+        if exp <= now - leeway:
+            raise VerificationError("token has expired", "expired")
+        if (nbf is not None and nbf > now + leeway) or (iat is not None and iat > now + leeway):
+            raise VerificationError("token is not valid yet (nbf)", "not_yet_valid")
+        if exp > now + leeway + MAX_TOKEN_LIFETIME:
+            raise VerificationError("token exp is more than a day away", "lifetime")
+
+
 def verify(
     body: bytes,
     token: str,
@@ -144,54 +204,20 @@ def verify(
     leeway: float = 60,
     digest: bytes | None = None,
 ) -> dict[str, Any]:
-    """Verify the token and the body's hash; return the token's claims.
+    """Verify one token against ``keys`` (see :meth:`Verifier.verify`)."""
+    return Verifier(keys, leeway=leeway).verify(body, token, digest=digest)
 
-    The token is parsed once (PyJWT), its HS256 signature checked with PyJWT's HMAC
-    algorithm under the secret of its ``iss``, then its times and the body's digest
-    (``digest``, when the caller has hashed the body already). Raises
-    :class:`VerificationError` for every way a token or its claims can be wrong.
-    """
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise VerificationError(f"token longer than {MAX_TOKEN_LENGTH} characters")
-    try:
-        parsed = jwt.decode_complete(token, options={"verify_signature": False})
-        header, claims = parsed["header"], parsed["payload"]
-        if header.get("alg") != ALGORITHM:
-            raise VerificationError(f"token algorithm is not {ALGORITHM}", "algorithm")
-        issuer = claims.get("iss")
-        if not isinstance(issuer, str) or not issuer:
-            raise VerificationError("token has no string iss claim", "unknown_key")
-        secret = keys.get(issuer)
-        if secret is None:
-            raise VerificationError("token iss is not a configured API key", "unknown_key")
-        signing_input = token.rpartition(".")[0].encode("ascii")
-        if not _HS256.verify(signing_input, _key(secret), parsed["signature"]):
-            raise VerificationError(
-                "token signature does not match the secret of its iss", "signature"
-            )
-    except VerificationError:
-        raise
-    except jwt.PyJWTError as exc:
-        raise VerificationError(f"token rejected: {type(exc).__name__}") from None
-    except (ValueError, TypeError, OverflowError, RecursionError, KeyError) as exc:
-        # PyJWT turns malformed input into PyJWTError; this is the belt to its braces.
-        raise VerificationError(f"malformed token: {type(exc).__name__}") from None
-    now = time.time()
-    exp = _time_claim(claims, "exp")
-    nbf = _time_claim(claims, "nbf")
-    iat = _time_claim(claims, "iat")
-    if exp is None:
-        raise VerificationError("token has no exp claim")
-    if exp <= now - leeway:
-        raise VerificationError("token has expired", "expired")
-    if (nbf is not None and nbf > now + leeway) or (iat is not None and iat > now + leeway):
-        raise VerificationError("token is not valid yet (nbf)", "not_yet_valid")
-    if exp > now + leeway + MAX_TOKEN_LIFETIME:
-        raise VerificationError("token exp is more than a day away", "lifetime")
-    expected = digest if digest is not None else body_digest(body)
-    if not hmac.compare_digest(decode_digest_claim(claims.get("sha256")), expected):
-        raise VerificationError("sha256 claim does not match the body", "body_hash")
-    return claims
+
+def verify_delivery(
+    body: bytes,
+    authorization: str | None,
+    hash_token: str | None,
+    keys: Mapping[str, str],
+    *,
+    leeway: float = 60,
+) -> dict[str, Any]:
+    """Verify a delivery's headers against ``keys`` (see :meth:`Verifier.verify_delivery`)."""
+    return Verifier(keys, leeway=leeway).verify_delivery(body, authorization, hash_token)
 
 
 def sign(

@@ -1,31 +1,137 @@
-"""What every request and command of one process shares: the settings and the engine."""
+"""One runtime per app: what every request, command and background thread of it shares.
+
+The app factory only makes it; nothing here touches the database until it is needed. The
+engine is made on first use, the schema is checked once (created in an empty database,
+refused with what to run when it is behind), the writer thread starts with the first
+delivery. Gunicorn's worker hooks call :meth:`Runtime.start` and :meth:`Runtime.close`;
+a test makes its own app, registers its own handlers on ``runtime.registry``, and closes it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import threading
 
-from flask import current_app
-from sqlalchemy import Engine
+from flask import Flask, current_app
+from sqlalchemy import Connection, Engine
 
 from config import Settings
-from plugnmeet_webhooks.storage.commit import GroupCommitter
+from plugnmeet_webhooks.dispatch import Registry
+from plugnmeet_webhooks.ingest import Ingest
+from plugnmeet_webhooks.metrics import Metrics
+from plugnmeet_webhooks.storage.commit import Delivery, GroupCommitter, Result, store_batch
+from plugnmeet_webhooks.storage.engine import StorageError, make_engine
+from plugnmeet_webhooks.storage.migrate import SchemaBehind, prepare_schema
+from validation import Verifier
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "pnm"
 
 
-@dataclass(frozen=True, slots=True)
 class Runtime:
-    """Built once per process by the app factory."""
+    """Settings, handlers, verifier and metrics, and, made when first needed, the database."""
 
-    settings: Settings
-    engine: Engine
-    committer: GroupCommitter
-    schema_error: str | None = None
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.verifier = Verifier(settings.api_keys, leeway=settings.clock_leeway)
+        self.metrics = Metrics()
+        self.ingest = Ingest(registry)
+        self._lock = threading.RLock()
+        self._engine: Engine | None = None
+        self._committer: GroupCommitter | None = None
+        self._schema_current = False
+        self._schema_error: str | None = None
 
-    def close(self) -> None:
-        """Stop the writer and close every database connection (tests, shutdown)."""
-        self.committer.close()
-        self.engine.dispose()
+    @property
+    def engine(self) -> Engine:
+        """The database engine, made on first use."""
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = make_engine(
+                        self.settings.database_url, timeout=self.settings.db_timeout
+                    )
+        return self._engine
+
+    @property
+    def committer(self) -> GroupCommitter:
+        """The group committer that stores deliveries, made on first use."""
+        if self._committer is None:
+            engine = self.engine
+            with self._lock:
+                if self._committer is None:
+                    # The writer may wait for a lock (db_timeout) before it fails; give it that
+                    # and more.
+                    self._committer = GroupCommitter(
+                        engine,
+                        self.store_deliveries,
+                        wait_seconds=2 * self.settings.db_timeout + 10,
+                    )
+        return self._committer
+
+    def store_deliveries(self, conn: Connection, deliveries: list[Delivery]) -> list[Result]:
+        """Store a batch of deliveries and apply each to the ledger (the writer's work)."""
+        return store_batch(self.engine, deliveries, self.ingest.apply_delivery, conn)
+
+    def schema_problem(self) -> str | None:
+        """Check the schema once; return what is wrong with it, or None when it is current.
+
+        An empty database gets the whole schema. A database made by an older version is left
+        alone, and the answer says to run ``flask --app app db upgrade``. A database that
+        cannot be reached raises (and is checked again next time).
+        """
+        if self._schema_current or self._schema_error is not None:
+            return self._schema_error
+        with self._lock:
+            if not self._schema_current and self._schema_error is None:
+                try:
+                    prepare_schema(self.engine)
+                    self._schema_current = True
+                except SchemaBehind as exc:
+                    log.error("%s", exc)
+                    self._schema_error = str(exc)
+        return self._schema_error
+
+    def forget_schema_check(self) -> None:
+        """Check the schema again when next asked (after ``db upgrade`` has changed it)."""
+        with self._lock:
+            self._schema_current, self._schema_error = False, None
+
+    def database(self) -> Engine:
+        """Return the engine of a database whose schema is current, or raise SchemaBehind."""
+        problem = self.schema_problem()
+        if problem is not None:
+            raise SchemaBehind(problem)
+        return self.engine
+
+    def start(self) -> None:
+        """Get a serving process ready: the schema is checked before the first delivery."""
+        try:
+            self.schema_problem()
+        except StorageError as exc:  # deliveries get 503 until it answers
+            log.warning("database not reachable at start (%s); will try again", type(exc).__name__)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finish the deliveries in flight, stop the writer, close every database connection."""
+        if self._committer is not None:
+            self._committer.close(timeout)
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def init_app(app: Flask, runtime: Runtime) -> None:
+    """Keep ``runtime`` as the app's runtime."""
+    app.extensions[EXTENSION] = runtime
+
+
+def of(app: Flask) -> Runtime:
+    """Return the runtime of ``app``."""
+    runtime: Runtime = app.extensions[EXTENSION]
+    return runtime
 
 
 def current() -> Runtime:
     """Return the runtime of the app handling the current request or command."""
-    return current_app.extensions["pnm"]
+    return of(current_app)

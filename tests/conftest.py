@@ -8,6 +8,7 @@ import pytest
 
 from app import create_app
 from config import Settings
+from plugnmeet_webhooks import runtime
 from tests.support import postgres
 from tests.support.helpers import KEY, OTHER_KEY, OTHER_SECRET, SECRET
 
@@ -58,7 +59,13 @@ def settings(database_url: str) -> Settings:
 def app(settings: Settings):
     application = create_app(settings)
     yield application
-    application.extensions["pnm"].close()
+    runtime.of(application).close()
+
+
+@pytest.fixture
+def app_runtime(app) -> runtime.Runtime:
+    """The app's runtime: its registry takes a test's own handlers."""
+    return runtime.of(app)
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
+from plugnmeet_webhooks.cli.context import runtime
 from plugnmeet_webhooks.cli.repair import run_replay
 from plugnmeet_webhooks.ledger.writes import is_empty
-from plugnmeet_webhooks.runtime import current
 from plugnmeet_webhooks.storage.events import EventFilter, count_events
 from plugnmeet_webhooks.storage.migrate import schema_revisions, upgrade_schema
 
@@ -22,9 +22,11 @@ def db() -> None:
 @with_appcontext
 def db_upgrade(revision: str) -> None:
     """Upgrade the database schema to REVISION (default: the newest)."""
-    engine = current().engine
+    rt = runtime()
+    engine = rt.engine
     before, _ = schema_revisions(engine)
     upgrade_schema(engine, revision)
+    rt.forget_schema_check()
     after, _ = schema_revisions(engine)
     if before == after:
         click.echo(f"Database schema already at revision {after}.")
@@ -43,6 +45,6 @@ def db_upgrade(revision: str) -> None:
 @with_appcontext
 def db_current() -> None:
     """Show the database's schema revision and the one this version needs."""
-    revision, head = schema_revisions(current().engine)
+    revision, head = schema_revisions(runtime().engine)
     state = "up to date" if revision == head else "run 'flask --app app db upgrade'"
     click.echo(f"database: {revision or 'empty'}  this version: {head}  ({state})")

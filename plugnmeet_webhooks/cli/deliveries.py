@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from flask.cli import with_appcontext
 
-from plugnmeet_webhooks.runtime import current
+from plugnmeet_webhooks.cli.context import runtime
 from validation import sign as sign_token
 
 CONTENT_TYPE = "application/json"
@@ -20,11 +20,11 @@ CONTENT_TYPE = "application/json"
 
 def _default_url() -> str:
     port = os.environ.get("PORT", "").strip() or "8000"
-    return f"http://127.0.0.1:{port}{current().settings.webhook_path}"
+    return f"http://127.0.0.1:{port}{runtime().settings.webhook_path}"
 
 
 def _key_pair(key: str | None) -> tuple[str, str]:
-    keys = current().settings.api_keys
+    keys = runtime().settings.api_keys
     if key is None:
         key = next(iter(keys))
     if key not in keys:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import click
 from flask.cli import with_appcontext
 
+from plugnmeet_webhooks.cli.context import database
 from plugnmeet_webhooks.ledger import reports
-from plugnmeet_webhooks.runtime import current
 from plugnmeet_webhooks.storage import events as stored_events
 
 
@@ -23,7 +23,7 @@ from plugnmeet_webhooks.storage import events as stored_events
 )
 def events(fmt: str, limit: int) -> None:
     """List the stored events, newest first."""
-    rows = stored_events.list_events(current().engine, limit=limit)
+    rows = stored_events.list_events(database(), limit=limit)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -68,6 +68,6 @@ def report(name: str, since: str | None, until: str | None, room: str | None, fm
         filters = reports.Filters.parse(since, until, room)
     except ValueError as exc:
         raise click.BadParameter(f"{exc}.", param_hint="--since/--until") from None
-    with current().engine.connect() as conn:
+    with database().connect() as conn:
         built = reports.build(conn, name, filters)
     click.echo(reports.RENDERERS[fmt](built), nl=fmt != "csv")

@@ -10,35 +10,37 @@ from contextlib import contextmanager
 import click
 from flask.cli import with_appcontext
 
-import handlers
+from plugnmeet_webhooks.cli.context import database, runtime
 from plugnmeet_webhooks.ledger import reports
 from plugnmeet_webhooks.ledger.writes import clear
-from plugnmeet_webhooks.runtime import current
 from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.events import EventFilter, count_matching
 from plugnmeet_webhooks.storage.replay import ReplayResult, replay_events
 
 
 @contextmanager
-def _quiet_handlers() -> Iterator[None]:
+def _quiet(logger_names: list[str]) -> Iterator[None]:
     # Each event was logged when it arrived; a replay says only what goes wrong.
-    logger = logging.getLogger("handlers")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
+    loggers = [logging.getLogger(name) for name in logger_names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def run_replay(which: EventFilter, label: str) -> ReplayResult:
-    engine = current().engine
+    """Replay the matching stored events through the handlers, with a progress bar."""
+    rt, engine = runtime(), database()
     total = count_matching(engine, which)
     with (
-        _quiet_handlers(),
+        _quiet(rt.registry.logger_names),
         click.progressbar(length=total, label=label, show_pos=True, file=sys.stderr) as bar,
     ):
-        return replay_events(engine, handlers.handle_body, which, progress=bar.update)
+        return replay_events(engine, rt.ingest.apply_stored, which, progress=bar.update)
 
 
 def _first_second(text: str) -> float:
@@ -79,7 +81,7 @@ def replay(since: str | None, event_id: str | None, failed_only: bool) -> None:
 @with_appcontext
 def rebuild_ledger() -> None:
     """Clear the sessions, usage, files and attendance tables and rebuild them from the events."""
-    with write_transaction(current().engine) as conn:
+    with write_transaction(database()) as conn:
         clear(conn)
     result = run_replay(EventFilter(), "Rebuilding")
     click.echo(f"Rebuilt the ledger from {result.events} events ({result.failed} failed).")

@@ -15,6 +15,8 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,26 +29,47 @@ from plugnmeet_webhooks.text import plain, shown
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 64
-IDLE_SECONDS = 30.0
 
 
-Handle = Callable[[Connection], None]
+class Outcome(StrEnum):
+    """What became of a delivery that reached the database."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    HANDLER_FAILED = "handler_failed"  # stored all the same, marked failed for a replay
 
 
-def _store_one(conn: Connection, stored: StoredEvent, handle: Handle) -> str:
+Result = Outcome | BaseException
+"""An outcome, or the database error that kept the delivery out (answered 503, retried)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A verified delivery on its way to storage: the row to insert and the parsed body."""
+
+    stored: StoredEvent
+    payload: dict[str, Any]
+
+
+Apply = Callable[[Connection, Delivery], None]
+"""Apply a newly stored delivery to the ledger, in the transaction that stored it."""
+
+
+def _store_one(conn: Connection, delivery: Delivery, apply: Apply) -> Outcome:
+    stored = delivery.stored
     row_id = insert_event(conn, stored)
     if row_id is None:
-        return "duplicate"
+        return Outcome.DUPLICATE
     try:
-        handle(conn)
+        apply(conn, delivery)
     except SQLAlchemyError:
         raise
     except Exception as exc:  # handlers only plan before they write: nothing to undo
         label, key = shown(stored.event), plain(stored.dedupe_key)
         log.exception("handler for %s event %s failed", label, key)
         mark_failed(conn, row_id, error_text(exc))
-        return "handler_failed"
-    return "accepted"
+        return Outcome.HANDLER_FAILED
+    return Outcome.ACCEPTED
 
 
 class _EventFailed(Exception):
@@ -57,28 +80,24 @@ class _EventFailed(Exception):
         self.cause = cause
 
 
-def _store_all(conn: Connection, items: list[tuple[StoredEvent, Handle]]) -> list[str]:
+def _store_all(conn: Connection, deliveries: list[Delivery], apply: Apply) -> list[Outcome]:
     outcomes = []
-    for stored, handle in items:
+    for delivery in deliveries:
         try:
-            outcomes.append(_store_one(conn, stored, handle))
+            outcomes.append(_store_one(conn, delivery, apply))
         except SQLAlchemyError as exc:
             raise _EventFailed(exc) from exc
     return outcomes
 
 
-Outcome = str | BaseException
-"""``accepted``, ``duplicate``, ``handler_failed``, or the error that kept it from storage."""
-
-
 def _store_alone(
-    engine: Engine, item: tuple[StoredEvent, Handle], conn: Connection | None
-) -> Outcome:
+    engine: Engine, delivery: Delivery, apply: Apply, conn: Connection | None
+) -> Result:
     """Store one event in its own transaction; a failing ledger write marks it failed."""
-    stored = item[0]
+    stored = delivery.stored
     try:
         with write_transaction(engine, conn) as tx:
-            return _store_all(tx, [item])[0]
+            return _store_all(tx, [delivery], apply)[0]
     except _EventFailed as failure:
         if is_transient(failure.cause):
             return failure.cause
@@ -90,7 +109,7 @@ def _store_alone(
         failed = replace(stored, handler_status="failed", handler_error=error_text(failure.cause))
         try:
             with write_transaction(engine, conn) as tx:
-                return "handler_failed" if insert_event(tx, failed) else "duplicate"
+                return Outcome.HANDLER_FAILED if insert_event(tx, failed) else Outcome.DUPLICATE
         except SQLAlchemyError as exc:
             return exc
     except SQLAlchemyError as exc:
@@ -98,28 +117,30 @@ def _store_alone(
 
 
 def store_batch(
-    engine: Engine, items: list[tuple[StoredEvent, Handle]], conn: Connection | None = None
-) -> list[Outcome]:
-    """Store events and run their handlers in one transaction: one commit for them all.
+    engine: Engine, deliveries: list[Delivery], apply: Apply, conn: Connection | None = None
+) -> list[Result]:
+    """Store deliveries and apply them to the ledger in one transaction: one commit for all.
 
-    Each outcome is ``accepted``, ``duplicate``, ``handler_failed`` (stored all the same,
-    marked failed, for a later ``replay --failed``), or the database error that kept that
-    event out (its delivery is answered 503 and retried). Events are taken in room order, so
-    batches of two workers lock shared rows in one order and cannot deadlock. When the
-    batch fails as a whole, each event is tried again alone: one bad or unlucky event fails
-    only its own delivery.
+    Each result is an :class:`Outcome`, or the database error that kept that delivery out
+    (answered 503 and retried). Events are taken in room order, so batches of two workers
+    lock shared rows in one order and cannot deadlock. When the batch fails as a whole, each
+    event is tried again alone: one bad or unlucky event fails only its own delivery.
     """
-    order = sorted(range(len(items)), key=lambda i: (items[i][0].room_sid or "", i))
-    ordered = [items[i] for i in order]
+    order = sorted(range(len(deliveries)), key=lambda i: (deliveries[i].stored.room_sid or "", i))
+    ordered = [deliveries[i] for i in order]
     try:
         with write_transaction(engine, conn) as tx:
-            results: list[Outcome] = list(_store_all(tx, ordered))
+            results: list[Result] = list(_store_all(tx, ordered, apply))
     except (_EventFailed, SQLAlchemyError):
-        results = [_store_alone(engine, item, conn) for item in ordered]
-    outcomes: list[Outcome] = [""] * len(items)
+        results = [_store_alone(engine, delivery, apply, conn) for delivery in ordered]
+    outcomes: list[Result] = [Outcome.ACCEPTED] * len(deliveries)
     for position, index in enumerate(order):
         outcomes[index] = results[position]
     return outcomes
+
+
+StoreBatch = Callable[[Connection, list[Delivery]], list[Result]]
+"""What the writer calls with its connection and a batch (the runtime binds engine and apply)."""
 
 
 class CommitTimeout(PoolTimeout):
@@ -128,28 +149,45 @@ class CommitTimeout(PoolTimeout):
 
 @dataclass
 class _Job:
-    stored: StoredEvent
-    handle: Handle
+    delivery: Delivery
     done: threading.Event = field(default_factory=threading.Event)
     taken: bool = False  # by the writer, into a batch: from then on it will be answered
-    outcome: str | None = None
-    error: BaseException | None = None
+    result: Result | None = None
 
 
 class GroupCommitter:
-    """Store events in batches on a writer thread that starts on demand and ends when idle."""
+    """Store deliveries in batches on a writer thread that starts on demand and ends when idle.
 
-    def __init__(self, engine: Engine, *, wait_seconds: float) -> None:
+    ``store`` does the work of one batch on the writer's connection; ``wait_seconds`` bounds
+    how long a delivery waits for its answer; a writer idle for ``idle_seconds`` ends.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: StoreBatch,
+        *,
+        wait_seconds: float,
+        idle_seconds: float = 30.0,
+    ) -> None:
         self._engine = engine
+        self._store = store
         self._wait = wait_seconds
+        self._idle = idle_seconds
         self._queue: deque[_Job] = deque()
         self._cond = threading.Condition()
         self._writer: threading.Thread | None = None
         self._closing = False
 
-    def submit(self, stored: StoredEvent, handle: Handle) -> str:
-        """Store one event with the next batch; return its outcome once it is committed."""
-        job = _Job(stored, handle)
+    @property
+    def writer_running(self) -> bool:
+        """Tell whether a writer thread is alive now."""
+        with self._cond:
+            return self._writer is not None and self._writer.is_alive()
+
+    def submit(self, delivery: Delivery) -> Outcome:
+        """Store one delivery with the next batch; return its outcome once it is committed."""
+        job = _Job(delivery)
         with self._cond:
             self._queue.append(job)
             self._ensure_writer()
@@ -162,10 +200,10 @@ class GroupCommitter:
             # Its batch is running: its outcome is on the way, and must not be lost.
             if not job.done.wait(self._wait):
                 raise CommitTimeout(f"the writer did not commit within {2 * self._wait:.0f} s")
-        if job.error is not None:
-            raise job.error
-        assert job.outcome is not None
-        return job.outcome
+        if isinstance(job.result, BaseException):
+            raise job.result
+        assert job.result is not None
+        return job.result
 
     def _ensure_writer(self) -> None:
         if self._writer is None:
@@ -173,17 +211,17 @@ class GroupCommitter:
             self._writer = threading.Thread(target=self._run, name="pnm-writer", daemon=True)
             self._writer.start()
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         """Let the writer finish what is queued, then stop it and release its connection."""
         with self._cond:
-            writer, self._closing = self._writer, True
+            writer_thread, self._closing = self._writer, True
             self._cond.notify()
-        if writer is not None:
-            writer.join(timeout=self._wait)
+        if writer_thread is not None:
+            writer_thread.join(timeout=self._wait if timeout is None else timeout)
 
     def _next_batch(self) -> list[_Job] | None:
         with self._cond:
-            self._cond.wait_for(lambda: self._queue or self._closing, IDLE_SECONDS)
+            self._cond.wait_for(lambda: self._queue or self._closing, self._idle)
             if not self._queue:
                 self._writer = None  # idle or closing: a later submit starts a new writer
                 return None
@@ -199,15 +237,14 @@ class GroupCommitter:
                 try:
                     if conn is None:
                         conn = writer(self._engine)
-                    items = [(job.stored, job.handle) for job in batch]
-                    outcomes: list[Outcome] = store_batch(self._engine, items, conn)
+                    results = self._store(conn, [job.delivery for job in batch])
                 except BaseException as exc:  # every waiting delivery must hear of it
-                    outcomes = [exc] * len(batch)
+                    results = [exc] * len(batch)
                     if not isinstance(exc, Exception):
-                        self._answer(batch, outcomes)
+                        self._answer(batch, results)
                         raise
-                self._answer(batch, outcomes)
-                if conn is not None and any(isinstance(o, BaseException) for o in outcomes):
+                self._answer(batch, results)
+                if conn is not None and any(isinstance(r, BaseException) for r in results):
                     with contextlib.suppress(Exception):  # start afresh after any fault
                         conn.close()
                     conn = None
@@ -222,10 +259,7 @@ class GroupCommitter:
                         self._ensure_writer()
 
     @staticmethod
-    def _answer(batch: list[_Job], outcomes: list[Outcome]) -> None:
-        for job, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                job.error = outcome
-            else:
-                job.outcome = outcome
+    def _answer(batch: list[_Job], results: list[Result]) -> None:
+        for job, result in zip(batch, results, strict=True):
+            job.result = result
             job.done.set()

@@ -17,13 +17,6 @@ StorageError = SQLAlchemyError
 
 __all__ = ["PoolTimeout", "StorageError"]
 
-SUPPORTED_BACKENDS = ("sqlite", "postgresql")
-
-
-class UnsupportedDatabase(ValueError):
-    """``PNM_DATABASE_URL`` names a database this service does not run on."""
-
-
 def _sqlite_file(url: str) -> Path | None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
@@ -37,20 +30,8 @@ def make_engine(url: str, *, timeout: float = 5.0) -> Engine:
     ``timeout`` bounds how long a request waits for a lock or a connection before the
     delivery is answered 503 (and retried by the sender).
     """
-    try:
-        parsed = make_url(url)
-    except Exception:  # SQLAlchemy raises ArgumentError and ValueError alike
-        raise UnsupportedDatabase(
-            "PNM_DATABASE_URL is not a database URL; use sqlite:///path/to/file.db "
-            "or postgresql://user@host/dbname."
-        ) from None
-    backend = parsed.get_backend_name()
-    if backend not in SUPPORTED_BACKENDS:
-        raise UnsupportedDatabase(
-            f"PNM_DATABASE_URL names a {backend} database; use sqlite:///path/to/file.db "
-            "or postgresql://user@host/dbname."
-        )
-    if backend == "postgresql":
+    parsed = make_url(url)  # the settings have checked that it names SQLite or PostgreSQL
+    if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is what we ship
         # Bound every wait: a held lock ends in LockNotAvailable (answered 503), and a server

@@ -9,6 +9,8 @@ from flask import Blueprint, Response, abort, jsonify, request
 
 from plugnmeet_webhooks.ledger import reports
 from plugnmeet_webhooks.runtime import current
+from plugnmeet_webhooks.storage.migrate import SchemaBehind
+from validation import bearer
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +21,9 @@ def _admin_allowed() -> bool:
     token = current().settings.admin_token
     if token is None:
         return False
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(
-        presented.strip().encode("utf-8", "replace"), token.encode("utf-8")
+    is_bearer, presented = bearer(request.headers.get("Authorization", ""))
+    if is_bearer and hmac.compare_digest(
+        presented.encode("utf-8", "replace"), token.encode("utf-8")
     ):
         return True
     log.warning("refused report request from %s: no valid admin token", request.remote_addr)
@@ -46,5 +48,9 @@ def api_report(name: str) -> tuple[Response, int]:
         )
     except ValueError as exc:
         return jsonify(status="bad_request", error=f"{exc}."), 400
-    with current().engine.connect() as conn:
+    try:
+        engine = current().database()
+    except SchemaBehind:
+        return jsonify(status="unavailable", reason="schema"), 503
+    with engine.connect() as conn:
         return jsonify(reports.build(conn, name, filters)), 200

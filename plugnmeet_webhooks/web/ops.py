@@ -7,7 +7,6 @@ import logging
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
-from plugnmeet_webhooks import metrics
 from plugnmeet_webhooks.runtime import current
 from plugnmeet_webhooks.storage.engine import StorageError
 
@@ -26,9 +25,9 @@ def healthz() -> Response:
 def readyz() -> tuple[Response, int]:
     """Say whether deliveries can be stored now: the database answers, the schema is current."""
     rt = current()
-    if rt.schema_error:
-        return jsonify(status="unavailable", reason="schema"), 503
     try:
+        if rt.schema_problem():
+            return jsonify(status="unavailable", reason="schema"), 503
         with rt.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except StorageError as exc:
@@ -40,5 +39,5 @@ def readyz() -> tuple[Response, int]:
 @bp.get("/metrics", provide_automatic_options=False)
 def metrics_page() -> Response:
     """Serve the Prometheus metrics of every worker."""
-    body, content_type = metrics.render()
+    body, content_type = current().metrics.render()
     return Response(body, content_type=content_type)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.events import count_events, list_events
 from plugnmeet_webhooks.storage.events import events as events_table
@@ -55,19 +58,19 @@ def deliver(
 
 def stored_count(app: Any) -> int:
     """Return how many events the app has stored."""
-    return count_events(app.extensions["pnm"].engine)
+    return count_events(runtime.of(app).database())
 
 
 def stored_rows(app: Any) -> list[dict[str, Any]]:
     """Return every stored event row (without bodies), newest first."""
-    return list_events(app.extensions["pnm"].engine, limit=10_000)
+    return list_events(runtime.of(app).database(), limit=10_000)
 
 
 def stored_body(app: Any, event_id: str) -> bytes:
     """Return the raw body stored for an event id."""
     from sqlalchemy import select
 
-    with app.extensions["pnm"].engine.connect() as conn:
+    with runtime.of(app).database().connect() as conn:
         query = select(events_table.c.body).where(events_table.c.event_id == event_id)
         return conn.execute(query).scalar_one()
 
@@ -86,7 +89,11 @@ def artifact_type(body: bytes) -> str | None:
 
 def handler_messages(caplog: Any) -> list[str]:
     """Return what the handlers logged at INFO and above."""
-    return [r.getMessage() for r in caplog.records if r.name == "handlers" and r.levelno >= 20]
+    import handlers
+    from plugnmeet_webhooks import dispatch
+
+    names = {handlers.log.name, dispatch.log.name}
+    return [r.getMessage() for r in caplog.records if r.name in names and r.levelno >= 20]
 
 
 def b64url(data: bytes) -> str:
@@ -150,7 +157,9 @@ def run_flask(*args: str, env: dict[str, str] | None = None, database: Path | No
 
 def assert_rejection_logged(caplog: Any, status: int, *secrets: str) -> None:
     """Check the one WARNING line a rejection leaves: remote address, status, no secrets."""
-    records = [r for r in caplog.records if r.name == "app" and r.levelno >= 30]
+    import app as receiver
+
+    records = [r for r in caplog.records if r.name == receiver.log.name and r.levelno >= 30]
     assert len(records) == 1, [r.getMessage() for r in records]
     message = records[0].getMessage()
     assert records[0].levelname == "WARNING"
@@ -166,7 +175,7 @@ def ledger_snapshot(app: Any) -> dict[str, list[tuple]]:
     from plugnmeet_webhooks.ledger import writes as ledger
 
     snapshot = {}
-    with app.extensions["pnm"].engine.connect() as conn:
+    with runtime.of(app).database().connect() as conn:
         for table in ledger.LEDGER_TABLES:
             keys = [c for c in table.primary_key.columns]
             snapshot[table.name] = [tuple(r) for r in conn.execute(table.select().order_by(*keys))]
@@ -177,7 +186,7 @@ def reset_database(app: Any) -> None:
     """Delete every stored event and ledger row (between hypothesis examples)."""
     from plugnmeet_webhooks.ledger import writes as ledger
 
-    with write_transaction(app.extensions["pnm"].engine) as conn:
+    with write_transaction(runtime.of(app).database()) as conn:
         ledger.clear(conn)
         conn.execute(events_table.delete())
 
@@ -186,5 +195,18 @@ def report(app: Any, name: str, **filters: Any) -> dict[str, Any]:
     """Build a report straight from the app's database."""
     from plugnmeet_webhooks.ledger import reports
 
-    with app.extensions["pnm"].engine.connect() as conn:
+    with runtime.of(app).database().connect() as conn:
         return reports.build(conn, name, reports.Filters(**filters))
+
+
+@contextmanager
+def handler_replaced(app: Any, name: str, handler: Any) -> Iterator[None]:
+    """Let ``handler`` handle ``name`` on this app's own registry, then put the old one back."""
+    registry = runtime.of(app).registry
+    original = registry.handler(name)
+    registry.on(name, replace=True)(handler)
+    try:
+        yield
+    finally:
+        if original is not None:
+            registry.on(name, replace=True)(original)

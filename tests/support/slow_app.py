@@ -1,19 +1,20 @@
 """The receiver plus one handler that stalls inside its transaction, for the fault tests.
 
-Gunicorn runs ``slow_app:create_app()``: a ``slow_event`` delivery stores its event, then
-its handler announces itself by creating the file named by ``PNM_TEST_STALL_MARKER`` and
-sleeps, so a test can kill the worker while the transaction is open. Once the marker
-exists, later ``slow_event`` deliveries go straight through.
+Gunicorn runs ``tests.support.slow_app:create_app()``: a ``slow_event`` delivery stores its
+event, then its handler announces itself by creating the file named by
+``PNM_TEST_STALL_MARKER`` and sleeps, so a test can kill the worker while the transaction
+is open. Once the marker exists, later ``slow_event`` deliveries go straight through.
 """
 
 import os
 import time
 
-import handlers
-from app import create_app as _create_app
+from flask import Flask
+
+from app import create_app as create_receiver
+from plugnmeet_webhooks import runtime
 
 
-@handlers.on("slow_event")
 def _stall_once(event, ctx):
     marker = os.environ["PNM_TEST_STALL_MARKER"]
     if not os.path.exists(marker):
@@ -22,5 +23,7 @@ def _stall_once(event, ctx):
         time.sleep(60)
 
 
-def create_app():
-    return _create_app()
+def create_app() -> Flask:
+    app = create_receiver()
+    runtime.of(app).registry.on("slow_event")(_stall_once)
+    return app

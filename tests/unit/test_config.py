@@ -81,3 +81,13 @@ def test_wrong_settings_are_named_in_one_sentence(env, names):
     assert message.count(". ") == 0 and message.endswith(".")
     for name in names:
         assert name in message
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://root@localhost/db", "not a url", "oracle+cx_oracle://u:p@h/db"]
+)
+def test_unsupported_database_url_stops_start_up_with_one_sentence(url):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(PAIR | {"PNM_DATABASE_URL": url})
+    assert "PNM_DATABASE_URL" in str(caught.value)
+    assert "sqlite:///" in str(caught.value) and "postgresql://" in str(caught.value)

@@ -88,6 +88,13 @@ def test_events_rejects_a_bad_limit(runner):
 
 
 def test_db_commands_report_and_upgrade(runner):
+    # Nothing has opened the database yet: it is empty until a delivery or an upgrade.
+    assert runner.invoke(args=["db", "current"]).output == (
+        "database: empty  this version: 0002  (run 'flask --app app db upgrade')\n"
+    )
+    assert runner.invoke(args=["db", "upgrade"]).output == (
+        "Database schema upgraded from empty to 0002.\n"
+    )
     assert runner.invoke(args=["db", "current"]).output == (
         "database: 0002  this version: 0002  (up to date)\n"
     )

@@ -7,12 +7,14 @@ import time
 
 import pytest
 
-from plugnmeet_webhooks.storage import commit
-from plugnmeet_webhooks.storage import commit as committer_module
-from plugnmeet_webhooks.storage.commit import CommitTimeout, GroupCommitter
-from plugnmeet_webhooks.storage.engine import make_engine
+from plugnmeet_webhooks.storage.commit import (
+    CommitTimeout,
+    Delivery,
+    GroupCommitter,
+    Outcome,
+    store_batch,
+)
 from plugnmeet_webhooks.storage.events import StoredEvent
-from plugnmeet_webhooks.storage.migrate import prepare_schema
 from tests.support.helpers import corpus_bodies, deliver, stored_count, stored_rows
 
 
@@ -36,108 +38,108 @@ def test_concurrent_deliveries_share_commits_and_each_gets_its_own_answer(app, c
     assert stored_count(app) == 4
 
 
-def test_a_fault_fails_every_delivery_of_its_batch_and_the_writer_recovers(app, monkeypatch):
-    from sqlalchemy.exc import OperationalError
-
-    calls = []
-    real = commit.store_batch
-
-    def flaky(engine, items, conn=None):
-        calls.append(len(items))
-        if len(calls) == 1:
-            raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
-        return real(engine, items, conn)
-
-    monkeypatch.setattr(commit, "store_batch", flaky)
-    client = app.test_client()
-    body = corpus_bodies()[0]
-    assert deliver(client, body).status == 503
-    assert stored_count(app) == 0
-    assert deliver(client, body).json == {"status": "accepted"}
-
-
-def test_a_writer_that_does_not_answer_in_time_is_a_503(settings, monkeypatch):
-
-    engine = make_engine(settings.database_url)
-    prepare_schema(engine)
-    slow = GroupCommitter(engine, wait_seconds=0.2)
-    monkeypatch.setattr(commit, "store_batch", lambda *a, **k: time.sleep(1) or ["accepted"])
-    stored = StoredEvent(
-        dedupe_key="k", event_id="k", event="room_started", room_id=None, room_sid=None,
-        created_at=None, received_at=1.0, api_key="k", remote_addr=None, body_sha256="0" * 64,
-        body=b"{}",
-    )  # fmt: skip
-    with pytest.raises(CommitTimeout):
-        slow.submit(stored, lambda conn: None)
-    slow.close()
-    engine.dispose()
-
-
-def test_the_idle_writer_ends_and_the_next_delivery_starts_another(app, monkeypatch):
-    monkeypatch.setattr(committer_module, "IDLE_SECONDS", 0.05)
-    client = app.test_client()
-    bodies = corpus_bodies()
-    assert deliver(client, bodies[0]).status == 200
-    writer = app.extensions["pnm"].committer._writer
-    deadline = time.monotonic() + 5
-    while app.extensions["pnm"].committer._writer is not None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert app.extensions["pnm"].committer._writer is None
-    assert not writer.is_alive()
-    assert deliver(client, bodies[1]).json == {"status": "accepted"}
-
-
-def _item(n: int, room: str, handle=None):
+def _delivery(n: int, room: str) -> Delivery:
     stored = StoredEvent(
         dedupe_key=f"e{n}", event_id=f"e{n}", event="room_started", room_id=room, room_sid=room,
         created_at=None, received_at=1.0, api_key="k", remote_addr=None, body_sha256="0" * 64,
         body=b"{}",
     )  # fmt: skip
-    return stored, handle or (lambda conn: None)
+    return Delivery(stored, {"event": "room_started", "id": f"e{n}"})
 
 
-def test_a_transient_fault_of_one_event_fails_only_that_event(app):
+def _nothing(conn, delivery) -> None:
+    """Apply nothing to the ledger."""
+
+
+def test_a_fault_fails_every_delivery_of_its_batch_and_the_writer_recovers(app, app_runtime):
     from sqlalchemy.exc import OperationalError
 
-    def deadlocked(conn):
-        raise OperationalError("UPDATE sessions", {}, Exception("deadlock detected"))
+    calls = []
 
-    engine = app.extensions["pnm"].engine
-    items = [_item(1, "RM_b"), _item(2, "RM_a", deadlocked), _item(3, "RM_c")]
+    def flaky(conn, deliveries):
+        calls.append(len(deliveries))
+        if len(calls) == 1:
+            raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+        return app_runtime.store_deliveries(conn, deliveries)
 
-    outcomes = commit.store_batch(engine, items)
+    writer = GroupCommitter(app_runtime.database(), flaky, wait_seconds=5)
+    try:
+        with pytest.raises(OperationalError):
+            writer.submit(_delivery(1, "RM_a"))
+        assert stored_count(app) == 0
+        assert writer.submit(_delivery(1, "RM_a")) is Outcome.ACCEPTED
+    finally:
+        writer.close()
+    assert stored_count(app) == 1
 
-    assert outcomes[0] == "accepted" and outcomes[2] == "accepted"
+
+def test_a_writer_that_does_not_answer_in_time_is_a_503(app_runtime):
+    def slow(conn, deliveries):
+        time.sleep(1)
+        return [Outcome.ACCEPTED] * len(deliveries)
+
+    writer = GroupCommitter(app_runtime.database(), slow, wait_seconds=0.2)
+    with pytest.raises(CommitTimeout):
+        writer.submit(_delivery(1, "RM_a"))
+    writer.close()
+
+
+def test_the_idle_writer_ends_and_the_next_delivery_starts_another(app, app_runtime):
+    writer = GroupCommitter(
+        app_runtime.database(), app_runtime.store_deliveries, wait_seconds=5, idle_seconds=0.05
+    )
+    try:
+        assert writer.submit(_delivery(1, "RM_a")) is Outcome.ACCEPTED
+        deadline = time.monotonic() + 5
+        while writer.writer_running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not writer.writer_running
+        assert writer.submit(_delivery(2, "RM_a")) is Outcome.ACCEPTED
+    finally:
+        writer.close()
+    assert stored_count(app) == 2
+
+
+def test_a_transient_fault_of_one_event_fails_only_that_event(app, app_runtime):
+    from sqlalchemy.exc import OperationalError
+
+    def deadlocked_on_a(conn, delivery):
+        if delivery.stored.room_sid == "RM_a":
+            raise OperationalError("UPDATE sessions", {}, Exception("deadlock detected"))
+
+    deliveries = [_delivery(1, "RM_b"), _delivery(2, "RM_a"), _delivery(3, "RM_c")]
+
+    outcomes = store_batch(app_runtime.database(), deliveries, deadlocked_on_a)
+
+    assert outcomes[0] is Outcome.ACCEPTED and outcomes[2] is Outcome.ACCEPTED
     assert isinstance(outcomes[1], OperationalError)
     assert stored_count(app) == 2
 
 
-def test_outcomes_follow_the_order_of_the_deliveries_not_of_the_rooms(app):
+def test_outcomes_follow_the_order_of_the_deliveries_not_of_the_rooms(app_runtime):
+    deliveries = [_delivery(1, "RM_z"), _delivery(1, "RM_z"), _delivery(2, "RM_a")]
+    assert store_batch(app_runtime.database(), deliveries, _nothing) == [
+        Outcome.ACCEPTED,
+        Outcome.DUPLICATE,
+        Outcome.ACCEPTED,
+    ]
 
-    engine = app.extensions["pnm"].engine
-    items = [_item(1, "RM_z"), _item(1, "RM_z"), _item(2, "RM_a")]
-    assert commit.store_batch(engine, items) == ["accepted", "duplicate", "accepted"]
 
-
-def test_a_delivery_that_times_out_before_its_batch_starts_is_never_stored(app, monkeypatch):
-
-    engine = app.extensions["pnm"].engine
+def test_a_delivery_that_times_out_before_its_batch_starts_is_never_stored(app, app_runtime):
     started, release = threading.Event(), threading.Event()
-    real = commit.store_batch
 
-    def stuck_first(engine_, items, conn=None):
+    def stuck_first(conn, deliveries):
         if not started.is_set():
             started.set()
             release.wait(5)
-        return real(engine_, items, conn)
+        return app_runtime.store_deliveries(conn, deliveries)
 
-    monkeypatch.setattr(commit, "store_batch", stuck_first)
-    writer = GroupCommitter(engine, wait_seconds=0.3)
-    first = threading.Thread(target=lambda: writer.submit(*_item(1, "RM_a")), daemon=True)
+    writer = GroupCommitter(app_runtime.database(), stuck_first, wait_seconds=0.3)
+    first = threading.Thread(target=lambda: writer.submit(_delivery(1, "RM_a")), daemon=True)
     first.start()
     started.wait(5)
     with pytest.raises(CommitTimeout, match="did not start it"):
-        writer.submit(*_item(2, "RM_b"))
+        writer.submit(_delivery(2, "RM_b"))
     release.set()
     first.join(5)
     writer.close()

@@ -109,12 +109,12 @@ def test_unknown_event_is_stored_and_acknowledged(app, client, caplog):
 
 
 def test_raising_handler_is_logged_recorded_and_still_acknowledged(
-    app, client, caplog, monkeypatch
+    app, app_runtime, client, caplog
 ):
     def broken(event, ctx):
         raise RuntimeError("ledger is confused")
 
-    monkeypatch.setitem(handlers._handlers, "session_ended", broken)
+    app_runtime.registry.on("session_ended", replace=True)(broken)
     caplog.set_level("INFO")
 
     answer = deliver(client, json.dumps(SESSION).encode())

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from tests.support.helpers import (
     corpus_bodies,
     deliver,
+    handler_messages,
+    handler_replaced,
     ledger_snapshot,
     report,
     reset_database,
@@ -190,27 +192,25 @@ def test_rebuild_ledger_reproduces_it(app, client, runner, caplog):
     _deliver_all(client, corpus_bodies())
     before = ledger_snapshot(app)
 
-    import logging
+    import handlers
 
-    level = logging.getLogger("handlers").level
+    caplog.set_level("INFO")
+    level = handlers.log.level
     caplog.clear()
     result = runner.invoke(args=["rebuild-ledger", "--yes"])
 
     assert result.exit_code == 0, result.output
-    assert not [r for r in caplog.records if r.name == "handlers"], "a rebuild is quiet"
-    assert logging.getLogger("handlers").level == level
+    assert not handler_messages(caplog), "a rebuild is quiet"
+    assert handlers.log.level == level
     assert "Rebuilt the ledger from 28 events (0 failed)." in result.output
     assert ledger_snapshot(app) == before
 
 
-def test_replay_failed_repairs_events_whose_handler_failed(app, client, runner, monkeypatch):
-    import handlers
-
+def test_replay_failed_repairs_events_whose_handler_failed(app, client, runner):
     def broken(event, ctx):
         raise RuntimeError("bug in the artifact handler")
 
-    with monkeypatch.context() as patch:
-        patch.setitem(handlers._handlers, "artifact_created", broken)
+    with handler_replaced(app, "artifact_created", broken):
         _deliver_all(client, corpus_bodies())
     failed = [r for r in stored_rows(app) if r["handler_status"] == "failed"]
     assert len(failed) == 9
@@ -235,13 +235,11 @@ def test_replay_of_one_event_and_of_an_unknown_id(app, client, runner):
     assert "no stored event has the id 'nope'" in missing.output
 
 
-def test_replay_still_failing_says_what_to_do(app, client, runner, monkeypatch):
-    import handlers
-
+def test_replay_still_failing_says_what_to_do(app, app_runtime, client, runner):
     def broken(event, ctx):
         raise RuntimeError("still broken")
 
-    monkeypatch.setitem(handlers._handlers, "session_ended", broken)
+    app_runtime.registry.on("session_ended", replace=True)(broken)
     _deliver_all(client, corpus_bodies())
     result = runner.invoke(args=["replay", "--failed"])
     assert result.exit_code == 1

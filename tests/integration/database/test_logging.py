@@ -4,50 +4,72 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import replace
 
+import pytest
+
+import app as receiver
+import handlers
 from app import create_app
+from plugnmeet_webhooks import runtime
+from plugnmeet_webhooks.logs import configure_logging
 from tests.support.helpers import CORPUS, SECRET, deliver
 
 BODY = CORPUS[16].read_bytes()
 
 
-def test_json_format_writes_one_object_per_line(settings, capsys):
-    app = create_app(replace(settings, log_format="json"))
-    client = app.test_client()
+@pytest.fixture
+def root_logger() -> Iterator[logging.Logger]:
+    """The root logger, put back as it was after the test."""
+    root = logging.getLogger()
+    handlers_before, level_before = list(root.handlers), root.level
+    yield root
+    root.handlers[:] = handlers_before
+    root.setLevel(level_before)
+
+
+def _deliver_with(settings, *tokens: str | None) -> None:
+    app = create_app(settings)
     try:
-        deliver(client, BODY)
-        deliver(client, BODY, token="forged.token.value")
+        for token in tokens:
+            deliver(app.test_client(), BODY, token=token)
     finally:
-        app.extensions["pnm"].close()
-        logging.getLogger().handlers = [
-            h for h in logging.getLogger().handlers if not getattr(h, "_pnm_handler", False)
-        ]
+        runtime.of(app).close()
+
+
+def test_json_format_writes_one_object_per_line(settings, capsys, root_logger):
+    json_settings = replace(settings, log_format="json")
+    configure_logging(json_settings)
+    _deliver_with(json_settings, None, "forged.token.value")
 
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
     assert {"time", "level", "logger", "message"} <= set(lines[0])
     success = [x for x in lines if x["message"].startswith("SUCCESS")]
-    assert success[0]["level"] == "INFO" and success[0]["logger"] == "handlers"
+    assert success[0]["level"] == "INFO" and success[0]["logger"] == handlers.log.name
     [rejected] = [x for x in lines if x["level"] == "WARNING"]
-    assert rejected["logger"] == "app"
+    assert rejected["logger"] == receiver.log.name
     assert rejected["message"].startswith("rejected delivery from 127.0.0.1: ")
     assert "forged.token.value" not in json.dumps(lines)
     assert SECRET not in json.dumps(lines)
 
 
-def test_text_format_is_the_default(settings, capsys):
-    app = create_app(settings)
-    try:
-        deliver(app.test_client(), BODY)
-    finally:
-        app.extensions["pnm"].close()
+def test_text_format_is_the_default(settings, capsys, root_logger):
+    configure_logging(settings)
+    _deliver_with(settings, None)
     err = capsys.readouterr().err
     assert " INFO [handlers] SUCCESS: Room 'weekly-standup' lasted for 43 minutes." in err
 
 
-def test_creating_the_app_twice_does_not_double_the_log_lines(settings, capsys):
+def test_configuring_twice_does_not_double_the_log_lines(settings, capsys, root_logger):
     for _ in range(2):
-        app = create_app(settings)
-        app.extensions["pnm"].close()
-    logging.getLogger("app").warning("once")
+        configure_logging(settings)
+    receiver.log.warning("once")
     assert capsys.readouterr().err.count("once") == 1
+
+
+def test_making_an_app_leaves_logging_alone(settings, root_logger):
+    before = (list(root_logger.handlers), root_logger.level)
+    app = create_app(replace(settings, log_format="json", log_level="DEBUG"))
+    runtime.of(app).close()
+    assert (list(root_logger.handlers), root_logger.level) == before

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from app import create_app
-from plugnmeet_webhooks.storage.engine import make_engine
+from plugnmeet_webhooks import runtime
 from tests.support.helpers import SECRET, corpus_bodies, deliver, report
 
 ADMIN = "a" * 20 + "-admin-token"
@@ -17,7 +17,7 @@ ADMIN = "a" * 20 + "-admin-token"
 def admin_app(settings):
     application = create_app(replace(settings, admin_token=ADMIN))
     yield application
-    application.extensions["pnm"].close()
+    runtime.of(application).close()
 
 
 def _get(client, path, token=None):
@@ -37,13 +37,12 @@ def test_health_and_readiness(client):
 
 
 def test_not_ready_when_the_database_is_gone(settings):
-    app = create_app(replace(settings, db_timeout=0.5))
-    app.extensions["pnm"].close()
-    # Point the live engine at a database that cannot be opened.
-
-    broken = make_engine("postgresql://nobody@127.0.0.1:9/none", timeout=0.5)
-    app.extensions["pnm"] = replace(app.extensions["pnm"], engine=broken)
-    response = app.test_client().get("/readyz")
+    unreachable = "postgresql://nobody@127.0.0.1:9/none"
+    app = create_app(replace(settings, database_url=unreachable, db_timeout=0.5))
+    try:
+        response = app.test_client().get("/readyz")
+    finally:
+        runtime.of(app).close()
     assert (response.status_code, response.json) == (
         503,
         {"status": "unavailable", "reason": "database"},
@@ -106,9 +105,7 @@ def _metric(client, line_start: str) -> float:
     return 0.0
 
 
-def test_metrics_count_outcomes_events_and_latency(app, client, monkeypatch):
-    import handlers
-
+def test_metrics_count_outcomes_events_and_latency(app, app_runtime, client):
     accepted = 'pnm_webhook_deliveries_total{outcome="accepted",reason=""}'
     duplicate = 'pnm_webhook_deliveries_total{outcome="duplicate",reason=""}'
     forbidden = 'pnm_webhook_deliveries_total{outcome="forbidden",reason="signature"}'
@@ -121,7 +118,7 @@ def test_metrics_count_outcomes_events_and_latency(app, client, monkeypatch):
     def broken(event, ctx):
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(handlers._handlers, "session_ended", broken)
+    app_runtime.registry.on("session_ended", replace=True)(broken)
     bodies = corpus_bodies()
     for body in bodies:
         deliver(client, body)

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from plugnmeet_webhooks import runtime
 from tests.support.helpers import (
     CORPUS,
     DROP,
@@ -127,7 +128,7 @@ def test_body_over_the_limit_is_413_and_stores_nothing(app, client, caplog):
 def test_body_of_exactly_the_limit_is_accepted(app, client):
     head, tail = b'{"event":"room_started","id":"full","pad":"', b'"}'
     body = head + b"x" * (64 * 1024 - len(head) - len(tail)) + tail
-    assert len(body) == app.extensions["pnm"].settings.max_body_bytes
+    assert len(body) == runtime.of(app).settings.max_body_bytes
     assert deliver(client, body).status == 200
     assert deliver(client, body + b" ").status == 413
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.normalize import ARTIFACT_TYPES, camel_name, normalize
 from tests.support.helpers import (
     corpus_bodies,
@@ -110,12 +111,12 @@ def test_shape_gives_the_same_results_through_the_app(shape, app, client, caplog
     bodies = corpus_bodies()
     reference_app = create_app(
         Settings(
-            api_keys=app.extensions["pnm"].settings.api_keys,
+            api_keys=runtime.of(app).settings.api_keys,
             database_url=f"sqlite:///{tmp_path / 'reference.db'}",
         )
     )
     expected = _run_stream(reference_app.test_client(), caplog, bodies)
-    reference_app.extensions["pnm"].close()
+    runtime.of(reference_app).close()
 
     lines = _run_stream(client, caplog, [SHAPES[shape](b) for b in bodies])
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from app import create_app
 from config import Settings
+from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.cli.deliveries import post
 from plugnmeet_webhooks.storage.engine import make_engine
 from plugnmeet_webhooks.storage.events import events as events_table
@@ -84,7 +85,7 @@ def test_database_down_is_503_with_nothing_half_written_then_the_retry_succeeds(
         assert client.get("/readyz").status_code == 200
     finally:
         proxy.cut()
-        app.extensions["pnm"].close()
+        runtime.of(app).close()
 
 
 def _distinct_events(count: int) -> list[bytes]:
@@ -198,17 +199,16 @@ def _wait_for(condition, what: str, timeout: float = 20) -> None:
 
 
 def test_database_cut_inside_the_transaction_keeps_nothing_then_the_retry_succeeds(
-    postgres_url, settings, monkeypatch
+    postgres_url, settings
 ):
-    import handlers
-    from tests.support.helpers import report
+    from tests.support.helpers import handler_replaced, report
 
     parsed = sa.make_url(postgres_url)
     proxy = TcpProxy(parsed.host, parsed.port).start()
     through_proxy = postgres_url.replace(f":{parsed.port}/", f":{proxy.port}/")
     app = create_app(Settings(api_keys={KEY: SECRET}, database_url=through_proxy, db_timeout=1.0))
     reference = create_app(settings)  # the same stream, delivered without a fault
-    original = handlers._handlers["session_ended"]
+    original = runtime.of(app).registry.handler("session_ended")
 
     def cut_then_handle(event, ctx):
         proxy.cut()  # the event row is inserted, the transaction is open
@@ -221,13 +221,11 @@ def test_database_cut_inside_the_transaction_keeps_nothing_then_the_retry_succee
         client = app.test_client()
         for body in bodies[:16]:
             assert deliver(client, body).status == 200
-        monkeypatch.setitem(handlers._handlers, "session_ended", cut_then_handle)
-
-        assert deliver(client, bodies[16]).status == 503
+        with handler_replaced(app, "session_ended", cut_then_handle):
+            assert deliver(client, bodies[16]).status == 503
 
         assert len(_stored_ids(postgres_url)) == 16
         proxy.restore()
-        monkeypatch.setitem(handlers._handlers, "session_ended", original)
         sessions = report(app, "sessions")["rows"]
         assert sessions[0]["status"] == "no_session_ended", "no half-written session end"
         for body in bodies[16:]:
@@ -236,5 +234,5 @@ def test_database_cut_inside_the_transaction_keeps_nothing_then_the_retry_succee
             assert report(app, name) == report(reference, name)
     finally:
         proxy.cut()
-        app.extensions["pnm"].close()
-        reference.extensions["pnm"].close()
+        runtime.of(app).close()
+        runtime.of(reference).close()

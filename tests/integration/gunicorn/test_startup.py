@@ -91,3 +91,12 @@ def test_environment_check_passes_quietly():
         timeout=60,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_sign_opens_no_database(tmp_path):
+    missing = tmp_path / "no" / "such" / "folder" / "events.db"
+    sample = ROOT / "samples" / "session_ended.json"
+    result = run_flask("sign", str(sample), database=missing)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("curl -sS -X POST http://127.0.0.1:8000/webhook-listener ")
+    assert not (tmp_path / "no").exists(), "sign must not create the database or its folder"

@@ -1,0 +1,43 @@
+"""From a stored event to ledger rows: normalise it, let its handler plan, run the writes.
+
+The webhook route hands a :class:`~plugnmeet_webhooks.storage.commit.Delivery` to the group
+committer; the writer inserts the event and calls :meth:`Ingest.apply_delivery` in the same
+transaction. Replays call :meth:`Ingest.apply_stored` on bodies read back from the table.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection
+
+from plugnmeet_webhooks.dispatch import Context, Registry
+from plugnmeet_webhooks.ledger.writes import run
+from plugnmeet_webhooks.normalize import normalize
+from plugnmeet_webhooks.storage.commit import Delivery
+
+
+class Ingest:
+    """Apply stored events to the ledger with one registry of handlers."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def apply(
+        self, conn: Connection, payload: dict[str, Any], event_key: str, received_at: float
+    ) -> None:
+        """Normalise a parsed body, run its handler, then the ledger writes it asked for."""
+        ctx = Context(event_key=event_key, received_at=received_at)
+        run(conn, self.registry.plan(normalize(payload), ctx))
+
+    def apply_delivery(self, conn: Connection, delivery: Delivery) -> None:
+        """Apply a delivery the writer has just inserted (its body is parsed already)."""
+        stored = delivery.stored
+        self.apply(conn, delivery.payload, stored.dedupe_key, stored.received_at)
+
+    def apply_stored(
+        self, conn: Connection, body: bytes, event_key: str, received_at: float
+    ) -> None:
+        """Apply a stored raw body again (replays, rebuilds)."""
+        self.apply(conn, json.loads(body), event_key, received_at)

@@ -1,0 +1,55 @@
+"""``pip install .`` into a fresh virtualenv gives a working ``flask --app app``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import venv
+
+import pytest
+
+from tests.support.helpers import KEY, ROOT, SECRET
+
+pytestmark = pytest.mark.slow
+
+
+def test_pip_install_into_a_fresh_virtualenv_gives_the_commands(tmp_path):
+    target = tmp_path / "venv"
+    venv.create(target, with_pip=True)
+    python = target / "bin" / "python"
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "-q", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert install.returncode == 0, install.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PNM_")}
+    env |= {"PNM_API_KEY": KEY, "PNM_API_SECRET": SECRET}
+    env["PNM_DATABASE_URL"] = f"sqlite:///{tmp_path / 'never' / 'made.db'}"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # From the checkout, as the README runs it, and from a folder with no source at all.
+    for cwd in (ROOT, elsewhere):
+        result = subprocess.run(
+            [target / "bin" / "flask", "--app", "app", "--help"],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        for command in ("db", "events", "rebuild-ledger", "replay", "report", "send", "sign"):
+            assert f"  {command} " in result.stdout, (command, result.stdout)
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "never").exists(), "--help must not open the database"
+    # The installed copy, not the checkout, answered from elsewhere.
+    where = subprocess.run(
+        [python, "-c", "import app, plugnmeet_webhooks; print(app.__file__)"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert str(target) in where.stdout, where.stdout
