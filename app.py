@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, g, request
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
@@ -35,7 +36,7 @@ from plugnmeet_webhooks.metrics import event_label
 from plugnmeet_webhooks.normalize import NormalizationError, peek, to_str
 from plugnmeet_webhooks.runtime import Runtime, current
 from plugnmeet_webhooks.storage.commit import Delivery, Outcome
-from plugnmeet_webhooks.storage.engine import StorageError
+from plugnmeet_webhooks.storage.errors import Fault, classify, describe
 from plugnmeet_webhooks.storage.events import StoredEvent, now
 from plugnmeet_webhooks.text import plain, shown
 from plugnmeet_webhooks.web import api, ops
@@ -83,7 +84,7 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(VerificationError, unverified)
     app.register_error_handler(BadEvent, bad_event)
-    app.register_error_handler(StorageError, storage_unavailable)
+    app.register_error_handler(SQLAlchemyError, database_error)
     cli.init_app(app)
     return app
 
@@ -146,12 +147,17 @@ def bad_event(exc: BadEvent) -> Response:
     return _reject(400, "bad_request", str(exc))
 
 
-def storage_unavailable(exc: StorageError) -> Response:
-    """Answer 503 when the database cannot take the write, so the sender retries."""
-    cause = getattr(exc, "orig", None) or exc
-    text = str(cause).splitlines()[0][:200] if str(cause) else ""
-    log.error("database unavailable, answered 503 for a retry: %s: %s", type(cause).__name__, text)
-    return _reply(503, "unavailable", **{"Retry-After": "5"})
+def database_error(exc: SQLAlchemyError) -> Response:
+    """Answer a database error by its kind: 503 to retry, 400 for refused data, 500 for a bug."""
+    fault = classify(exc)
+    if fault is Fault.TRANSIENT:
+        log.error("database unavailable, answered 503 for a retry: %s", describe(exc))
+        return _reply(503, "unavailable", **{"Retry-After": "5"})
+    if fault is Fault.DATA:
+        log.error("the database refused the data, answered 400: %s", describe(exc))
+        return _reply(400, "bad_request")
+    log.error("database error (a bug), answered 500: %s", describe(exc))
+    return _reply(500, "internal_error")
 
 
 def parse_event(body: bytes) -> dict[str, Any]:

@@ -48,10 +48,11 @@ control_socket_disable = True
 
 def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
     """Check the settings and the database once, before any worker starts; set up logging."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from app import create_app
     from plugnmeet_webhooks import runtime
     from plugnmeet_webhooks.logs import configure_logging
-    from plugnmeet_webhooks.storage.engine import StorageError
 
     # Counts left by an earlier run would be added to this one's; only those files go.
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
@@ -66,7 +67,7 @@ def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
         problem = checked.schema_problem()
     except ConfigError as exc:
         _fail(str(exc))
-    except StorageError as exc:
+    except SQLAlchemyError as exc:
         cause = getattr(exc, "orig", None) or exc
         _fail(
             f"cannot open the database named by PNM_DATABASE_URL ({type(cause).__name__}); "

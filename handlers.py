@@ -62,20 +62,15 @@ class SessionLength:
 def session_length(event: Event, received_at: float) -> SessionLength | None:
     """Return the session length, or None when the room's creation time was not sent.
 
-    The end is ``room.ended_time`` if sent, else the event's ``created_at`` (what real
-    servers stamp as they end the session), else the receipt time. Minutes round up.
+    The end is the ledger's (:func:`~plugnmeet_webhooks.ledger.writes.session_end`).
+    Minutes round up.
     """
     start = event.room.creation_time
     if not start:
         return None
-    if event.room.ended_time:
-        end, source = event.room.ended_time, "ended_time"
-    elif event.created_at:
-        end, source = event.created_at, "created_at"
-    else:
-        end, source = int(received_at), "receipt"
-    seconds = max(0, end - start)
-    return SessionLength(seconds=seconds, minutes=math.ceil(seconds / 60), end_source=source)
+    end = ledger.session_end(event, received_at)
+    seconds = max(0, end.at - start)
+    return SessionLength(seconds=seconds, minutes=math.ceil(seconds / 60), end_source=end.source)
 
 
 @registry.on("session_ended")

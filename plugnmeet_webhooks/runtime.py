@@ -14,13 +14,14 @@ import threading
 
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from config import Settings
 from plugnmeet_webhooks.dispatch import Registry
 from plugnmeet_webhooks.ingest import Ingest
 from plugnmeet_webhooks.metrics import Metrics
 from plugnmeet_webhooks.storage.commit import Delivery, GroupCommitter, Result, store_batch
-from plugnmeet_webhooks.storage.engine import StorageError, make_engine
+from plugnmeet_webhooks.storage.engine import make_engine
 from plugnmeet_webhooks.storage.migrate import SchemaBehind, prepare_schema
 from validation import Verifier
 
@@ -110,7 +111,7 @@ class Runtime:
         """Get a serving process ready: the schema is checked before the first delivery."""
         try:
             self.schema_problem()
-        except StorageError as exc:  # deliveries get 503 until it answers
+        except SQLAlchemyError as exc:  # deliveries get 503 until it answers
             log.warning("database not reachable at start (%s); will try again", type(exc).__name__)
 
     def close(self, timeout: float | None = None) -> None:

@@ -9,6 +9,7 @@ import click
 from flask.cli import with_appcontext
 
 from plugnmeet_webhooks.cli.context import database
+from plugnmeet_webhooks.cli.output import REPORT_FORMATS, table
 from plugnmeet_webhooks.ledger import reports
 from plugnmeet_webhooks.storage import events as stored_events
 
@@ -33,7 +34,7 @@ def events(fmt: str, limit: int) -> None:
         )
         return
     header = ("#", "received (UTC)", "event", "room", "event id", "handler")
-    table = [header] + [
+    lines = [
         (
             str(r["id"]),
             datetime.fromtimestamp(r["received_at"], UTC).strftime("%Y-%m-%d %H:%M:%S"),
@@ -44,9 +45,7 @@ def events(fmt: str, limit: int) -> None:
         )
         for r in rows
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    click.echo(table(header, lines))
 
 
 @click.command("report")
@@ -55,7 +54,7 @@ def events(fmt: str, limit: int) -> None:
 @click.option("--until", help="Last day (UTC), included.")
 @click.option("--room", help="Only this room_id.")
 @click.option(
-    "--format", "fmt", type=click.Choice(reports.FORMATS), default="table", show_default=True
+    "--format", "fmt", type=click.Choice(list(REPORT_FORMATS)), default="table", show_default=True
 )
 @with_appcontext
 def report(name: str, since: str | None, until: str | None, room: str | None, fmt: str) -> None:
@@ -70,4 +69,4 @@ def report(name: str, since: str | None, until: str | None, room: str | None, fm
         raise click.BadParameter(f"{exc}.", param_hint="--since/--until") from None
     with database().connect() as conn:
         built = reports.build(conn, name, filters)
-    click.echo(reports.RENDERERS[fmt](built), nl=fmt != "csv")
+    click.echo(REPORT_FORMATS[fmt](built), nl=fmt != "csv")

@@ -7,20 +7,16 @@ the README. Times are ISO 8601 in UTC, costs are in the plugNmeet server's curre
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import BigInteger, Connection, case, cast, func, or_, select
 
-from plugnmeet_webhooks.ledger.tables import attendance, sessions, usage
+from plugnmeet_webhooks.ledger.tables import attendance, session_end_column, sessions, usage
 
 REPORTS = ("sessions", "usage", "rooms")
-FORMATS = ("table", "csv", "json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +30,11 @@ class Filters:
     @classmethod
     def parse(cls, since: str | None, until: str | None, room: str | None) -> Filters:
         """Read filters as given on a command line or in a query string, or say what is wrong."""
-        days = {}
-        for name, text in (("since", since), ("until", until)):
-            if text:
-                try:
-                    days[name] = date.fromisoformat(text.strip())
-                except ValueError:
-                    raise ValueError(
-                        f"{name} must be a date like 2026-11-01, not {text!r}"
-                    ) from None
+        days = {
+            name: parse_day(name, text)
+            for name, text in (("since", since), ("until", until))
+            if text
+        }
         if "since" in days and "until" in days and days["since"] > days["until"]:
             raise ValueError(f"since {days['since']} is after until {days['until']}; swap them")
         return cls(since=days.get("since"), until=days.get("until"), room=(room or None))
@@ -99,7 +91,8 @@ def session_status(ended: bool, end_source: str | None) -> str:
 
 def sessions_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     """One row per room session, oldest first, with billable minutes and a total."""
-    query = _where(select(sessions), sessions.c.started_at, sessions.c.room_id, filters)
+    query = select(sessions, session_end_column().label("session_end"))
+    query = _where(query, sessions.c.started_at, sessions.c.room_id, filters)
     found = sorted(
         conn.execute(query), key=lambda r: (r.started_at is None, r.started_at or 0, r.room_sid)
     )
@@ -109,7 +102,7 @@ def sessions_report(conn: Connection, filters: Filters) -> dict[str, Any]:
             "room_id": r.room_id,
             "title": r.title,
             "started_at": iso(r.started_at),
-            "ended_at": iso(r.ended_at if r.ended_at is not None else r.finished_at),
+            "ended_at": iso(r.session_end),
             "end_source": r.end_source,
             "status": session_status(r.session_ended, r.end_source),
             "duration_seconds": r.duration_seconds,
@@ -171,7 +164,7 @@ def usage_report(conn: Connection, filters: Filters) -> dict[str, Any]:
 def _attendee_totals(filters: Filters) -> Any:
     """Per room: distinct attendees, and their minutes (each person's stays in a session
     added up, then rounded up to whole minutes). A stay with no leave ends with the session."""
-    end = func.coalesce(attendance.c.left_at, sessions.c.ended_at, sessions.c.finished_at)
+    end = func.coalesce(attendance.c.left_at, session_end_column())
     stay = case(
         (or_(attendance.c.joined_at.is_(None), end.is_(None)), None),
         (end < attendance.c.joined_at, 0),
@@ -254,56 +247,3 @@ BUILDERS: dict[str, Callable[[Connection, Filters], dict[str, Any]]] = {
 def build(conn: Connection, name: str, filters: Filters) -> dict[str, Any]:
     """Build the named report."""
     return BUILDERS[name](conn, filters)
-
-
-# --- output -----------------------------------------------------------------------------
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.6f}"
-    if isinstance(value, dict):
-        return ", ".join(f"{v} {k}" for k, v in value.items())
-    return str(value)
-
-
-def as_json(report: dict[str, Any]) -> str:
-    """Render a report as indented JSON (the stable form)."""
-    return json.dumps(report, indent=2, ensure_ascii=False)
-
-
-def as_csv(report: dict[str, Any]) -> str:
-    """Render a report's rows as CSV with a header line (totals are left to the reader)."""
-    rows: Sequence[dict[str, Any]] = report["rows"]
-    if not rows:
-        return ""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    return out.getvalue()
-
-
-def as_table(report: dict[str, Any]) -> str:
-    """Render a report as aligned columns with a total line."""
-    rows: Sequence[dict[str, Any]] = report["rows"]
-    if not rows:
-        return "No rows for these filters."
-    header = list(rows[0])
-    table = [header] + [[_cell(row[h]) for h in header] for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in table
-    ]
-    totals = ", ".join(f"{k.replace('_', ' ')} {_cell(v)}" for k, v in report["total"].items())
-    return "\n".join([*lines, "", f"Total: {totals}"])
-
-
-RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "table": as_table,
-    "csv": as_csv,
-    "json": as_json,
-}

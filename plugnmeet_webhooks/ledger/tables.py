@@ -8,12 +8,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, Computed, Float, Index, Table, Text, false
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ColumnElement,
+    Computed,
+    Float,
+    Index,
+    Table,
+    Text,
+    false,
+    func,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
 
 from plugnmeet_webhooks.storage.sql import metadata
 
+# A session ends with its session_ended; one that never got it, with its room_finished.
 _END = "COALESCE(ended_at, finished_at)"
 _DURATION = (
     f"CASE WHEN started_at IS NULL OR {_END} IS NULL THEN NULL "
@@ -130,3 +143,8 @@ def _least_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
 def _greatest_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
     a, b = (compiler.process(arg, **kw) for arg in element.clauses)
     return f"max(coalesce({a}, {b}), coalesce({b}, {a}))"
+
+
+def session_end_column() -> ColumnElement[Any]:
+    """The end of each session, as the generated columns take it: ended, else finished."""
+    return func.coalesce(sessions.c.ended_at, sessions.c.finished_at)

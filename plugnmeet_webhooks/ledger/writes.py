@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import mimetypes
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Dialect,
     Engine,
     Table,
     and_,
@@ -41,7 +41,7 @@ from plugnmeet_webhooks.ledger.tables import (
     usage,
 )
 from plugnmeet_webhooks.normalize import Artifact, Event
-from plugnmeet_webhooks.storage.sql import compiled, execute
+from plugnmeet_webhooks.storage.sql import Build, compiled, execute
 
 
 def _insert(dialect_module: Any, table: Table, columns: list[str]) -> Any:
@@ -106,34 +106,74 @@ def _first_copy_upsert(dialect_module: Any, table: Table, key: str) -> Any:
     )
 
 
-_BUILDERS = {
-    "session": _session_upsert,
-    "attendance": _attendance_upsert,
-    "usage": lambda d: _first_copy_upsert(d, usage, "artifact_id"),
-    "file": lambda d: _first_copy_upsert(d, files, "file_key"),
+def _usage_upsert(dialect_module: Any) -> Any:
+    return _first_copy_upsert(dialect_module, usage, "artifact_id")
+
+
+def _file_upsert(dialect_module: Any) -> Any:
+    return _first_copy_upsert(dialect_module, files, "file_key")
+
+
+class Statement(Enum):
+    """The ledger's upserts, each with the function that builds it."""
+
+    SESSION = "session"
+    ATTENDANCE = "attendance"
+    USAGE = "usage"
+    FILE = "file"
+
+    @property
+    def build(self) -> Build:
+        """The function that builds this statement."""
+        return _BUILDERS[self]
+
+
+_BUILDERS: dict[Statement, Build] = {
+    Statement.SESSION: _session_upsert,
+    Statement.ATTENDANCE: _attendance_upsert,
+    Statement.USAGE: _usage_upsert,
+    Statement.FILE: _file_upsert,
 }
-
-
-def sql(dialect: Dialect, name: str) -> str:
-    """Return the SQL text of a ledger statement for this database, compiled once."""
-    return compiled(dialect, name, _BUILDERS[name])
 
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """One ledger upsert a handler asks for: a statement name and its parameters."""
+    """One ledger upsert a handler asks for: which statement, and its parameters."""
 
-    statement: str
+    statement: Statement
     params: dict[str, Any]
 
 
 def run(conn: Connection, writes: list[Write]) -> None:
     """Run the writes a handler described, in the caller's transaction."""
     for write in writes:
-        execute(conn, sql(conn.dialect, write.statement), write.params)
+        execute(conn, compiled(conn.dialect, write.statement.build), write.params)
 
 
 # --- what each event contributes ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnd:
+    """When a session ended, and which time stamp said so."""
+
+    at: int
+    source: str  # ended_time | created_at | receipt
+
+
+def session_end(event: Event, received_at: float) -> SessionEnd:
+    """Return when the session a ``session_ended`` event announces ended.
+
+    ``room.ended_time`` if the sender gave one, else the event's ``created_at`` (what real
+    servers stamp as they end the session), else the time the event was received. A session
+    that never got its ``session_ended`` ends with ``room_finished`` instead: see
+    :func:`plugnmeet_webhooks.ledger.tables.session_end_column`.
+    """
+    if event.room.ended_time:
+        return SessionEnd(event.room.ended_time, "ended_time")
+    if event.created_at:
+        return SessionEnd(event.created_at, "created_at")
+    return SessionEnd(int(received_at), "receipt")
 
 
 def session_write(event: Event, received_at: float) -> Write | None:
@@ -154,13 +194,9 @@ def session_write(event: Event, received_at: float) -> Write | None:
         "session_ended": event.event == "session_ended",
     }
     if event.event == "session_ended":
-        if room.ended_time:
-            params["ended_at"], params["ended_from"] = room.ended_time, "ended_time"
-        elif event.created_at:
-            params["ended_at"], params["ended_from"] = event.created_at, "created_at"
-        else:
-            params["ended_at"], params["ended_from"] = int(received_at), "receipt"
-    return Write("session", params)
+        end = session_end(event, received_at)
+        params["ended_at"], params["ended_from"] = end.at, end.source
+    return Write(Statement.SESSION, params)
 
 
 def attendance_write(event: Event, received_at: float) -> Write | None:
@@ -170,7 +206,7 @@ def attendance_write(event: Event, received_at: float) -> Write | None:
         return None
     when = event.created_at or int(received_at)
     return Write(
-        "attendance",
+        Statement.ATTENDANCE,
         {
             "room_sid": event.room.sid,
             "participant_sid": p.sid or p.identity,
@@ -204,7 +240,7 @@ def artifact_writes(
         breakdown = usage_row.breakdown
         writes.append(
             Write(
-                "usage",
+                Statement.USAGE,
                 common
                 | {
                     "artifact_id": key,
@@ -224,7 +260,7 @@ def artifact_writes(
     if info is not None and info.file_path:
         writes.append(
             Write(
-                "file",
+                Statement.FILE,
                 common
                 | {
                     "file_key": key,
@@ -245,7 +281,7 @@ def recording_write(event: Event, event_key: str, received_at: float) -> Write |
     if info is None or not info.file_path:
         return None
     return Write(
-        "file",
+        Statement.FILE,
         {
             "file_key": f"recording:{info.record_id or info.file_path}",
             "event_key": event_key,

@@ -9,13 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-StorageError = SQLAlchemyError
-"""Raised when the database cannot take a write or a read; the route answers 503."""
+__all__ = ["PoolTimeout"]
 
-__all__ = ["PoolTimeout", "StorageError"]
 
 def _sqlite_file(url: str) -> Path | None:
     parsed = make_url(url)

@@ -79,7 +79,7 @@ def _event_insert(module: Any) -> Any:
 def insert_event(conn: Connection, stored: StoredEvent) -> int | None:
     """Insert the event unless its dedupe key is known; return its row id, or None if known."""
     params = {c: getattr(stored, c) for c in _EVENT_COLUMNS}
-    row = execute(conn, compiled(conn.dialect, "event", _event_insert), params).fetchone()
+    row = execute(conn, compiled(conn.dialect, _event_insert), params).fetchone()
     return None if row is None else row[0]
 
 

@@ -15,16 +15,19 @@ _NAMED = {
     "sqlite": (sqlite, sqlite.dialect(paramstyle="named")),
     "postgresql": (postgresql, postgresql.psycopg.dialect()),
 }
-_compiled: dict[tuple[str, str], str] = {}
+Build = Callable[[Any], Any]
+"""Build a statement, given the dialect module (for its ``insert`` with ``ON CONFLICT``)."""
+
+_compiled: dict[tuple[str, Build], str] = {}
 
 
-def compiled(dialect: Dialect, name: str, build: Callable[[Any], Any]) -> str:
+def compiled(dialect: Dialect, build: Build) -> str:
     """Return SQL text with named parameters for a statement, built and compiled once.
 
-    ``build`` gets the dialect module (for its ``insert`` with ``ON CONFLICT``); the request
-    path then runs plain SQL and pays for no statement construction or cache look-up.
+    The request path then runs plain SQL and pays for no statement construction or cache
+    look-up beyond this one dictionary.
     """
-    key = (dialect.name, name)
+    key = (dialect.name, build)
     text = _compiled.get(key)
     if text is None:
         module, named = _NAMED[dialect.name]

@@ -6,9 +6,9 @@ import logging
 
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from plugnmeet_webhooks.runtime import current
-from plugnmeet_webhooks.storage.engine import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def readyz() -> tuple[Response, int]:
             return jsonify(status="unavailable", reason="schema"), 503
         with rt.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except StorageError as exc:
+    except SQLAlchemyError as exc:
         log.warning("not ready: database unreachable (%s)", type(exc).__name__)
         return jsonify(status="unavailable", reason="database"), 503
     return jsonify(status="ready"), 200

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import venv
+from pathlib import Path
 
 import pytest
 
@@ -13,12 +15,39 @@ from tests.support.helpers import KEY, ROOT, SECRET
 pytestmark = pytest.mark.slow
 
 
+SOURCES = (
+    "pyproject.toml",
+    "README.md",
+    "requirements.txt",
+    "requirements-dev.txt",
+    "requirements-bench.txt",
+    "app.py",
+    "config.py",
+    "validation.py",
+    "handlers.py",
+)
+
+
+def _source_copy(where: Path) -> Path:
+    """Copy what a source distribution holds, so that building leaves the checkout alone."""
+    for name in SOURCES:
+        shutil.copy2(ROOT / name, where / name)
+    shutil.copytree(
+        ROOT / "plugnmeet_webhooks",
+        where / "plugnmeet_webhooks",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    return where
+
+
 def test_pip_install_into_a_fresh_virtualenv_gives_the_commands(tmp_path):
+    (tmp_path / "source").mkdir()
+    source = _source_copy(tmp_path / "source")
     target = tmp_path / "venv"
     venv.create(target, with_pip=True)
     python = target / "bin" / "python"
     install = subprocess.run(
-        [python, "-m", "pip", "install", "-q", str(ROOT)],
+        [python, "-m", "pip", "install", "-q", str(source)],
         capture_output=True,
         text=True,
         timeout=600,

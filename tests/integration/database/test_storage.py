@@ -117,7 +117,7 @@ def test_failing_ledger_write_is_recorded_and_the_event_kept(app, app_runtime, c
         params = dict.fromkeys(c.name for c in tables.usage.columns) | {"artifact_id": "a"}
         ctx.write(
             ledger.Write(
-                "usage",
+                ledger.Statement.USAGE,
                 params | {"event_key": "k", "artifact_type": "X", "unit": "u", "created_at": 1},
             )
         )
@@ -201,3 +201,43 @@ def test_migrations_build_exactly_the_tables_the_code_uses(app):
     with runtime.of(app).database().connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), metadata)
     assert differences == []
+
+
+def _drop(app, table: str) -> None:
+    with write_transaction(runtime.of(app).database()) as conn:
+        conn.exec_driver_sql(f"DROP TABLE {table}")
+
+
+def test_a_query_bug_in_a_report_is_a_500_not_an_outage(settings, caplog):
+    app = create_app(replace(settings, admin_token="a-long-admin-token-for-tests"))
+    try:
+        _drop(app, "usage")  # as if the code queried a table the schema does not have
+        response = app.test_client().get(
+            "/api/usage", headers={"Authorization": "Bearer a-long-admin-token-for-tests"}
+        )
+    finally:
+        runtime.of(app).close()
+    assert (response.status_code, response.json) == (500, {"status": "internal_error"})
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "database error (a bug), answered 500" in record.getMessage()
+    assert "unavailable" not in caplog.text
+
+
+def test_a_ledger_write_bug_keeps_the_event_marked_failed(app, client):
+    _drop(app, "attendance")
+    body = CORPUS[2].read_bytes()  # participant_joined: a session and an attendance row
+    assert deliver(client, body).json == {"status": "accepted"}
+    [row] = stored_rows(app)
+    assert row["handler_status"] == "failed"
+    assert "attendance" in row["handler_error"]
+
+
+def test_an_insert_bug_is_a_500_so_the_sender_retries_and_nothing_is_stored(app, client, caplog):
+    _drop(app, "sessions")
+    with write_transaction(runtime.of(app).database()) as conn:
+        conn.exec_driver_sql("ALTER TABLE events RENAME TO events_elsewhere")
+    answer = deliver(client, BODY)
+    assert (answer.status, answer.json) == (500, {"status": "internal_error"})
+    assert "database error (a bug), answered 500" in caplog.text
+    with runtime.of(app).engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM events_elsewhere").scalar() == 0
