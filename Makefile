@@ -25,9 +25,10 @@ run: $(VENV)/.run-deps
 	@$(BIN)/python -m config
 	exec $(BIN)/gunicorn -c gunicorn.conf.py
 
-## test: lint, then the whole test suite
+## test: lint, type-check, then the whole test suite
 test: $(VENV)/.dev-deps
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 $(VENV)/.bench-deps: pyproject.toml requirements.txt requirements-dev.txt requirements-bench.txt | $(BIN)/python
@@ -43,10 +44,11 @@ bench: $(VENV)/.bench-deps
 lint: $(VENV)/.dev-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(VENV)/.dev-deps
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis build *.egg-info

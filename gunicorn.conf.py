@@ -5,6 +5,7 @@ import os
 import shutil
 import sys
 import tempfile
+from typing import Any
 
 from config import ConfigError, load_server_settings
 
@@ -46,7 +47,7 @@ errorlog = "-"
 control_socket_disable = True
 
 
-def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
+def on_starting(server: Any) -> None:
     """Check the settings and the database once, before any worker starts; set up logging."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -79,14 +80,14 @@ def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
             _fail(problem)
 
 
-def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+def post_worker_init(worker: Any) -> None:
     """Start the worker's runtime: the schema is checked before the first delivery."""
     from plugnmeet_webhooks import runtime
 
     runtime.of(worker.wsgi).start()
 
 
-def worker_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+def worker_exit(server: Any, worker: Any) -> None:
     """Stop the worker's runtime: queued deliveries are stored and answered, then it closes.
 
     Gunicorn has already waited (up to graceful_timeout) for the requests in flight, so the
@@ -99,14 +100,14 @@ def worker_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signatu
         extensions[runtime.EXTENSION].close(timeout=5)
 
 
-def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+def child_exit(server: Any, worker: Any) -> None:
     """Let the metrics forget a worker that has gone (its counters are kept)."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
 
 
-def on_exit(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
+def on_exit(server: Any) -> None:
     """Remove the metrics directory this configuration made."""
     if _own_metrics_dir:
         shutil.rmtree(_own_metrics_dir, ignore_errors=True)

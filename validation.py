@@ -154,7 +154,8 @@ class Verifier:
             raise VerificationError(f"token longer than {MAX_TOKEN_LENGTH} characters")
         try:
             parsed = jwt.decode_complete(token, options={"verify_signature": False})
-            header, claims = parsed["header"], parsed["payload"]
+            header: dict[str, Any] = parsed["header"]
+            claims: dict[str, Any] = parsed["payload"]
             if header.get("alg") != ALGORITHM:
                 raise VerificationError(f"token algorithm is not {ALGORITHM}", "algorithm")
             issuer = claims.get("iss")

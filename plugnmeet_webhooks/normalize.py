@@ -13,7 +13,10 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 INT64_MAX = 2**63 - 1
 # Unix seconds before 2286: anything later is not a time a server could have stamped.
@@ -22,7 +25,7 @@ _INTEGER_TEXT = re.compile(r"[0-9]{1,20}")
 _NUMBER_TEXT = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
 Converter = Callable[[Any, str], Any]
-T = TypeVar("T")
+T = TypeVar("T", bound="DataclassInstance")
 
 
 class NormalizationError(ValueError):
@@ -131,7 +134,7 @@ def _f(convert: Converter, default: Any = None) -> Any:
     return field(default=default, metadata={"convert": convert})
 
 
-_SPECS: dict[type, tuple[tuple[str, str, Converter], ...]] = {}
+_SPECS: dict[type[DataclassInstance], tuple[tuple[str, str, Converter], ...]] = {}
 
 
 def message(value: Any, path: str, cls: type[T]) -> T:

@@ -119,7 +119,7 @@ class EventFilter:
 def count_matching(engine: Engine, which: EventFilter) -> int:
     """Count the events a replay with this filter would take."""
     with engine.connect() as conn:
-        return conn.execute(which.apply(select(func.count()).select_from(events))).scalar_one()
+        return int(conn.execute(which.apply(select(func.count()).select_from(events))).scalar_one())
 
 
 def count_events(engine: Engine) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ ReplayHandle = Callable[[Connection, bytes, str, float], None]
 
 
 def _replay_batch(
-    conn: Connection, rows: list[Any], handle: ReplayHandle, *, careful: bool
+    conn: Connection, rows: Sequence[Any], handle: ReplayHandle, *, careful: bool
 ) -> ReplayResult:
     """Handle a batch of stored events; ``careful`` isolates each one in a savepoint."""
     result = ReplayResult(events=len(rows))

@@ -46,7 +46,9 @@ def execute(conn: Connection, sql: str, params: Mapping[str, Any]) -> Any:
     dbapi = conn.dialect.loaded_dbapi
     cursor = None
     try:
-        cursor = conn.connection.driver_connection.cursor()
+        driver = conn.connection.driver_connection
+        assert driver is not None  # a checked-out connection has its driver's connection
+        cursor = driver.cursor()
         cursor.execute(sql, params)
     except dbapi.Error as exc:
         lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
