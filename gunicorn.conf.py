@@ -80,11 +80,18 @@ def on_starting(server: Any) -> None:
             _fail(problem)
 
 
-def post_worker_init(worker: Any) -> None:
-    """Start the worker's runtime: the schema is checked before the first delivery."""
+def _runtime(worker: Any) -> Any:
+    """Return the runtime of the worker's app, or None (another app, or none loaded yet)."""
     from plugnmeet_webhooks import runtime
 
-    runtime.of(worker.wsgi).start()
+    extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
+    return extensions.get(runtime.EXTENSION)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Start the worker's runtime: the schema is checked before the first delivery."""
+    if (rt := _runtime(worker)) is not None:
+        rt.start()
 
 
 def worker_exit(server: Any, worker: Any) -> None:
@@ -93,11 +100,8 @@ def worker_exit(server: Any, worker: Any) -> None:
     Gunicorn has already waited (up to graceful_timeout) for the requests in flight, so the
     writer has little or nothing left; the wait here is bounded all the same.
     """
-    from plugnmeet_webhooks import runtime
-
-    extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
-    if runtime.EXTENSION in extensions:  # not when the worker failed before loading the app
-        extensions[runtime.EXTENSION].close(timeout=5)
+    if (rt := _runtime(worker)) is not None:
+        rt.close(timeout=5)
 
 
 def child_exit(server: Any, worker: Any) -> None:

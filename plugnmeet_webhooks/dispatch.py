@@ -40,6 +40,7 @@ class Registry:
 
     def __init__(self, handlers: Mapping[str, Handler] | None = None) -> None:
         self._handlers: dict[str, Handler] = dict(handlers or {})
+        self._names = frozenset(self._handlers)
 
     def on(self, *names: str, replace: bool = False) -> Callable[[Handler], Handler]:
         """Register the decorated function as the handler of the named events.
@@ -52,6 +53,7 @@ class Registry:
                 if name in self._handlers and not replace:
                     raise ValueError(f"event {name!r} already has a handler")
                 self._handlers[name] = fn
+            self._names = frozenset(self._handlers)
             return fn
 
         return register
@@ -67,7 +69,7 @@ class Registry:
     @property
     def names(self) -> frozenset[str]:
         """The names of the events that have a handler."""
-        return frozenset(self._handlers)
+        return self._names
 
     @property
     def logger_names(self) -> list[str]:
