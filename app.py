@@ -135,8 +135,12 @@ def http_error(exc: HTTPException) -> Response:
 
 
 def unverified(exc: VerificationError) -> Response:
-    """Answer a delivery that failed verification: 401 without a token, 403 otherwise."""
-    g.pnm_reason = exc.kind
+    """Answer a delivery that failed verification: 401 without a token, 403 otherwise.
+
+    The metrics name the failed check only when ``/metrics`` is behind its own token:
+    on a public page, a count per check would let anyone test guessed API keys.
+    """
+    g.pnm_reason = exc.kind if current().settings.metrics_token else "token"
     if exc.missing_token:
         return _reject(401, "unauthorized", exc.reason, **{"WWW-Authenticate": "Bearer"})
     return _reject(403, "forbidden", exc.reason)
@@ -209,7 +213,9 @@ def _read_body(max_bytes: int) -> bytes:
     return body
 
 
-def _delivery(body: bytes, digest: bytes, payload: dict[str, Any], api_key: str) -> Delivery:
+def _delivery(
+    body: bytes, digest: bytes, payload: dict[str, Any], api_key: str, tenant: str
+) -> Delivery:
     """Describe a verified, parsed delivery as the row to store."""
     room_id, room_sid, created_at = peek(payload)
     event_id = payload.get("id") or None
@@ -225,6 +231,7 @@ def _delivery(body: bytes, digest: bytes, payload: dict[str, Any], api_key: str)
         remote_addr=request.remote_addr,
         body_sha256=digest.hex(),
         body=body,
+        tenant=tenant,
     )
     return Delivery(stored, payload)
 
@@ -243,7 +250,8 @@ def receive() -> Response:
         log.error("delivery of %s answered 503: %s", shown(payload["event"]), problem)
         return _reply(503, "unavailable", **{"Retry-After": "30"})
 
-    delivery = _delivery(body, digest, payload, claims["iss"])
+    api_key = claims["iss"]
+    delivery = _delivery(body, digest, payload, api_key, rt.settings.tenant_of(api_key))
     outcome = rt.committer.submit(delivery)
     stored = delivery.stored
     if outcome is Outcome.DUPLICATE:
@@ -253,6 +261,8 @@ def receive() -> Response:
             plain(stored.dedupe_key),
         )
         return _reply(200, "duplicate")
+    if outcome is Outcome.CONFLICT:  # the writer has logged both digests
+        return _reply(200, "conflict")
     label = event_label(stored.event, rt.registry.names)
     rt.metrics.events.labels(label).inc()
     if outcome is Outcome.HANDLER_FAILED:

@@ -6,14 +6,18 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
 DEFAULT_WEBHOOK_PATH = "/webhook-listener"
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# The largest real delivery is a room_created or room_started carrying the whole room
+# metadata (its feature flags): a few KB. The corpus session's largest is 610 bytes. 64 KiB
+# leaves ten times room, and keeps a worker's memory bounded under hostile bodies.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_CLOCK_LEEWAY = 60
+MAX_CLOCK_LEEWAY = 300
 DEFAULT_DB_TIMEOUT = 5.0
 DEFAULT_DATABASE_FILE = "instance/plugnmeet-webhooks.db"
 LOG_FORMATS = ("text", "json")
@@ -35,6 +39,7 @@ class Settings:
     """Everything the service needs to know, validated."""
 
     api_keys: Mapping[str, str]
+    """Each API key's secret."""
     database_url: str
     webhook_path: str = DEFAULT_WEBHOOK_PATH
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -44,6 +49,16 @@ class Settings:
     proxy_count: int = 0
     db_timeout: float = DEFAULT_DB_TIMEOUT
     admin_token: str | None = None
+    metrics_token: str | None = None
+    retention_days: int | None = None
+    tenants: Mapping[str, str] = field(default_factory=dict)
+    """The tenant of each API key that has one besides itself (key rotation, shared names)."""
+    warnings: tuple[str, ...] = ()
+    """What is allowed but unwise, for the log at start-up."""
+
+    def tenant_of(self, api_key: str) -> str:
+        """Return the tenant whose data a delivery signed with ``api_key`` is."""
+        return self.tenants.get(api_key, api_key)
 
 
 DATABASES = ("sqlite", "postgresql")
@@ -73,38 +88,120 @@ def default_database_url(root: Path | None = None) -> str:
     return f"sqlite:///{base / DEFAULT_DATABASE_FILE}"
 
 
-def parse_api_keys(env: Mapping[str, str]) -> dict[str, str]:
-    """Read the key pairs: ``PNM_API_KEY`` + ``PNM_API_SECRET`` first, then ``PNM_API_KEYS``."""
-    pairs: dict[str, str] = {}
+MIN_SECRET_LENGTH = 16
+GOOD_SECRET_LENGTH = 32
+_KEY = re.compile(r"[A-Za-z0-9._~-]{1,200}")
+_TENANT = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
-    def add(key: str, secret: str, where: str) -> None:
-        if key in pairs and pairs[key] != secret:
+
+@dataclass(frozen=True, slots=True)
+class KeyPair:
+    """One API key, its secret, and the tenant its deliveries belong to."""
+
+    key: str
+    secret: str
+    tenant: str
+
+
+class _Keys:
+    """Collect key pairs from every source, refusing a key named twice with two secrets."""
+
+    def __init__(self) -> None:
+        self.pairs: dict[str, KeyPair] = {}
+        self.warnings: list[str] = []
+
+    def add(self, key: str, secret: str, tenant: str | None, where: str) -> None:
+        if not _KEY.fullmatch(key):
+            raise ConfigError(
+                f"{where} has the key {key[:40]!r}, which is not an API key; keys are letters, "
+                "digits, '.', '_', '~' or '-', as client.api_key in plugNmeet's config.yaml."
+            )
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"{where} gives key {key!r} a secret shorter than {MIN_SECRET_LENGTH} characters; "
+                f"{_WHERE_KEYS_COME_FROM} (plugNmeet makes 36-character secrets)."
+            )
+        if len(secret) < GOOD_SECRET_LENGTH:
+            self.warnings.append(
+                f"{where}: the secret of key {key!r} is shorter than {GOOD_SECRET_LENGTH} "
+                "characters; a longer random secret is harder to guess."
+            )
+        known = self.pairs.get(key)
+        if known is not None and known.secret != secret:
             raise ConfigError(f"{where} names key {key!r} again with another secret; keep one.")
-        pairs[key] = secret
+        self.pairs[key] = KeyPair(key, secret, tenant or (known.tenant if known else key))
 
+
+def _read_keys_file(path_text: str, keys: _Keys) -> None:
+    """Read ``PNM_API_KEYS_FILE``: ``key: secret`` lines, grouped under ``[tenant]`` headers."""
+    try:
+        lines = Path(path_text).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ConfigError(
+            f"PNM_API_KEYS_FILE names {path_text}, which cannot be read ({reason})."
+        ) from None
+    tenant: str | None = None
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        where = f"PNM_API_KEYS_FILE line {number}"
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            tenant = line[1:-1].strip()
+            if not _TENANT.fullmatch(tenant):
+                raise ConfigError(
+                    f"{where} names the tenant {tenant[:40]!r}; a tenant is 1 to 64 letters, "
+                    "digits, '.', '_' or '-'."
+                )
+            continue
+        key, sep, secret = line.partition(":")
+        if not sep:
+            raise ConfigError(
+                f"{where} is neither 'key: secret' nor '[tenant]'; write one pair a line, "
+                "the secret after the first colon."
+            )
+        keys.add(key.strip(), secret.strip(), tenant, where)
+
+
+def parse_api_keys(env: Mapping[str, str]) -> tuple[dict[str, KeyPair], list[str]]:
+    """Read the key pairs and the warnings about them.
+
+    ``PNM_API_KEY`` + ``PNM_API_SECRET`` come first, then ``PNM_API_KEYS``
+    (``key1:secret1,key2:secret2``), then the file named by ``PNM_API_KEYS_FILE``, the one
+    form a secret with any character in it cannot be mis-split in.
+    """
+    keys = _Keys()
     key = env.get("PNM_API_KEY", "").strip()
     secret = env.get("PNM_API_SECRET", "").strip()
     listed = env.get("PNM_API_KEYS", "").strip()
-    if key or secret or not listed:
+    keys_file = env.get("PNM_API_KEYS_FILE", "").strip()
+    if key or secret or not (listed or keys_file):
         if not key:
             raise ConfigError(f"PNM_API_KEY is not set; {_WHERE_KEYS_COME_FROM}.")
         if not secret:
             raise ConfigError(f"PNM_API_SECRET is not set or empty; {_WHERE_KEYS_COME_FROM}.")
-        add(key, secret, "PNM_API_KEY")
+        keys.add(key, secret, None, "PNM_API_SECRET")
     for number, item in enumerate(listed.split(",") if listed else [], start=1):
         key, sep, secret = (part.strip() for part in item.partition(":"))
         if not sep or not key:
             raise ConfigError(
                 f"PNM_API_KEYS entry {number} is not 'key:secret'; write the pairs as "
-                f"key1:secret1,key2:secret2 ({_WHERE_KEYS_COME_FROM})."
+                f"key1:secret1,key2:secret2, or one a line in PNM_API_KEYS_FILE."
             )
         if not secret:
             raise ConfigError(
                 f"PNM_API_KEYS entry {number} (key {key!r}) has an empty secret; "
                 f"{_WHERE_KEYS_COME_FROM}."
             )
-        add(key, secret, "PNM_API_KEYS")
-    return pairs
+        keys.add(key, secret, None, f"PNM_API_KEYS entry {number}")
+    if keys_file:
+        _read_keys_file(keys_file, keys)
+    if not keys.pairs:
+        raise ConfigError(
+            f"PNM_API_KEYS_FILE holds no 'key: secret' line; {_WHERE_KEYS_COME_FROM}."
+        )
+    return keys.pairs, keys.warnings
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
@@ -133,14 +230,14 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _admin_token(env: Mapping[str, str]) -> str | None:
-    token = env.get("PNM_ADMIN_TOKEN", "").strip()
+def _token(env: Mapping[str, str], name: str) -> str | None:
+    token = env.get(name, "").strip()
     if not token:
         return None
     if len(token) < 16:
         raise ConfigError(
-            "PNM_ADMIN_TOKEN is shorter than 16 characters; use a long random value, "
-            "e.g. the output of: openssl rand -hex 32."
+            f"{name} is shorter than 16 characters; use a long random value such as the "
+            "output of: openssl rand -hex 32."
         )
     return token
 
@@ -161,19 +258,31 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"PNM_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}."
         )
+    pairs, warnings = parse_api_keys(env)
+    leeway = _int(env, "PNM_CLOCK_LEEWAY", DEFAULT_CLOCK_LEEWAY, minimum=0)
+    if leeway > MAX_CLOCK_LEEWAY:
+        raise ConfigError(
+            f"PNM_CLOCK_LEEWAY must be at most {MAX_CLOCK_LEEWAY} seconds, not {leeway}; "
+            "a larger leeway keeps expired tokens valid, so set the clocks right (NTP) instead."
+        )
+    retention = _int(env, "PNM_RETENTION_DAYS", 0, minimum=0)
     return Settings(
-        api_keys=parse_api_keys(env),
+        api_keys={pair.key: pair.secret for pair in pairs.values()},
+        tenants={p.key: p.tenant for p in pairs.values() if p.tenant != p.key},
+        warnings=tuple(warnings),
         database_url=check_database_url(
             env.get("PNM_DATABASE_URL", "").strip() or default_database_url()
         ),
         webhook_path=path,
         max_body_bytes=_int(env, "PNM_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1024),
-        clock_leeway=_int(env, "PNM_CLOCK_LEEWAY", DEFAULT_CLOCK_LEEWAY, minimum=0),
+        clock_leeway=leeway,
         log_format=log_format,
         log_level=log_level,
         proxy_count=_int(env, "PNM_PROXY_COUNT", 0, minimum=0),
         db_timeout=_seconds(env, "PNM_DB_TIMEOUT", DEFAULT_DB_TIMEOUT),
-        admin_token=_admin_token(env),
+        admin_token=_token(env, "PNM_ADMIN_TOKEN"),
+        metrics_token=_token(env, "PNM_METRICS_TOKEN"),
+        retention_days=retention or None,
     )
 
 
@@ -185,6 +294,7 @@ class ServerSettings:
     port: int
     workers: int
     threads: int
+    warnings: tuple[str, ...] = ()
 
 
 def load_server_settings(env: Mapping[str, str] | None = None) -> ServerSettings:
@@ -193,23 +303,37 @@ def load_server_settings(env: Mapping[str, str] | None = None) -> ServerSettings
     port = _int(env, "PORT", 8000, minimum=0)
     if port > 65535:
         raise ConfigError(f"PORT must be a port number from 0 to 65535, not {port}.")
+    # plugNmeet runs on another host, so listen on every interface unless HOST says not.
+    host = env.get("HOST", "").strip() or "0.0.0.0"  # noqa: S104
+    warnings = []
+    if _int(env, "PNM_PROXY_COUNT", 0, minimum=0) and host not in LOOPBACK:
+        warnings.append(
+            f"PNM_PROXY_COUNT is set but HOST is {host}: a client that reaches the receiver "
+            "without the proxy can claim any address in X-Forwarded-For; bind HOST=127.0.0.1 "
+            "behind a proxy on this host, or firewall the port."
+        )
     return ServerSettings(
-        # plugNmeet runs on another host, so listen on every interface unless HOST says not.
-        host=env.get("HOST", "").strip() or "0.0.0.0",  # noqa: S104
+        host=host,
         port=port,
         workers=_int(env, "WEB_CONCURRENCY", 2, minimum=1),
         threads=_int(env, "PNM_WORKER_THREADS", 16, minimum=1),
+        warnings=tuple(warnings),
     )
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def main() -> int:
     """Check the environment as ``make run`` will use it; print one sentence if it is wrong."""
     try:
-        load_server_settings()
-        load_settings()
+        server = load_server_settings()
+        settings = load_settings()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    for warning in (*server.warnings, *settings.warnings):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Gunicorn settings for the receiver: ``gunicorn -c gunicorn.conf.py``."""
 
 import glob
+import logging
 import os
 import shutil
 import sys
@@ -65,6 +66,8 @@ def on_starting(server: Any) -> None:
         checked = runtime.of(create_app())
         # Workers are forked from this process: they inherit where log lines go.
         configure_logging(checked.settings)
+        for warning in (*_server.warnings, *checked.settings.warnings):
+            logging.getLogger("config").warning("%s", warning)
         problem = checked.schema_problem()
     except ConfigError as exc:
         _fail(str(exc))

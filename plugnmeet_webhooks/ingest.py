@@ -25,19 +25,24 @@ class Ingest:
         self.registry = registry
 
     def apply(
-        self, conn: Connection, payload: dict[str, Any], event_key: str, received_at: float
+        self,
+        conn: Connection,
+        payload: dict[str, Any],
+        event_key: str,
+        received_at: float,
+        tenant: str,
     ) -> None:
         """Normalise a parsed body, run its handler, then the ledger writes it asked for."""
         ctx = Context(event_key=event_key, received_at=received_at)
-        run(conn, self.registry.plan(normalize(payload), ctx))
+        run(conn, self.registry.plan(normalize(payload), ctx), tenant)
 
     def apply_delivery(self, conn: Connection, delivery: Delivery) -> None:
         """Apply a delivery the writer has just inserted (its body is parsed already)."""
         stored = delivery.stored
-        self.apply(conn, delivery.payload, stored.dedupe_key, stored.received_at)
+        self.apply(conn, delivery.payload, stored.dedupe_key, stored.received_at, stored.tenant)
 
     def apply_stored(
-        self, conn: Connection, body: bytes, event_key: str, received_at: float
+        self, conn: Connection, body: bytes, event_key: str, received_at: float, tenant: str
     ) -> None:
         """Apply a stored raw body again (replays, rebuilds)."""
-        self.apply(conn, json.loads(body), event_key, received_at)
+        self.apply(conn, json.loads(body), event_key, received_at, tenant)

@@ -33,11 +33,12 @@ def events(fmt: str, limit: int) -> None:
             "No events stored yet. Send one with: flask --app app send samples/room_created.json"
         )
         return
-    header = ("#", "received (UTC)", "event", "room", "event id", "handler")
+    header = ("#", "received (UTC)", "tenant", "event", "room", "event id", "handler")
     lines = [
         (
             str(r["id"]),
             datetime.fromtimestamp(r["received_at"], UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            r["tenant"],
             r["event"],
             r["room_id"] or "",
             r["event_id"] or r["dedupe_key"][:20],
@@ -54,19 +55,24 @@ def events(fmt: str, limit: int) -> None:
 @click.option("--until", help="Last day (UTC), included.")
 @click.option("--room", help="Only this room_id.")
 @click.option(
+    "--tenant", help="Only this tenant (an API key, or the name PNM_API_KEYS_FILE gives)."
+)
+@click.option(
     "--format", "fmt", type=click.Choice(list(REPORT_FORMATS)), default="table", show_default=True
 )
 @with_appcontext
-def report(name: str, since: str | None, until: str | None, room: str | None, fmt: str) -> None:
+def report(
+    name: str, since: str | None, until: str | None, room: str | None, tenant: str | None, fmt: str
+) -> None:
     """Print a ledger report: sessions, usage (AI cost) or rooms (totals per room).
 
     Sessions and attendance are picked by when the session started, usage by when the
     artifact was created; days are UTC and --until is included.
     """
     try:
-        filters = reports.Filters.parse(since, until, room)
+        filters = reports.Filters.parse(since, until, room, tenant)
     except ValueError as exc:
-        raise click.BadParameter(f"{exc}.", param_hint="--since/--until") from None
+        raise click.UsageError(f"{exc}.") from None
     with database().connect() as conn:
         built = reports.build(conn, name, filters)
     click.echo(REPORT_FORMATS[fmt](built), nl=fmt != "csv")

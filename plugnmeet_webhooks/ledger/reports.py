@@ -12,11 +12,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, case, cast, func, or_, select
+from sqlalchemy import BigInteger, Connection, and_, case, cast, func, or_, select
 
 from plugnmeet_webhooks.ledger.tables import attendance, session_end_column, sessions, usage
 
 REPORTS = ("sessions", "usage", "rooms")
+
+
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+MAX_NAME = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +31,16 @@ class Filters:
     since: date | None = None
     until: date | None = None
     room: str | None = None
+    tenant: str | None = None
 
     @classmethod
-    def parse(cls, since: str | None, until: str | None, room: str | None) -> Filters:
+    def parse(
+        cls,
+        since: str | None,
+        until: str | None,
+        room: str | None,
+        tenant: str | None = None,
+    ) -> Filters:
         """Read filters as given on a command line or in a query string, or say what is wrong."""
         days = {
             name: parse_day(name, text)
@@ -37,7 +49,12 @@ class Filters:
         }
         if "since" in days and "until" in days and days["since"] > days["until"]:
             raise ValueError(f"since {days['since']} is after until {days['until']}; swap them")
-        return cls(since=days.get("since"), until=days.get("until"), room=(room or None))
+        return cls(
+            since=days.get("since"),
+            until=days.get("until"),
+            room=_name("room", room),
+            tenant=_name("tenant", tenant),
+        )
 
     def bounds(self) -> tuple[int | None, int | None]:
         """Return [start, end) in unix seconds, UTC days."""
@@ -49,9 +66,21 @@ class Filters:
 def parse_day(name: str, text: str) -> date:
     """Read a day written as 2026-11-01, or say which option is wrong."""
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"{name} must be a date like 2026-11-01, not {text!r}") from None
+        raise ValueError(f"{name} must be a date like 2026-11-01, not {text[:40]!r}") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"{name} must be a date from {FIRST_DAY} to {LAST_DAY}, not {day}")
+    return day
+
+
+def _name(what: str, text: str | None) -> str | None:
+    """Read a room id or tenant filter: printable text of at most 200 characters."""
+    if not text:
+        return None
+    if len(text) > MAX_NAME or not text.isprintable():
+        raise ValueError(f"{what} must be printable text of at most {MAX_NAME} characters")
+    return text
 
 
 def epoch(day: date) -> int:
@@ -79,6 +108,8 @@ def _where(query: Any, column: Any, room_column: Any, filters: Filters) -> Any:
         query = query.where(column < end)
     if filters.room:
         query = query.where(room_column == filters.room)
+    if filters.tenant:
+        query = query.where(room_column.table.c.tenant == filters.tenant)
     return query
 
 
@@ -94,10 +125,12 @@ def sessions_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     query = select(sessions, session_end_column().label("session_end"))
     query = _where(query, sessions.c.started_at, sessions.c.room_id, filters)
     found = sorted(
-        conn.execute(query), key=lambda r: (r.started_at is None, r.started_at or 0, r.room_sid)
+        conn.execute(query),
+        key=lambda r: (r.started_at is None, r.started_at or 0, r.tenant, r.room_sid),
     )
     rows = [
         {
+            "tenant": r.tenant,
             "room_sid": r.room_sid,
             "room_id": r.room_id,
             "title": r.title,
@@ -123,31 +156,59 @@ def _sum_costs(micros: list[int | None]) -> float | None:
     return cost(sum(reported)) if reported else None
 
 
+MICROS = 1_000_000
+
+
+def _cost_parts() -> list[Any]:
+    """Sum costs as whole units and leftover micro-units, two sums that cannot overflow.
+
+    A single sum of micro-units would overflow SQLite's 64-bit integers once a group held
+    a few million of the largest costs allowed; each part stays within 2^63 for billions
+    of rows. :func:`_joined` puts them back together exactly.
+    """
+    return [
+        func.sum(usage.c.cost_micros // MICROS).label("cost_units"),
+        func.sum(usage.c.cost_micros % MICROS).label("cost_rest"),
+    ]
+
+
+def _joined(row: Any) -> int | None:
+    """The exact micro-unit sum of a row made with :func:`_cost_parts`; None when none."""
+    if row.cost_units is None:
+        return None
+    return int(row.cost_units) * MICROS + int(row.cost_rest)
+
+
 def usage_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     """AI usage per room and artifact type: quantity, unit, estimated cost; and a grand total."""
     no_cost = func.sum(case((usage.c.cost_micros.is_(None), 1), else_=0))
     query = select(
+        usage.c.tenant,
         usage.c.room_id,
         usage.c.artifact_type,
         usage.c.unit,
         func.count().label("artifacts"),
         func.sum(usage.c.quantity).label("quantity"),
-        func.sum(usage.c.cost_micros).label("cost_micros"),
+        *_cost_parts(),
         no_cost.label("without_cost"),
-    ).group_by(usage.c.room_id, usage.c.artifact_type, usage.c.unit)
+    ).group_by(usage.c.tenant, usage.c.room_id, usage.c.artifact_type, usage.c.unit)
     query = _where(query, usage.c.created_at, usage.c.room_id, filters)
-    found = sorted(conn.execute(query), key=lambda r: (r.room_id or "", r.artifact_type, r.unit))
+    found = sorted(
+        conn.execute(query), key=lambda r: (r.tenant, r.room_id or "", r.artifact_type, r.unit)
+    )
+    micros = [_joined(r) for r in found]
     rows = [
         {
+            "tenant": r.tenant,
             "room_id": r.room_id,
             "artifact_type": r.artifact_type,
             "unit": r.unit,
             "artifacts": r.artifacts,
             "quantity": int(r.quantity),
-            "estimated_cost": cost(r.cost_micros),
+            "estimated_cost": cost(m),
             "artifacts_without_cost": int(r.without_cost),
         }
-        for r in found
+        for r, m in zip(found, micros, strict=True)
     ]
     by_unit: dict[str, int] = {}
     for r in rows:
@@ -155,7 +216,7 @@ def usage_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     total = {
         "artifacts": sum(r["artifacts"] for r in rows),
         "quantity_by_unit": dict(sorted(by_unit.items())),
-        "estimated_cost": _sum_costs([r.cost_micros for r in found]),
+        "estimated_cost": _sum_costs(micros),
         "artifacts_without_cost": sum(r["artifacts_without_cost"] for r in rows),
     }
     return {"rows": rows, "total": total}
@@ -170,34 +231,40 @@ def _attendee_totals(filters: Filters) -> Any:
         (end < attendance.c.joined_at, 0),
         else_=end - attendance.c.joined_at,
     )
+    same_session = and_(
+        attendance.c.tenant == sessions.c.tenant, attendance.c.room_sid == sessions.c.room_sid
+    )
     per_person = (
         select(
+            sessions.c.tenant,
             sessions.c.room_id,
             attendance.c.identity,
             func.sum(stay).label("seconds"),
         )
-        .select_from(attendance.join(sessions, attendance.c.room_sid == sessions.c.room_sid))
-        .group_by(sessions.c.room_id, sessions.c.room_sid, attendance.c.identity)
+        .select_from(attendance.join(sessions, same_session))
+        .group_by(sessions.c.tenant, sessions.c.room_id, sessions.c.room_sid, attendance.c.identity)
     )
     per_person = _where(per_person, sessions.c.started_at, sessions.c.room_id, filters).subquery()
     return select(
+        per_person.c.tenant,
         per_person.c.room_id,
         func.count(func.distinct(per_person.c.identity)).label("attendees"),
         # PostgreSQL's sum() of bigints is numeric: back to an integer before dividing.
         func.coalesce(func.sum((cast(per_person.c.seconds, BigInteger) + 59) // 60), 0).label(
             "minutes"
         ),
-    ).group_by(per_person.c.room_id)
+    ).group_by(per_person.c.tenant, per_person.c.room_id)
 
 
 def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     """Per room: sessions, billable minutes, attendee minutes and AI cost."""
-    rooms: dict[str, dict[str, Any]] = {}
+    rooms: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def room(room_id: str | None) -> dict[str, Any]:
+    def room(tenant: str, room_id: str | None) -> dict[str, Any]:
         return rooms.setdefault(
-            room_id or "",
+            (tenant, room_id or ""),
             {
+                "tenant": tenant,
                 "room_id": room_id,
                 "sessions": 0,
                 "billable_minutes": 0,
@@ -208,31 +275,33 @@ def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
         )
 
     session_totals = select(
+        sessions.c.tenant,
         sessions.c.room_id,
         func.count().label("sessions"),
         func.coalesce(func.sum(sessions.c.billable_minutes), 0).label("minutes"),
-    ).group_by(sessions.c.room_id)
+    ).group_by(sessions.c.tenant, sessions.c.room_id)
     session_totals = _where(session_totals, sessions.c.started_at, sessions.c.room_id, filters)
     for r in conn.execute(session_totals):
-        room(r.room_id).update(sessions=r.sessions, billable_minutes=int(r.minutes))
+        room(r.tenant, r.room_id).update(sessions=r.sessions, billable_minutes=int(r.minutes))
     for r in conn.execute(_attendee_totals(filters)):
-        room(r.room_id).update(attendees=r.attendees, attendee_minutes=int(r.minutes))
-    cost_totals = select(usage.c.room_id, func.sum(usage.c.cost_micros).label("micros")).group_by(
-        usage.c.room_id
+        room(r.tenant, r.room_id).update(attendees=r.attendees, attendee_minutes=int(r.minutes))
+    cost_totals = select(usage.c.tenant, usage.c.room_id, *_cost_parts()).group_by(
+        usage.c.tenant, usage.c.room_id
     )
-    micros: dict[str, int] = {}
+    micros: list[int] = []
     for r in conn.execute(_where(cost_totals, usage.c.created_at, usage.c.room_id, filters)):
-        room(r.room_id)["ai_cost"] = cost(r.micros)
-        if r.micros is not None:
-            micros[r.room_id or ""] = int(r.micros)
+        joined = _joined(r)
+        room(r.tenant, r.room_id)["ai_cost"] = cost(joined)
+        if joined is not None:
+            micros.append(joined)
 
-    rows = sorted(rooms.values(), key=lambda r: r["room_id"] or "")
+    rows = sorted(rooms.values(), key=lambda r: (r["tenant"], r["room_id"] or ""))
     total = {
         "rooms": len(rows),
         "sessions": sum(r["sessions"] for r in rows),
         "billable_minutes": sum(r["billable_minutes"] for r in rows),
         "attendee_minutes": sum(r["attendee_minutes"] for r in rows),
-        "ai_cost": _sum_costs(list(micros.values())),
+        "ai_cost": _sum_costs(list(micros)),
     }
     return {"rows": rows, "total": total}
 

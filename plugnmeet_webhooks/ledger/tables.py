@@ -16,6 +16,7 @@ from sqlalchemy import (
     Computed,
     Float,
     Index,
+    PrimaryKeyConstraint,
     Table,
     Text,
     false,
@@ -36,7 +37,7 @@ _DURATION = (
 sessions = Table(
     "sessions",
     metadata,
-    Column("room_sid", Text, primary_key=True),
+    Column("room_sid", Text, nullable=False),
     Column("room_id", Text),
     Column("title", Text),
     Column("title_at", BigInteger),
@@ -56,6 +57,8 @@ sessions = Table(
     ),
     Column("duration_seconds", BigInteger, Computed(_DURATION, persisted=True)),
     Column("billable_minutes", BigInteger, Computed(f"({_DURATION} + 59) / 60", persisted=True)),
+    Column("tenant", Text, nullable=False),
+    PrimaryKeyConstraint("tenant", "room_sid"),
 )
 Index("ix_sessions_room_started", sessions.c.room_id, sessions.c.started_at)
 Index("ix_sessions_started", sessions.c.started_at)
@@ -63,7 +66,7 @@ Index("ix_sessions_started", sessions.c.started_at)
 usage = Table(
     "usage",
     metadata,
-    Column("artifact_id", Text, primary_key=True),
+    Column("artifact_id", Text, nullable=False),
     Column("event_key", Text, nullable=False),
     Column("room_sid", Text),
     Column("room_id", Text),
@@ -78,6 +81,8 @@ usage = Table(
     Column("breakdown", Text),
     Column("reference_artifact_id", Text),
     Column("created_at", BigInteger, nullable=False),
+    Column("tenant", Text, nullable=False),
+    PrimaryKeyConstraint("tenant", "artifact_id"),
 )
 Index("ix_usage_room_created", usage.c.room_id, usage.c.created_at)
 Index("ix_usage_created", usage.c.created_at)
@@ -85,7 +90,7 @@ Index("ix_usage_created", usage.c.created_at)
 files = Table(
     "files",
     metadata,
-    Column("file_key", Text, primary_key=True),
+    Column("file_key", Text, nullable=False),
     Column("event_key", Text, nullable=False),
     Column("room_sid", Text),
     Column("room_id", Text),
@@ -95,14 +100,16 @@ files = Table(
     Column("size_mb", Float),
     Column("mime_type", Text),
     Column("created_at", BigInteger, nullable=False),
+    Column("tenant", Text, nullable=False),
+    PrimaryKeyConstraint("tenant", "file_key"),
 )
 Index("ix_files_room", files.c.room_id)
 
 attendance = Table(
     "attendance",
     metadata,
-    Column("room_sid", Text, primary_key=True),
-    Column("participant_sid", Text, primary_key=True),
+    Column("room_sid", Text, nullable=False),
+    Column("participant_sid", Text, nullable=False),
     Column("identity", Text, nullable=False),
     Column("name", Text),
     Column("joined_at", BigInteger),
@@ -116,6 +123,8 @@ attendance = Table(
             persisted=True,
         ),
     ),
+    Column("tenant", Text, nullable=False),
+    PrimaryKeyConstraint("tenant", "room_sid", "participant_sid"),
 )
 
 LEDGER_TABLES = (sessions, usage, files, attendance)

@@ -45,7 +45,13 @@ from plugnmeet_webhooks.storage.sql import Build, compiled, execute
 
 
 def _insert(dialect_module: Any, table: Table, columns: list[str]) -> Any:
-    return dialect_module.insert(table).values({c: bindparam(c) for c in columns})
+    named = dict.fromkeys([*columns, "tenant"])  # every row is one tenant's
+    return dialect_module.insert(table).values({c: bindparam(c) for c in named})
+
+
+def _key(table: Table) -> list[str]:
+    """The columns of the table's natural key, the tenant first."""
+    return [c.name for c in table.primary_key.columns]
 
 
 def _session_upsert(dialect_module: Any) -> Any:
@@ -66,7 +72,7 @@ def _session_upsert(dialect_module: Any) -> Any:
         ),
     )
     return statement.on_conflict_do_update(
-        index_elements=["room_sid"],
+        index_elements=_key(sessions),
         set_={
             "room_id": func.coalesce(old.room_id, new.room_id),
             "title": case((newer_title, new.title), else_=old.title),
@@ -85,7 +91,7 @@ def _attendance_upsert(dialect_module: Any) -> Any:
     statement = _insert(dialect_module, attendance, columns)
     new, old = statement.excluded, attendance.c
     return statement.on_conflict_do_update(
-        index_elements=["room_sid", "participant_sid"],
+        index_elements=_key(attendance),
         set_={
             "name": func.coalesce(old.name, new.name),
             "joined_at": least(old.joined_at, new.joined_at),
@@ -94,24 +100,25 @@ def _attendance_upsert(dialect_module: Any) -> Any:
     )
 
 
-def _first_copy_upsert(dialect_module: Any, table: Table, key: str) -> Any:
+def _first_copy_upsert(dialect_module: Any, table: Table) -> Any:
     """Keep one row per key: of several copies, the earliest (created_at, event_key)."""
     columns = [c.name for c in table.columns]
     statement = _insert(dialect_module, table, columns)
     new, old = statement.excluded, table.c
+    key = _key(table)
     return statement.on_conflict_do_update(
-        index_elements=[key],
-        set_={c: new[c] for c in columns if c != key},
+        index_elements=key,
+        set_={c: new[c] for c in columns if c not in key},
         where=tuple_(new.created_at, new.event_key) < tuple_(old.created_at, old.event_key),
     )
 
 
 def _usage_upsert(dialect_module: Any) -> Any:
-    return _first_copy_upsert(dialect_module, usage, "artifact_id")
+    return _first_copy_upsert(dialect_module, usage)
 
 
 def _file_upsert(dialect_module: Any) -> Any:
-    return _first_copy_upsert(dialect_module, files, "file_key")
+    return _first_copy_upsert(dialect_module, files)
 
 
 class Statement(Enum):
@@ -144,10 +151,11 @@ class Write:
     params: dict[str, Any]
 
 
-def run(conn: Connection, writes: list[Write]) -> None:
-    """Run the writes a handler described, in the caller's transaction."""
+def run(conn: Connection, writes: list[Write], tenant: str) -> None:
+    """Run the writes a handler described for one tenant, in the caller's transaction."""
     for write in writes:
-        execute(conn, compiled(conn.dialect, write.statement.build), write.params)
+        params = write.params | {"tenant": tenant}
+        execute(conn, compiled(conn.dialect, write.statement.build), params)
 
 
 # --- what each event contributes ---------------------------------------------------------------

@@ -23,7 +23,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from plugnmeet_webhooks.storage.engine import PoolTimeout, write_transaction, writer
 from plugnmeet_webhooks.storage.errors import is_transient
-from plugnmeet_webhooks.storage.events import StoredEvent, error_text, insert_event, mark_failed
+from plugnmeet_webhooks.storage.events import (
+    StoredEvent,
+    error_text,
+    insert_event,
+    mark_failed,
+    stored_digest,
+)
 from plugnmeet_webhooks.text import plain, shown
 
 log = logging.getLogger(__name__)
@@ -36,6 +42,7 @@ class Outcome(StrEnum):
 
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
+    CONFLICT = "conflict"  # the same event id with another body: the first body is kept
     HANDLER_FAILED = "handler_failed"  # stored all the same, marked failed for a replay
 
 
@@ -55,11 +62,24 @@ Apply = Callable[[Connection, Delivery], None]
 """Apply a newly stored delivery to the ledger, in the transaction that stored it."""
 
 
+def _known(conn: Connection, stored: StoredEvent) -> Outcome:
+    """Tell a redelivery from another body sent under an id already stored (kept first)."""
+    kept = stored_digest(conn, stored)
+    if kept is None or kept == stored.body_sha256:
+        return Outcome.DUPLICATE
+    log.warning(
+        "%s event %s arrived again with another body (sha256 %s, kept %s); the first body "
+        "stays, the new one is dropped.",
+        shown(stored.event), plain(stored.dedupe_key), stored.body_sha256, kept,
+    )  # fmt: skip
+    return Outcome.CONFLICT
+
+
 def _store_one(conn: Connection, delivery: Delivery, apply: Apply) -> Outcome:
     stored = delivery.stored
     row_id = insert_event(conn, stored)
     if row_id is None:
-        return Outcome.DUPLICATE
+        return _known(conn, stored)
     try:
         apply(conn, delivery)
     except SQLAlchemyError:
@@ -109,7 +129,9 @@ def _store_alone(
         failed = replace(stored, handler_status="failed", handler_error=error_text(failure.cause))
         try:
             with write_transaction(engine, conn) as tx:
-                return Outcome.HANDLER_FAILED if insert_event(tx, failed) else Outcome.DUPLICATE
+                if insert_event(tx, failed) is None:
+                    return _known(tx, failed)
+                return Outcome.HANDLER_FAILED
         except SQLAlchemyError as exc:
             return exc
     except SQLAlchemyError as exc:

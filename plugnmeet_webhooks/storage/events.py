@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     bindparam,
     func,
     select,
@@ -29,7 +30,7 @@ events = Table(
     "events",
     metadata,
     Column("id", Integer().with_variant(BigInteger(), "postgresql"), primary_key=True),
-    Column("dedupe_key", String(200), nullable=False, unique=True),
+    Column("dedupe_key", String(200), nullable=False),
     Column("event_id", String(200)),
     Column("event", String(200), nullable=False),
     Column("room_id", Text),
@@ -42,6 +43,11 @@ events = Table(
     Column("body", LargeBinary, nullable=False),
     Column("handler_status", String(16), nullable=False, server_default="ok"),
     Column("handler_error", Text),
+    # The tenant whose data this is: the signing key's, or the name the operator gave it.
+    Column("tenant", Text, nullable=False),
+    # When retention removed the raw body (the event row and its ledger rows stay).
+    Column("pruned_at", Float),
+    UniqueConstraint("tenant", "dedupe_key", name="uq_events_tenant_dedupe_key"),
 )
 Index("ix_events_event", events.c.event)
 Index("ix_events_room_id", events.c.room_id)
@@ -64,23 +70,39 @@ class StoredEvent:
     remote_addr: str | None
     body_sha256: str
     body: bytes
+    tenant: str
     handler_status: str = "ok"
     handler_error: str | None = None
 
 
-_EVENT_COLUMNS = [c.name for c in events.columns if c.name != "id"]
+_EVENT_COLUMNS = [c.name for c in events.columns if c.name not in ("id", "pruned_at")]
 
 
 def _event_insert(module: Any) -> Any:
     statement = module.insert(events).values({c: bindparam(c) for c in _EVENT_COLUMNS})
-    return statement.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(events.c.id)
+    return statement.on_conflict_do_nothing(index_elements=["tenant", "dedupe_key"]).returning(
+        events.c.id
+    )
+
+
+def _stored_digest(module: Any) -> Any:
+    return select(events.c.body_sha256).where(
+        events.c.tenant == bindparam("tenant"), events.c.dedupe_key == bindparam("dedupe_key")
+    )
 
 
 def insert_event(conn: Connection, stored: StoredEvent) -> int | None:
-    """Insert the event unless its dedupe key is known; return its row id, or None if known."""
+    """Insert the event unless its tenant has its dedupe key; return its row id, or None."""
     params = {c: getattr(stored, c) for c in _EVENT_COLUMNS}
     row = execute(conn, compiled(conn.dialect, _event_insert), params).fetchone()
     return None if row is None else row[0]
+
+
+def stored_digest(conn: Connection, stored: StoredEvent) -> str | None:
+    """Return the body digest kept for the event with this one's tenant and dedupe key."""
+    params = {"tenant": stored.tenant, "dedupe_key": stored.dedupe_key}
+    row = execute(conn, compiled(conn.dialect, _stored_digest), params).fetchone()
+    return None if row is None else str(row[0])
 
 
 def mark_failed(conn: Connection, row_id: int, error: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 from flask import Blueprint, Response, abort, jsonify, request
@@ -10,7 +9,7 @@ from flask import Blueprint, Response, abort, jsonify, request
 from plugnmeet_webhooks.ledger import reports
 from plugnmeet_webhooks.runtime import current
 from plugnmeet_webhooks.storage.migrate import SchemaBehind
-from validation import bearer
+from plugnmeet_webhooks.web.auth import presents
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +20,7 @@ def _admin_allowed() -> bool:
     token = current().settings.admin_token
     if token is None:
         return False
-    is_bearer, presented = bearer(request.headers.get("Authorization", ""))
-    if is_bearer and hmac.compare_digest(
-        presented.encode("utf-8", "replace"), token.encode("utf-8")
-    ):
+    if presents(token):
         return True
     log.warning("refused report request from %s: no valid admin token", request.remote_addr)
     return False
@@ -44,7 +40,10 @@ def api_report(name: str) -> tuple[Response, int]:
         abort(404)
     try:
         filters = reports.Filters.parse(
-            request.args.get("since"), request.args.get("until"), request.args.get("room")
+            request.args.get("since"),
+            request.args.get("until"),
+            request.args.get("room"),
+            request.args.get("tenant"),
         )
     except ValueError as exc:
         return jsonify(status="bad_request", error=f"{exc}."), 400

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from plugnmeet_webhooks.runtime import current
+from plugnmeet_webhooks.web.auth import presents
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,14 @@ def readyz() -> tuple[Response, int]:
 
 @bp.get("/metrics", provide_automatic_options=False)
 def metrics_page() -> Response:
-    """Serve the Prometheus metrics of every worker."""
-    body, content_type = current().metrics.render()
+    """Serve the Prometheus metrics of every worker (behind ``PNM_METRICS_TOKEN`` if set)."""
+    rt = current()
+    token = rt.settings.metrics_token
+    if token is not None and not presents(token):
+        log.warning("refused metrics request from %s: no valid metrics token", request.remote_addr)
+        answer = jsonify(status="unauthorized")
+        answer.status_code = 401
+        answer.headers["WWW-Authenticate"] = "Bearer"
+        return answer
+    body, content_type = rt.metrics.render()
     return Response(body, content_type=content_type)

@@ -6,14 +6,17 @@ import pytest
 
 from config import DEFAULT_WEBHOOK_PATH, ConfigError, load_settings
 
-PAIR = {"PNM_API_KEY": "plugnmeet", "PNM_API_SECRET": "secret-from-config-yaml"}
+SECRET = "secret-from-config-yaml-0123456789"
+S1 = "s1-0123456789abcdefghijklmnopqrstuv"
+S2 = "s2-0123456789abcdefghijklmnopqrstuv"
+PAIR = {"PNM_API_KEY": "plugnmeet", "PNM_API_SECRET": SECRET}
 
 
 def test_defaults():
     settings = load_settings(PAIR)
-    assert dict(settings.api_keys) == {"plugnmeet": "secret-from-config-yaml"}
+    assert dict(settings.api_keys) == {"plugnmeet": SECRET}
     assert settings.webhook_path == DEFAULT_WEBHOOK_PATH == "/webhook-listener"
-    assert settings.max_body_bytes == 1024 * 1024
+    assert settings.max_body_bytes == 64 * 1024
     assert settings.clock_leeway == 60
     assert settings.log_format == "text"
     assert settings.database_url.startswith("sqlite:///")
@@ -41,19 +44,17 @@ def test_everything_can_be_set():
 
 
 def test_several_key_pairs_for_rotation():
-    settings = load_settings(PAIR | {"PNM_API_KEYS": "old:s1, new : s2 ,"[:-1]})
-    assert dict(settings.api_keys) == {
-        "plugnmeet": "secret-from-config-yaml",
-        "old": "s1",
-        "new": "s2",
-    }
-    only_list = load_settings({"PNM_API_KEYS": "a:1,b:2"})
+    settings = load_settings(PAIR | {"PNM_API_KEYS": f"old:{S1}, new : {S2} "})
+    assert dict(settings.api_keys) == {"plugnmeet": SECRET, "old": S1, "new": S2}
+    assert settings.tenant_of("old") == "old"  # each key is its own tenant unless named
+    only_list = load_settings({"PNM_API_KEYS": f"a:{S1},b:{S2}"})
     assert list(only_list.api_keys) == ["a", "b"]
 
 
 def test_numeric_secret_stays_a_string():
-    assert load_settings({"PNM_API_KEY": "k", "PNM_API_SECRET": "0123"}).api_keys["k"] == "0123"
-    assert load_settings({"PNM_API_KEYS": "k:007"}).api_keys["k"] == "007"
+    digits = "0123456789012345678901234567890123"
+    assert load_settings({"PNM_API_KEY": "k", "PNM_API_SECRET": digits}).api_keys["k"] == digits
+    assert load_settings({"PNM_API_KEYS": f"k:0{digits}"}).api_keys["k"] == f"0{digits}"
 
 
 @pytest.mark.parametrize(
@@ -63,9 +64,15 @@ def test_numeric_secret_stays_a_string():
         ({"PNM_API_KEY": "k"}, ["PNM_API_SECRET", "client.secret"]),
         ({"PNM_API_KEY": "k", "PNM_API_SECRET": "   "}, ["PNM_API_SECRET"]),
         ({"PNM_API_SECRET": "s"}, ["PNM_API_KEY"]),
-        ({"PNM_API_KEYS": "k1:s1,k2:"}, ["PNM_API_KEYS entry 2", "'k2'", "empty secret"]),
+        ({"PNM_API_KEYS": f"k1:{S1},k2:"}, ["PNM_API_KEYS entry 2", "'k2'", "empty secret"]),
         ({"PNM_API_KEYS": "k1"}, ["PNM_API_KEYS entry 1", "key:secret"]),
-        ({"PNM_API_KEYS": "a:1,a:2"}, ["PNM_API_KEYS", "'a'"]),
+        ({"PNM_API_KEYS": f"a:{S1},a:{S2}"}, ["PNM_API_KEYS", "'a'"]),
+        ({"PNM_API_KEY": "k", "PNM_API_SECRET": "x"}, ["PNM_API_SECRET", "16 characters"]),
+        ({"PNM_API_KEYS": "k:short-secret"}, ["PNM_API_KEYS entry 1", "16 characters"]),
+        ({"PNM_API_KEYS": f"bad key:{S1}"}, ["PNM_API_KEYS entry 1", "not an API key"]),
+        (PAIR | {"PNM_CLOCK_LEEWAY": "99999999"}, ["PNM_CLOCK_LEEWAY", "at most 300"]),
+        (PAIR | {"PNM_METRICS_TOKEN": "short"}, ["PNM_METRICS_TOKEN", "16 characters"]),
+        (PAIR | {"PNM_RETENTION_DAYS": "a year"}, ["PNM_RETENTION_DAYS", "whole number"]),
         (PAIR | {"PNM_MAX_BODY_BYTES": "1MB"}, ["PNM_MAX_BODY_BYTES", "whole number"]),
         (PAIR | {"PNM_MAX_BODY_BYTES": "10"}, ["PNM_MAX_BODY_BYTES", "at least 1024"]),
         (PAIR | {"PNM_CLOCK_LEEWAY": "-1"}, ["PNM_CLOCK_LEEWAY"]),
@@ -91,3 +98,66 @@ def test_unsupported_database_url_stops_start_up_with_one_sentence(url):
         load_settings(PAIR | {"PNM_DATABASE_URL": url})
     assert "PNM_DATABASE_URL" in str(caught.value)
     assert "sqlite:///" in str(caught.value) and "postgresql://" in str(caught.value)
+
+
+def test_a_secret_under_32_characters_is_allowed_with_a_warning():
+    settings = load_settings({"PNM_API_KEY": "k", "PNM_API_SECRET": "sixteen-chars-ok"})
+    assert settings.api_keys["k"] == "sixteen-chars-ok"
+    [warning] = settings.warnings
+    assert "PNM_API_SECRET" in warning and "shorter than 32 characters" in warning
+    assert "sixteen-chars-ok" not in warning
+    assert load_settings(PAIR).warnings == ()
+
+
+def _keys_file(tmp_path, text: str) -> dict[str, str]:
+    path = tmp_path / "keys"
+    path.write_text(text)
+    return {"PNM_API_KEYS_FILE": str(path)}
+
+
+def test_the_keys_file_cannot_mis_split_a_secret_and_names_tenants(tmp_path):
+    env = _keys_file(
+        tmp_path,
+        f"# plugNmeet servers\nk: abc,def:ghi-{S1}\n\n[acme]\nacme-2025: {S1}\nacme-2026: {S2}\n",
+    )
+    settings = load_settings(env)
+    assert dict(settings.api_keys) == {
+        "k": f"abc,def:ghi-{S1}",
+        "acme-2025": S1,
+        "acme-2026": S2,
+    }
+    assert [settings.tenant_of(k) for k in ("k", "acme-2025", "acme-2026")] == ["k", "acme", "acme"]
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("just-a-key\n", ["PNM_API_KEYS_FILE line 1", "key: secret"]),
+        (f"[bad tenant!]\nk: {S1}\n", ["PNM_API_KEYS_FILE line 1", "tenant"]),
+        ("# nothing but a comment\n", ["PNM_API_KEYS_FILE holds no 'key: secret' line"]),
+        (f"k: {S1}\nk: {S2}\n", ["PNM_API_KEYS_FILE line 2", "'k'", "another secret"]),
+        ("k: tooshort\n", ["PNM_API_KEYS_FILE line 1", "16 characters"]),
+    ],
+)
+def test_mistakes_in_the_keys_file_name_the_line(tmp_path, text, names):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_keys_file(tmp_path, text))
+    message = str(caught.value)
+    assert message.endswith(".")
+    for name in names:
+        assert name in message
+    assert S1 not in message and S2 not in message
+
+
+def test_an_unreadable_keys_file_says_so(tmp_path):
+    with pytest.raises(ConfigError, match=r"PNM_API_KEYS_FILE names .* cannot be read"):
+        load_settings({"PNM_API_KEYS_FILE": str(tmp_path / "missing")})
+
+
+def test_a_proxy_count_with_a_public_host_is_warned_about():
+    from config import load_server_settings
+
+    [warning] = load_server_settings({"PNM_PROXY_COUNT": "1"}).warnings
+    assert "PNM_PROXY_COUNT" in warning and "HOST" in warning
+    assert load_server_settings({"PNM_PROXY_COUNT": "1", "HOST": "127.0.0.1"}).warnings == ()
+    assert load_server_settings({}).warnings == ()

@@ -67,7 +67,17 @@ def test_events_lists_newest_first(app, client, runner):
     table = runner.invoke(args=["events", "--limit", "2"])
 
     lines = table.output.splitlines()
-    assert lines[0].split() == ["#", "received", "(UTC)", "event", "room", "event", "id", "handler"]
+    assert lines[0].split() == [
+        "#",
+        "received",
+        "(UTC)",
+        "tenant",
+        "event",
+        "room",
+        "event",
+        "id",
+        "handler",
+    ]
     assert [line.split()[0] for line in lines[1:]] == ["3", "2"]
     assert "participant_joined" in lines[1] and "room_started" in lines[2]
 
@@ -90,15 +100,15 @@ def test_events_rejects_a_bad_limit(runner):
 def test_db_commands_report_and_upgrade(runner):
     # Nothing has opened the database yet: it is empty until a delivery or an upgrade.
     assert runner.invoke(args=["db", "current"]).output == (
-        "database: empty  this version: 0002  (run 'flask --app app db upgrade')\n"
+        "database: empty  this version: 0003  (run 'flask --app app db upgrade')\n"
     )
     assert runner.invoke(args=["db", "upgrade"]).output == (
-        "Database schema upgraded from empty to 0002.\n"
+        "Database schema upgraded from empty to 0003.\n"
     )
     assert runner.invoke(args=["db", "current"]).output == (
-        "database: 0002  this version: 0002  (up to date)\n"
+        "database: 0003  this version: 0003  (up to date)\n"
     )
     assert (
         runner.invoke(args=["db", "upgrade"]).output
-        == "Database schema already at revision 0002.\n"
+        == "Database schema already at revision 0003.\n"
     )

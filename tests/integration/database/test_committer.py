@@ -42,7 +42,7 @@ def _delivery(n: int, room: str) -> Delivery:
     stored = StoredEvent(
         dedupe_key=f"e{n}", event_id=f"e{n}", event="room_started", room_id=room, room_sid=room,
         created_at=None, received_at=1.0, api_key="k", remote_addr=None, body_sha256="0" * 64,
-        body=b"{}",
+        body=b"{}", tenant="k",
     )  # fmt: skip
     return Delivery(stored, {"event": "room_started", "id": f"e{n}"})
 

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.helpers import (
+    KEY,
     corpus_bodies,
     deliver,
     handler_messages,
@@ -34,6 +35,7 @@ def test_corpus_gives_the_exact_ledger(app, client):
 
     [session] = report(app, "sessions")["rows"]
     assert session == {
+        "tenant": KEY,
         "room_sid": SID,
         "room_id": "weekly-standup",
         "title": "Weekly stand-up",
@@ -109,6 +111,7 @@ def test_corpus_reports(app, client):
 
     assert report(app, "rooms")["rows"] == [
         {
+            "tenant": KEY,
             "room_id": "weekly-standup",
             "sessions": 1,
             "billable_minutes": 43,
@@ -255,11 +258,12 @@ def test_report_command_formats(app, client, runner, fmt):
         assert json.loads(result.output) == report(app, "rooms")
     elif fmt == "csv":
         assert result.output == (
-            "room_id,sessions,billable_minutes,attendees,attendee_minutes,ai_cost\n"
-            "weekly-standup,1,43,3,124,0.459858\n"
+            "tenant,room_id,sessions,billable_minutes,attendees,attendee_minutes,ai_cost\n"
+            f"{KEY},weekly-standup,1,43,3,124,0.459858\n"
         )
     else:
         assert result.output.splitlines()[1].split() == [
+            KEY,
             "weekly-standup",
             "1",
             "43",

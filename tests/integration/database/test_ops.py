@@ -95,7 +95,14 @@ def test_short_admin_token_is_refused_at_start_up():
     from config import ConfigError, load_settings
 
     with pytest.raises(ConfigError, match="PNM_ADMIN_TOKEN is shorter than 16 characters"):
-        load_settings({"PNM_API_KEY": "k", "PNM_API_SECRET": "s", "PNM_ADMIN_TOKEN": "short"})
+        load_settings(
+            {
+                "PNM_API_KEY": "k",
+                "PNM_API_KEYS": "",
+                "PNM_API_SECRET": SECRET,
+                "PNM_ADMIN_TOKEN": "short",
+            }
+        )
 
 
 def _metric(client, line_start: str) -> float:
@@ -108,7 +115,7 @@ def _metric(client, line_start: str) -> float:
 def test_metrics_count_outcomes_events_and_latency(app, app_runtime, client):
     accepted = 'pnm_webhook_deliveries_total{outcome="accepted",reason=""}'
     duplicate = 'pnm_webhook_deliveries_total{outcome="duplicate",reason=""}'
-    forbidden = 'pnm_webhook_deliveries_total{outcome="forbidden",reason="signature"}'
+    forbidden = 'pnm_webhook_deliveries_total{outcome="forbidden",reason="token"}'
     joined = 'pnm_webhook_events_total{event="participant_joined"}'
     failures = 'pnm_webhook_handler_failures_total{event="session_ended"}'
     observed = "pnm_webhook_request_seconds_count"

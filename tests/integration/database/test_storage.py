@@ -7,11 +7,12 @@ import time
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import text
 
 from app import create_app
 from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.storage.engine import make_engine, write_transaction
-from plugnmeet_webhooks.storage.events import StoredEvent, count_events, insert_event
+from plugnmeet_webhooks.storage.events import count_events
 from plugnmeet_webhooks.storage.migrate import upgrade_schema
 from plugnmeet_webhooks.storage.sql import metadata
 from tests.support.helpers import (
@@ -149,21 +150,14 @@ def test_older_schema_is_refused_until_db_upgrade_which_fills_the_ledger(setting
     engine = make_engine(settings.database_url)
     upgrade_schema(engine, "0001")
     with write_transaction(engine) as conn:  # an event stored before the ledger existed
-        insert_event(
-            conn,
-            StoredEvent(
-                dedupe_key="old-1",
-                event_id="old-1",
-                event="session_ended",
-                room_id="weekly-standup",
-                room_sid="RM_hK3v9QpZt2Lx",
-                created_at=1764173565,
-                received_at=1764173566.0,
-                api_key=KEY,
-                remote_addr=None,
-                body_sha256="0" * 64,
-                body=BODY,
+        conn.execute(
+            text(
+                "INSERT INTO events (dedupe_key, event_id, event, room_id, room_sid, created_at,"
+                " received_at, api_key, body_sha256, body) VALUES ('old-1', 'old-1',"
+                " 'session_ended', 'weekly-standup', 'RM_hK3v9QpZt2Lx', 1764173565,"
+                " 1764173566.0, :key, :digest, :body)"
             ),
+            {"key": KEY, "digest": "0" * 64, "body": BODY},
         )
     engine.dispose()
 
@@ -176,11 +170,12 @@ def test_older_schema_is_refused_until_db_upgrade_which_fills_the_ledger(setting
 
         result = runner.invoke(args=["db", "upgrade"])
         assert result.stdout.splitlines() == [
-            "Database schema upgraded from 0001 to 0002.",
+            "Database schema upgraded from 0001 to 0003.",
             "Filled the ledger from 1 stored events (0 failed).",
         ]
         [session] = report(app, "sessions")["rows"]
         assert session["billable_minutes"] == 43
+        assert session["tenant"] == KEY, "an event stored before tenants belongs to its key"
     finally:
         runtime.of(app).close()
 

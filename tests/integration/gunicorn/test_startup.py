@@ -49,7 +49,9 @@ def test_gunicorn_refuses_bad_server_settings_with_one_sentence(env, sentence):
     result = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
         cwd=ROOT,
-        env=_gunicorn_env(PNM_API_KEY="k", PNM_API_SECRET="s", **env),
+        env=_gunicorn_env(
+            PNM_API_KEY="k", PNM_API_SECRET="s-0123456789abcdefghijklmnopqrstuvwxyz", **env
+        ),
         capture_output=True,
         text=True,
         timeout=60,
@@ -71,7 +73,12 @@ def test_make_run_checks_the_environment_first(env, sentence):
     result = subprocess.run(
         [sys.executable, "-m", "config"],
         cwd=ROOT,
-        env=_gunicorn_env(**({"PNM_API_KEY": "k", "PNM_API_SECRET": "s"} | env)),
+        env=_gunicorn_env(
+            **(
+                {"PNM_API_KEY": "k", "PNM_API_SECRET": "s-0123456789abcdefghijklmnopqrstuvwxyz"}
+                | env
+            )
+        ),
         capture_output=True,
         text=True,
         timeout=60,
@@ -85,7 +92,7 @@ def test_environment_check_passes_quietly():
     result = subprocess.run(
         [sys.executable, "-m", "config"],
         cwd=ROOT,
-        env=_gunicorn_env(PNM_API_KEY="k", PNM_API_SECRET="s"),
+        env=_gunicorn_env(PNM_API_KEY="k", PNM_API_SECRET="s-0123456789abcdefghijklmnopqrstuvwxyz"),
         capture_output=True,
         text=True,
         timeout=60,
