@@ -27,7 +27,6 @@ from werkzeug.exceptions import (
     RequestEntityTooLarge,
     UnsupportedMediaType,
 )
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 import handlers
 from config import Settings, load_settings
@@ -40,6 +39,7 @@ from plugnmeet_webhooks.storage.errors import Fault, classify, describe
 from plugnmeet_webhooks.storage.events import StoredEvent, now
 from plugnmeet_webhooks.text import plain, shown
 from plugnmeet_webhooks.web import api, ops
+from plugnmeet_webhooks.web.proxy import behind_proxies
 from validation import VerificationError, body_digest
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     # One byte over the limit lets the route see that a chunked body was too long.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     if settings.proxy_count:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count)  # type: ignore[method-assign]
+        app.wsgi_app = behind_proxies(app.wsgi_app, settings.proxy_count)  # type: ignore[method-assign,assignment]
     runtime.init_app(app, Runtime(settings, handlers.registry.copy()))
 
     app.add_url_rule(

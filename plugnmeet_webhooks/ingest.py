@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 
 from plugnmeet_webhooks.dispatch import Context, Registry
 from plugnmeet_webhooks.ledger.writes import run
-from plugnmeet_webhooks.normalize import normalize
+from plugnmeet_webhooks.normalize import check_times, normalize
 from plugnmeet_webhooks.storage.commit import Delivery
 
 
@@ -33,8 +33,10 @@ class Ingest:
         tenant: str,
     ) -> None:
         """Normalise a parsed body, run its handler, then the ledger writes it asked for."""
+        event = normalize(payload)
+        check_times(event, received_at)
         ctx = Context(event_key=event_key, received_at=received_at)
-        run(conn, self.registry.plan(normalize(payload), ctx), tenant)
+        run(conn, self.registry.plan(event, ctx), tenant)
 
     def apply_delivery(self, conn: Connection, delivery: Delivery) -> None:
         """Apply a delivery the writer has just inserted (its body is parsed already)."""

@@ -21,6 +21,20 @@ if TYPE_CHECKING:
 INT64_MAX = 2**63 - 1
 # Unix seconds before 2286: anything later is not a time a server could have stamped.
 TIME_MAX = 10**10
+
+# The bounds of a plausible event (the README lists them). A field outside them stores the
+# event marked failed, with the reason, and changes no ledger row.
+EARLIEST = 1_577_836_800  # 2020-01-01 UTC: before plugNmeet existed, no time is real
+FUTURE_SLACK = 24 * 3600  # a time more than a day after receipt is no clock's skew
+MAX_KEY = (
+    200  # ids and keys (room, participant, artifact): every index on both databases holds them
+)
+MAX_PATH = 500  # file paths, which also key recordings
+MAX_COUNT = 2**32 - 1  # the uint32 counts of the protocol
+MAX_QUANTITY = 10**9  # tokens, seconds or characters in one artifact
+MAX_COST = 10**6  # currency units of one artifact's estimated cost
+MAX_FILE_BYTES = 10**15
+MAX_FILE_MB = 10**9
 _INTEGER_TEXT = re.compile(r"[0-9]{1,20}")
 _NUMBER_TEXT = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
@@ -63,10 +77,12 @@ def to_int(value: Any, path: str) -> int:
 
 
 def to_time(value: Any, path: str) -> int:
-    """Read unix seconds (an int64 written as a string or a number)."""
+    """Read unix seconds (an int64 written as a string or a number); 0 means not sent."""
     result = to_int(value, path)
     if result >= TIME_MAX:
         raise NormalizationError(f"{path}: not a time in unix seconds")
+    if 0 < result < EARLIEST:
+        raise NormalizationError(f"{path}: a time before 2020-01-01, when no server ran")
     return result
 
 
@@ -98,6 +114,37 @@ def to_str(value: Any, path: str) -> str:
     return value
 
 
+def at_most(convert: Converter, maximum: float) -> Converter:
+    """Bound a number converter: a value over ``maximum`` is refused."""
+
+    def bounded(value: Any, path: str) -> Any:
+        result = convert(value, path)
+        if result > maximum:
+            raise NormalizationError(f"{path}: {result:.6g} is over the bound of {maximum:.6g}")
+        return result
+
+    return bounded
+
+
+def text(maximum: int) -> Converter:
+    """Build a converter for a string of at most ``maximum`` characters (an id, a path)."""
+
+    def bounded(value: Any, path: str) -> str:
+        result = to_str(value, path)
+        if len(result) > maximum:
+            raise NormalizationError(f"{path}: longer than {maximum} characters")
+        return result
+
+    return bounded
+
+
+key_text = text(MAX_KEY)
+path_text = text(MAX_PATH)
+count_int = at_most(to_int, MAX_COUNT)
+quantity_int = at_most(to_int, MAX_QUANTITY)
+cost_float = at_most(to_float, MAX_COST)
+
+
 def to_bool(value: Any, path: str) -> bool:
     """Read a JSON boolean."""
     if not isinstance(value, bool):
@@ -122,7 +169,7 @@ def int_map(value: Any, path: str) -> dict[str, int]:
     """Read a ``map<string, int64>``; its keys are data (user ids, models), kept as sent."""
     if not isinstance(value, dict):
         raise NormalizationError(f"{path}: expected an object, got {type(value).__name__}")
-    return {to_str(k, path): to_int(v, f"{path}[{k[:40]!r}]") for k, v in value.items()}
+    return {key_text(k, path): quantity_int(v, f"{path}[{k[:40]!r}]") for k, v in value.items()}
 
 
 # --- messages ------------------------------------------------------------------
@@ -174,14 +221,14 @@ def _json_object(text: str) -> dict[str, Any]:
 class Room:
     """``NotifyEventRoom``: the room an event is about."""
 
-    sid: str = _f(to_str, "")
-    room_id: str = _f(to_str, "")
-    empty_timeout: int = _f(to_int, 0)
-    max_participants: int = _f(to_int, 0)
+    sid: str = _f(key_text, "")
+    room_id: str = _f(key_text, "")
+    empty_timeout: int = _f(count_int, 0)
+    max_participants: int = _f(count_int, 0)
     creation_time: int = _f(to_time, 0)
     ended_time: int | None = _f(to_time)
     metadata: str = _f(to_str, "")
-    num_participants: int = _f(to_int, 0)
+    num_participants: int = _f(count_int, 0)
 
     @property
     def title(self) -> str:
@@ -194,8 +241,8 @@ class Room:
 class Participant:
     """LiveKit ``ParticipantInfo``, the fields a receiver uses."""
 
-    sid: str = _f(to_str, "")
-    identity: str = _f(to_str, "")
+    sid: str = _f(key_text, "")
+    identity: str = _f(key_text, "")
     name: str = _f(to_str, "")
     state: str = _f(enum("JOINING", "JOINED", "ACTIVE", "DISCONNECTED"), "JOINING")
     metadata: str = _f(to_str, "")
@@ -207,48 +254,48 @@ class Participant:
 class Track:
     """LiveKit ``TrackInfo``, the fields a receiver uses."""
 
-    sid: str = _f(to_str, "")
+    sid: str = _f(key_text, "")
     type: str = _f(enum("AUDIO", "VIDEO", "DATA"), "AUDIO")
     name: str = _f(to_str, "")
     source: str = _f(
         enum("UNKNOWN", "CAMERA", "MICROPHONE", "SCREEN_SHARE", "SCREEN_SHARE_AUDIO"), "UNKNOWN"
     )
     mime_type: str = _f(to_str, "")
-    width: int = _f(to_int, 0)
-    height: int = _f(to_int, 0)
+    width: int = _f(count_int, 0)
+    height: int = _f(count_int, 0)
 
 
 @dataclass(frozen=True, slots=True)
 class RecordingInfo:
     """``RecordingInfoEvent``: a recording or RTMP stream; ``file_size`` is in MB."""
 
-    record_id: str = _f(to_str, "")
-    recorder_id: str = _f(to_str, "")
+    record_id: str = _f(key_text, "")
+    recorder_id: str = _f(key_text, "")
     recorder_msg: str = _f(to_str, "")
-    file_path: str = _f(to_str, "")
-    file_size: float = _f(to_float, 0.0)
+    file_path: str = _f(path_text, "")
+    file_size: float = _f(at_most(to_float, MAX_FILE_MB), 0.0)
 
 
 @dataclass(frozen=True, slots=True)
 class SpeechService:
     """``SpeechServiceEvent`` (older servers)."""
 
-    user_id: str = _f(to_str, "")
-    total_usage: int = _f(to_int, 0)
+    user_id: str = _f(key_text, "")
+    total_usage: int = _f(quantity_int, 0)
 
 
 @dataclass(frozen=True, slots=True)
 class Analytics:
     """``AnalyticsEvent``: the analytics file is ready."""
 
-    file_id: str = _f(to_str, "")
+    file_id: str = _f(key_text, "")
 
 
 @dataclass(frozen=True, slots=True)
 class UserInfo:
     """Who an artifact belongs to."""
 
-    user_id: str = _f(to_str, "")
+    user_id: str = _f(key_text, "")
     name: str = _f(to_str, "")
 
 
@@ -256,16 +303,16 @@ class UserInfo:
 class ProviderJobInfo:
     """The AI provider's job behind an artifact."""
 
-    job_id: str = _f(to_str, "")
-    file_name: str = _f(to_str, "")
+    job_id: str = _f(key_text, "")
+    file_name: str = _f(path_text, "")
 
 
 @dataclass(frozen=True, slots=True)
 class FileInfo:
     """A stored file; ``file_size`` is in bytes."""
 
-    file_path: str = _f(to_str, "")
-    file_size: int = _f(to_int, 0)
+    file_path: str = _f(path_text, "")
+    file_size: int = _f(at_most(to_int, MAX_FILE_BYTES), 0)
     mime_type: str = _f(to_str, "")
 
 
@@ -273,31 +320,31 @@ class FileInfo:
 class TokenUsage:
     """AI tokens used; a cost of ``None`` means the sender reported none."""
 
-    prompt_tokens: int = _f(to_int, 0)
-    completion_tokens: int = _f(to_int, 0)
-    total_tokens: int = _f(to_int, 0)
+    prompt_tokens: int = _f(quantity_int, 0)
+    completion_tokens: int = _f(quantity_int, 0)
+    total_tokens: int = _f(quantity_int, 0)
     breakdown: dict[str, int] = _f(int_map, {})
-    prompt_tokens_estimated_cost: float | None = _f(to_float)
-    completion_tokens_estimated_cost: float | None = _f(to_float)
-    total_tokens_estimated_cost: float | None = _f(to_float)
+    prompt_tokens_estimated_cost: float | None = _f(cost_float)
+    completion_tokens_estimated_cost: float | None = _f(cost_float)
+    total_tokens_estimated_cost: float | None = _f(cost_float)
 
 
 @dataclass(frozen=True, slots=True)
 class DurationUsage:
     """Seconds of a metered service (speech transcription)."""
 
-    duration_sec: int = _f(to_int, 0)
+    duration_sec: int = _f(quantity_int, 0)
     breakdown: dict[str, int] = _f(int_map, {})
-    duration_sec_estimated_cost: float | None = _f(to_float)
+    duration_sec_estimated_cost: float | None = _f(cost_float)
 
 
 @dataclass(frozen=True, slots=True)
 class CharacterCountUsage:
     """Characters of a metered service (translation, speech synthesis)."""
 
-    total_characters: int = _f(to_int, 0)
+    total_characters: int = _f(quantity_int, 0)
     breakdown: dict[str, int] = _f(int_map, {})
-    total_characters_estimated_cost: float | None = _f(to_float)
+    total_characters_estimated_cost: float | None = _f(cost_float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +357,7 @@ class ArtifactMetadata:
     token_usage: TokenUsage | None = _f(_msg(TokenUsage))
     duration_usage: DurationUsage | None = _f(_msg(DurationUsage))
     character_count_usage: CharacterCountUsage | None = _f(_msg(CharacterCountUsage))
-    reference_artifact_id: str = _f(to_str, "")
+    reference_artifact_id: str = _f(key_text, "")
 
 
 ARTIFACT_TYPES = (
@@ -332,7 +379,7 @@ class Artifact:
     """``RoomArtifactWebhookEvent``: a file or usage record the server stored."""
 
     type: str = _f(enum(*ARTIFACT_TYPES), ARTIFACT_TYPES[0])
-    artifact_id: str = _f(to_str, "")
+    artifact_id: str = _f(key_text, "")
     metadata: ArtifactMetadata = _f(_msg(ArtifactMetadata), ArtifactMetadata())
 
 
@@ -340,8 +387,8 @@ class Artifact:
 class Event:
     """``CommonNotifyEvent``, normalised; absent messages are ``None``."""
 
-    event: str = _f(to_str, "")
-    id: str = _f(to_str, "")
+    event: str = _f(key_text, "")
+    id: str = _f(key_text, "")
     created_at: int = _f(to_time, 0)
     room: Room = _f(_msg(Room), Room())
     participant: Participant | None = _f(_msg(Participant))
@@ -373,7 +420,25 @@ def peek(payload: Mapping[str, Any]) -> tuple[str | None, str | None, int | None
 
     room = pick(payload, "room", lambda v, p: v)
     return (
-        pick(room, "room_id", to_str),
-        pick(room, "sid", to_str),
+        pick(room, "room_id", key_text),
+        pick(room, "sid", key_text),
         pick(payload, "created_at", to_time),
     )
+
+
+def check_times(event: Event, received_at: float) -> None:
+    """Refuse an event stamped with a time more than a day after it was received.
+
+    Times before 2020 are refused as they are read (:func:`to_time`). A late event is not:
+    a session recorded months before its delivery (from an archive, say) is billed as sent.
+    """
+    latest = received_at + FUTURE_SLACK
+    stamped = {
+        "event.created_at": event.created_at,
+        "event.room.creation_time": event.room.creation_time,
+        "event.room.ended_time": event.room.ended_time or 0,
+        "event.participant.joined_at": event.participant.joined_at if event.participant else 0,
+    }
+    for path, seconds in stamped.items():
+        if seconds > latest:
+            raise NormalizationError(f"{path}: more than a day after the event was received")

@@ -74,7 +74,13 @@ class Runtime:
 
     def store_deliveries(self, conn: Connection, deliveries: list[Delivery]) -> list[Result]:
         """Store a batch of deliveries and apply each to the ledger (the writer's work)."""
-        return store_batch(self.engine, deliveries, self.ingest.apply_delivery, conn)
+        return store_batch(
+            self.engine,
+            deliveries,
+            self.ingest.apply_delivery,
+            conn,
+            budget=self.settings.db_timeout,
+        )
 
     def schema_problem(self) -> str | None:
         """Check the schema once; return what is wrong with it, or None when it is current.

@@ -8,6 +8,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from plugnmeet_webhooks.text import printable, spreadsheet_safe
+
 
 def cell(value: Any) -> str:
     """Write one value for a table: '-' for nothing, costs to 6 decimals, maps as a list."""
@@ -21,8 +23,8 @@ def cell(value: Any) -> str:
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Align text cells in columns under a header line."""
-    lines = [list(header), *(list(row) for row in rows)]
+    """Align text cells in columns under a header line; control characters are escaped."""
+    lines = [list(header), *([printable(c) for c in row] for row in rows)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
@@ -43,8 +45,14 @@ def report_csv(report: dict[str, Any]) -> str:
     writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
     return out.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    return spreadsheet_safe(value) if isinstance(value, str) else value
 
 
 def report_table(report: dict[str, Any]) -> str:

@@ -40,7 +40,7 @@ from plugnmeet_webhooks.ledger.tables import (
     sessions,
     usage,
 )
-from plugnmeet_webhooks.normalize import Artifact, Event
+from plugnmeet_webhooks.normalize import Artifact, Event, NormalizationError
 from plugnmeet_webhooks.storage.sql import Build, compiled, execute
 
 
@@ -203,6 +203,11 @@ def session_write(event: Event, received_at: float) -> Write | None:
     }
     if event.event == "session_ended":
         end = session_end(event, received_at)
+        if room.creation_time and end.at < room.creation_time:
+            raise NormalizationError(
+                f"session_ended: the session ends ({end.source} {end.at}) before it started "
+                f"(room.creation_time {room.creation_time})"
+            )
         params["ended_at"], params["ended_from"] = end.at, end.source
     return Write(Statement.SESSION, params)
 

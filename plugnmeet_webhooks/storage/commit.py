@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -138,23 +139,62 @@ def _store_alone(
         return exc
 
 
+class BatchOutOfTime(PoolTimeout):
+    """A batch spent its time budget on lock waits; the rest of it is answered 503."""
+
+
+def _store_each_alone(
+    engine: Engine,
+    deliveries: list[Delivery],
+    apply: Apply,
+    conn: Connection | None,
+    deadline: float | None,
+) -> list[Result]:
+    """Try each event of a failed batch in its own transaction, within the batch's budget.
+
+    A retry that waits for a lock spends the budget; once it is spent, the events left are
+    answered 503 at once instead of each waiting in turn, and their senders retry them.
+    """
+    results: list[Result] = []
+    for delivery in deliveries:
+        if deadline is not None and time.monotonic() > deadline:
+            results.append(BatchOutOfTime("the batch spent its time waiting for the database"))
+        else:
+            results.append(_store_alone(engine, delivery, apply, conn))
+    return results
+
+
 def store_batch(
-    engine: Engine, deliveries: list[Delivery], apply: Apply, conn: Connection | None = None
+    engine: Engine,
+    deliveries: list[Delivery],
+    apply: Apply,
+    conn: Connection | None = None,
+    *,
+    budget: float | None = None,
 ) -> list[Result]:
     """Store deliveries and apply them to the ledger in one transaction: one commit for all.
 
     Each result is an :class:`Outcome`, or the database error that kept that delivery out
     (answered 503 and retried). Events are taken in room order, so batches of two workers
-    lock shared rows in one order and cannot deadlock. When the batch fails as a whole, each
-    event is tried again alone: one bad or unlucky event fails only its own delivery.
+    lock shared rows in one order and cannot deadlock. When one event's statement fails, each
+    event is tried again alone, so one bad event fails only its own delivery. When the batch
+    cannot begin or commit for a lock or a lost connection, every event would meet the same:
+    all are answered at once. ``budget`` (seconds) bounds the retries of one batch.
     """
+    deadline = None if budget is None else time.monotonic() + budget
     order = sorted(range(len(deliveries)), key=lambda i: (deliveries[i].stored.room_sid or "", i))
     ordered = [deliveries[i] for i in order]
+    results: list[Result]
     try:
         with write_transaction(engine, conn) as tx:
-            results: list[Result] = list(_store_all(tx, ordered, apply))
-    except (_EventFailed, SQLAlchemyError):
-        results = [_store_alone(engine, delivery, apply, conn) for delivery in ordered]
+            results = list(_store_all(tx, ordered, apply))
+    except _EventFailed:
+        results = _store_each_alone(engine, ordered, apply, conn, deadline)
+    except SQLAlchemyError as exc:
+        if is_transient(exc):
+            results = [exc] * len(ordered)
+        else:
+            results = _store_each_alone(engine, ordered, apply, conn, deadline)
     outcomes: list[Result] = [Outcome.ACCEPTED] * len(deliveries)
     for position, index in enumerate(order):
         outcomes[index] = results[position]

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect, MetaData
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 
 metadata = MetaData()
 
@@ -50,6 +50,8 @@ def execute(conn: Connection, sql: str, params: Mapping[str, Any]) -> Any:
         assert driver is not None  # a checked-out connection has its driver's connection
         cursor = driver.cursor()
         cursor.execute(sql, params)
+    except OverflowError as exc:  # sqlite3 refuses an integer over 64 bits as it binds it
+        raise DataError(sql, None, exc, hide_parameters=True) from exc
     except dbapi.Error as exc:
         lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
         if lost:

@@ -153,7 +153,7 @@ def test_sender_text_cannot_forge_or_flood_log_lines(app, client, caplog):
     payload = dict(
         SESSION,
         room={
-            "room_id": "r1\nERROR forged line\x1b[2J" + "x" * 5000,
+            "room_id": "r1\nERROR forged line\x1b[2J" + "x" * 170,
             "creation_time": "1764171000",
         },
     )
