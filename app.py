@@ -90,7 +90,9 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
 
 
 def _start_timer() -> None:
-    if request.path == current().settings.webhook_path:
+    rt = current()
+    rt.ensure_logging()
+    if request.path == rt.settings.webhook_path:
         g.pnm_started = time.perf_counter()
 
 
@@ -252,8 +254,17 @@ def receive() -> Response:
 
     api_key = claims["iss"]
     delivery = _delivery(body, digest, payload, api_key, rt.settings.tenant_of(api_key))
-    outcome = rt.committer.submit(delivery)
     stored = delivery.stored
+    try:
+        outcome = rt.committer.submit(delivery)
+    except SQLAlchemyError as exc:
+        if classify(exc) is not Fault.DATA:
+            raise  # database_error answers it
+        log.error(
+            "the database refused %s event %s, answered 400: %s",
+            shown(stored.event), plain(stored.dedupe_key), describe(exc),
+        )  # fmt: skip
+        return _reply(400, "refused_data")
     if outcome is Outcome.DUPLICATE:
         log.info(
             "Duplicate %s event %s acknowledged; nothing changed.",

@@ -38,7 +38,7 @@ class ConfigError(click.ClickException, ValueError):
 class Settings:
     """Everything the service needs to know, validated."""
 
-    api_keys: Mapping[str, str]
+    api_keys: Mapping[str, str] = field(repr=False)
     """Each API key's secret."""
     database_url: str
     webhook_path: str = DEFAULT_WEBHOOK_PATH
@@ -48,8 +48,8 @@ class Settings:
     log_level: str = "INFO"
     proxy_count: int = 0
     db_timeout: float = DEFAULT_DB_TIMEOUT
-    admin_token: str | None = None
-    metrics_token: str | None = None
+    admin_token: str | None = field(default=None, repr=False)
+    metrics_token: str | None = field(default=None, repr=False)
     retention_days: int | None = None
     tenants: Mapping[str, str] = field(default_factory=dict)
     """The tenant of each API key that has one besides itself (key rotation, shared names)."""
@@ -62,18 +62,19 @@ class Settings:
 
 
 DATABASES = ("sqlite", "postgresql")
-_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 def check_database_url(url: str) -> str:
     """Return ``url`` if it names a SQLite or PostgreSQL database, or say what to write."""
-    match = _URL_SCHEME.match(url)
-    if match is None:
+    from sqlalchemy.engine import make_url
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception:  # SQLAlchemy raises ArgumentError and ValueError alike
         raise ConfigError(
             "PNM_DATABASE_URL is not a database URL; use sqlite:///path/to/file.db "
-            "or postgresql://user@host/dbname."
-        )
-    backend = match.group(1).partition("+")[0].lower()
+            "or postgresql://user@host:5432/dbname."
+        ) from None
     if backend not in DATABASES:
         raise ConfigError(
             f"PNM_DATABASE_URL names a {backend} database; use sqlite:///path/to/file.db "
@@ -83,9 +84,15 @@ def check_database_url(url: str) -> str:
 
 
 def default_database_url(root: Path | None = None) -> str:
-    """Return the SQLite URL of the default database file under ``instance/``."""
-    base = root if root is not None else Path(__file__).resolve().parent
-    return f"sqlite:///{base / DEFAULT_DATABASE_FILE}"
+    """Return the SQLite URL of the default database file under ``instance/``.
+
+    In a checkout that folder is the checkout's own; installed with pip (no checkout around
+    this file), it is in the working directory, never in site-packages.
+    """
+    if root is None:
+        here = Path(__file__).resolve().parent
+        root = here if (here / "pyproject.toml").is_file() else Path.cwd()
+    return f"sqlite:///{root / DEFAULT_DATABASE_FILE}"
 
 
 MIN_SECRET_LENGTH = 16

@@ -1,14 +1,19 @@
-"""Gunicorn settings for the receiver: ``gunicorn -c gunicorn.conf.py``."""
+"""Gunicorn settings for the receiver: ``gunicorn -c gunicorn.conf.py``.
+
+The master imports only ``config``: the app and its package are loaded by each worker, so
+``kill -HUP`` brings up workers running the code on disk.
+"""
 
 import glob
-import logging
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 from typing import Any
 
-from config import ConfigError, load_server_settings
+from config import ConfigError, load_server_settings, load_settings
 
 
 def _fail(message: str) -> None:
@@ -21,6 +26,7 @@ def _fail(message: str) -> None:
 _own_metrics_dir = None
 try:
     _server = load_server_settings()
+    _settings = load_settings()
 except ConfigError as exc:
     _fail(str(exc))
 
@@ -38,9 +44,11 @@ workers = _server.workers
 worker_class = "gthread"
 threads = _server.threads
 # A delivery is answered in milliseconds; a worker stuck longer (a client that stalls
-# mid-request, say) is restarted. Keep it above PNM_DB_TIMEOUT.
+# mid-request, say) is restarted.
 timeout = 20
-graceful_timeout = 20
+# On SIGTERM a worker answers what it holds: deliveries not yet being stored get 503 after
+# a second, and the batch being stored ends within its budget of two database waits.
+graceful_timeout = max(20, round(2 * _settings.db_timeout + 10))
 # Request line and header limits stay at gunicorn's defaults (4094 / 8190 bytes).
 accesslog = "-" if os.environ.get("PNM_ACCESS_LOG", "").lower() in ("1", "true", "yes") else None
 errorlog = "-"
@@ -49,38 +57,29 @@ control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:
-    """Check the settings and the database once, before any worker starts; set up logging."""
-    from sqlalchemy.exc import SQLAlchemyError
+    """Check the database once, before any worker starts: ``flask --app app db check``.
 
-    from app import create_app
-    from plugnmeet_webhooks import runtime
-    from plugnmeet_webhooks.logs import configure_logging
-
+    It runs in a child process so that the master never imports the app.
+    """
     # Counts left by an earlier run would be added to this one's; only those files go.
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(metrics_dir, exist_ok=True)
     for leftover in glob.glob(os.path.join(metrics_dir, "*.db")):
         os.remove(leftover)
-
+    for warning in (*_server.warnings, *_settings.warnings):
+        server.log.warning("%s", warning)
     try:
-        checked = runtime.of(create_app())
-        # Workers are forked from this process: they inherit where log lines go.
-        configure_logging(checked.settings)
-        for warning in (*_server.warnings, *checked.settings.warnings):
-            logging.getLogger("config").warning("%s", warning)
-        problem = checked.schema_problem()
-    except ConfigError as exc:
-        _fail(str(exc))
-    except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        _fail(
-            f"cannot open the database named by PNM_DATABASE_URL ({type(cause).__name__}); "
-            "check that it is running and that the URL is right."
+        check = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "app", "db", "check"],
+            capture_output=True,
+            text=True,
+            timeout=60 + 2 * _settings.db_timeout,
         )
-    else:
-        checked.close()  # no connection may cross the fork into a worker
-        if problem:
-            _fail(problem)
+    except subprocess.TimeoutExpired:
+        _fail("the database check did not end in time; check that the database answers.")
+    if check.returncode != 0:
+        lines = [line for line in check.stderr.splitlines() if line.strip()]
+        _fail(lines[-1].removeprefix("Error: ") if lines else "the database check failed.")
 
 
 def _runtime(worker: Any) -> Any:
@@ -92,17 +91,26 @@ def _runtime(worker: Any) -> Any:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Start the worker's runtime: the schema is checked before the first delivery."""
-    if (rt := _runtime(worker)) is not None:
-        rt.start()
+    """Set up the worker: its log lines, its runtime, and what SIGTERM does to it."""
+    rt = _runtime(worker)
+    if rt is None:
+        return
+    from plugnmeet_webhooks.logs import configure_logging
+
+    configure_logging(rt.settings)
+    rt.start()
+    gunicorns_own = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        rt.stop_taking()  # only starts a timer: safe in a signal handler
+        if callable(gunicorns_own):
+            gunicorns_own(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """Stop the worker's runtime: queued deliveries are stored and answered, then it closes.
-
-    Gunicorn has already waited (up to graceful_timeout) for the requests in flight, so the
-    writer has little or nothing left; the wait here is bounded all the same.
-    """
+    """Close the worker's runtime once gunicorn has answered the requests in flight."""
     if (rt := _runtime(worker)) is not None:
         rt.close(timeout=5)
 

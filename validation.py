@@ -205,20 +205,12 @@ def verify(
     leeway: float = 60,
     digest: bytes | None = None,
 ) -> dict[str, Any]:
-    """Verify one token against ``keys`` (see :meth:`Verifier.verify`)."""
+    """Verify one token against ``keys`` (see :meth:`Verifier.verify`); for one-off checks.
+
+    A service verifies many deliveries with one :class:`Verifier`, which prepares each secret
+    once.
+    """
     return Verifier(keys, leeway=leeway).verify(body, token, digest=digest)
-
-
-def verify_delivery(
-    body: bytes,
-    authorization: str | None,
-    hash_token: str | None,
-    keys: Mapping[str, str],
-    *,
-    leeway: float = 60,
-) -> dict[str, Any]:
-    """Verify a delivery's headers against ``keys`` (see :meth:`Verifier.verify_delivery`)."""
-    return Verifier(keys, leeway=leeway).verify_delivery(body, authorization, hash_token)
 
 
 def sign(

@@ -19,15 +19,21 @@ from sqlalchemy.exc import SQLAlchemyError
 from config import Settings
 from plugnmeet_webhooks.dispatch import Registry
 from plugnmeet_webhooks.ingest import Ingest
+from plugnmeet_webhooks.logs import configure_logging
 from plugnmeet_webhooks.metrics import Metrics
 from plugnmeet_webhooks.storage.commit import Delivery, GroupCommitter, Result, store_batch
-from plugnmeet_webhooks.storage.engine import make_engine
+from plugnmeet_webhooks.storage.engine import PoolTimeout, make_engine
 from plugnmeet_webhooks.storage.migrate import SchemaBehind, prepare_schema
 from validation import Verifier
 
 log = logging.getLogger(__name__)
 
 EXTENSION = "pnm"
+SCHEMA_CHECK_WAIT = 1.0  # seconds a request waits for another thread's schema check
+
+
+class SchemaCheckBusy(PoolTimeout):
+    """Another thread is checking the schema and the database is slow to answer (503)."""
 
 
 class Runtime:
@@ -44,6 +50,8 @@ class Runtime:
         self._committer: GroupCommitter | None = None
         self._schema_current = False
         self._schema_error: str | None = None
+        self._schema_lock = threading.Lock()
+        self._logging_checked = False
 
     @property
     def engine(self) -> Engine:
@@ -91,7 +99,11 @@ class Runtime:
         """
         if self._schema_current or self._schema_error is not None:
             return self._schema_error
-        with self._lock:
+        # One thread checks; while the database does not answer, the others do not queue
+        # behind it for long: they are answered 503 and retried.
+        if not self._schema_lock.acquire(timeout=SCHEMA_CHECK_WAIT):
+            raise SchemaCheckBusy("the database schema is being checked; try again")
+        try:
             if not self._schema_current and self._schema_error is None:
                 try:
                     prepare_schema(self.engine)
@@ -99,12 +111,25 @@ class Runtime:
                 except SchemaBehind as exc:
                     log.error("%s", exc)
                     self._schema_error = str(exc)
+        finally:
+            self._schema_lock.release()
         return self._schema_error
 
     def forget_schema_check(self) -> None:
         """Check the schema again when next asked (after ``db upgrade`` has changed it)."""
-        with self._lock:
+        with self._schema_lock:
             self._schema_current, self._schema_error = False, None
+
+    def ensure_logging(self) -> None:
+        """Send log lines where the settings say, unless someone has set logging up already.
+
+        Gunicorn's configuration and the command line set it up themselves; this covers any
+        other server (``flask run``, a plain ``gunicorn app:create_app()``).
+        """
+        if not self._logging_checked:
+            self._logging_checked = True
+            if not logging.getLogger().handlers:
+                configure_logging(self.settings)
 
     def database(self) -> Engine:
         """Return the engine of a database whose schema is current, or raise SchemaBehind."""
@@ -119,6 +144,11 @@ class Runtime:
             self.schema_problem()
         except SQLAlchemyError as exc:  # deliveries get 503 until it answers
             log.warning("database not reachable at start (%s); will try again", type(exc).__name__)
+
+    def stop_taking(self, grace: float = 1.0) -> None:
+        """Begin to stop (SIGTERM): deliveries not stored within ``grace`` seconds get 503."""
+        if self._committer is not None:
+            self._committer.stop_taking(grace)
 
     def close(self, timeout: float | None = None) -> None:
         """Finish the deliveries in flight, stop the writer, close every database connection."""

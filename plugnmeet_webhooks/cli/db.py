@@ -1,11 +1,11 @@
-"""Inspect or upgrade the database schema: ``db upgrade`` and ``db current``."""
+"""The database schema: ``db check``, ``db upgrade`` and ``db current``."""
 
 from __future__ import annotations
 
 import click
 from flask.cli import with_appcontext
 
-from plugnmeet_webhooks.cli.context import runtime
+from plugnmeet_webhooks.cli.context import database, runtime
 from plugnmeet_webhooks.cli.repair import run_replay
 from plugnmeet_webhooks.ledger.writes import is_empty
 from plugnmeet_webhooks.storage.events import EventFilter, count_events
@@ -48,3 +48,14 @@ def db_current() -> None:
     revision, head = schema_revisions(runtime().engine)
     state = "up to date" if revision == head else "run 'flask --app app db upgrade'"
     click.echo(f"database: {revision or 'empty'}  this version: {head}  ({state})")
+
+
+@db.command("check")
+@with_appcontext
+def db_check() -> None:
+    """Check the database: make the schema in an empty one, or say what to run.
+
+    Gunicorn runs this once before it starts its workers.
+    """
+    revision, _ = schema_revisions(database())
+    click.echo(f"Database schema at revision {revision}, as this version needs.")

@@ -28,7 +28,8 @@ from sqlalchemy.sql.functions import GenericFunction
 from plugnmeet_webhooks.storage.sql import metadata
 
 # A session ends with its session_ended; one that never got it, with its room_finished.
-_END = "COALESCE(ended_at, finished_at)"
+_END_COLUMNS = ("ended_at", "finished_at")
+_END = f"COALESCE({', '.join(_END_COLUMNS)})"
 _DURATION = (
     f"CASE WHEN started_at IS NULL OR {_END} IS NULL THEN NULL "
     f"WHEN {_END} < started_at THEN 0 ELSE {_END} - started_at END"
@@ -156,4 +157,4 @@ def _greatest_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
 
 def session_end_column() -> ColumnElement[Any]:
     """The end of each session, as the generated columns take it: ended, else finished."""
-    return func.coalesce(sessions.c.ended_at, sessions.c.finished_at)
+    return func.coalesce(*(sessions.c[name] for name in _END_COLUMNS))

@@ -4,7 +4,8 @@ With ``synchronous=FULL`` every commit waits for the disk. Request threads hand 
 verified event to the writer and wait; the writer takes every event waiting at that moment,
 stores them in one transaction and commits once, then wakes each thread with its own
 outcome. No delivery is answered before the commit that holds it, and a fault fails only
-the deliveries of that batch (503, retried by the sender).
+the deliveries of that batch: with the database error, which the route answers by its kind
+(503 for an outage, so the sender retries).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from plugnmeet_webhooks.storage.engine import PoolTimeout, write_transaction, writer
-from plugnmeet_webhooks.storage.errors import is_transient
+from plugnmeet_webhooks.storage.errors import describe, is_transient
 from plugnmeet_webhooks.storage.events import (
     StoredEvent,
     error_text,
@@ -48,7 +49,8 @@ class Outcome(StrEnum):
 
 
 Result = Outcome | BaseException
-"""An outcome, or the database error that kept the delivery out (answered 503, retried)."""
+"""An outcome, or the database error that kept the delivery out (the route answers it by
+its kind: 503 for an outage, which the sender retries)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +126,9 @@ def _store_alone(
             return failure.cause
         # Its ledger write failed and took the transaction with it: keep the event alone.
         log.error(
-            "ledger write for %s event %s failed: %s",
-            shown(stored.event), plain(stored.dedupe_key), error_text(failure.cause),
+            "storing %s event %s with its ledger writes failed; it is kept alone, marked "
+            "failed: %s",
+            shown(stored.event), plain(stored.dedupe_key), describe(failure.cause),
         )  # fmt: skip
         failed = replace(stored, handler_status="failed", handler_error=error_text(failure.cause))
         try:
@@ -175,7 +178,7 @@ def store_batch(
     """Store deliveries and apply them to the ledger in one transaction: one commit for all.
 
     Each result is an :class:`Outcome`, or the database error that kept that delivery out
-    (answered 503 and retried). Events are taken in room order, so batches of two workers
+    (answered by its kind). Events are taken in room order, so batches of two workers
     lock shared rows in one order and cannot deadlock. When one event's statement fails, each
     event is tried again alone, so one bad event fails only its own delivery. When the batch
     cannot begin or commit for a lock or a lost connection, every event would meet the same:
@@ -209,6 +212,10 @@ class CommitTimeout(PoolTimeout):
     """The writer did not answer in time; the delivery is answered 503 and retried."""
 
 
+class CommitterStopped(PoolTimeout):
+    """The process is stopping and did not store the delivery; it is answered 503 and retried."""
+
+
 @dataclass
 class _Job:
     delivery: Delivery
@@ -239,7 +246,8 @@ class GroupCommitter:
         self._queue: deque[_Job] = deque()
         self._cond = threading.Condition()
         self._writer: threading.Thread | None = None
-        self._closing = False
+        self._closing = False  # the writer ends once the queue is empty
+        self._stopped = False  # no delivery is taken any more
 
     @property
     def writer_running(self) -> bool:
@@ -251,6 +259,8 @@ class GroupCommitter:
         """Store one delivery with the next batch; return its outcome once it is committed."""
         job = _Job(delivery)
         with self._cond:
+            if self._stopped:
+                raise CommitterStopped("the receiver is stopping; the sender will retry")
             self._queue.append(job)
             self._ensure_writer()
             self._cond.notify()
@@ -273,13 +283,31 @@ class GroupCommitter:
             self._writer = threading.Thread(target=self._run, name="pnm-writer", daemon=True)
             self._writer.start()
 
+    def stop_taking(self, grace: float) -> None:
+        """Within ``grace`` seconds, stop taking deliveries: answer those still queued and any
+        later ones with :class:`CommitterStopped` (503), so that a stopping process leaves no
+        delivery unanswered. The batch being stored finishes and is answered as usual."""
+        timer = threading.Timer(grace, self._refuse_queued)
+        timer.daemon = True
+        timer.start()
+
+    def _refuse_queued(self) -> None:
+        with self._cond:
+            self._stopped = True
+            while self._queue:
+                job = self._queue.popleft()
+                job.result = CommitterStopped("the receiver stopped before storing it")
+                job.done.set()
+            self._cond.notify()
+
     def close(self, timeout: float | None = None) -> None:
-        """Let the writer finish what is queued, then stop it and release its connection."""
+        """Let the writer finish what is queued, then stop it for good and free its connection."""
         with self._cond:
             writer_thread, self._closing = self._writer, True
             self._cond.notify()
         if writer_thread is not None:
             writer_thread.join(timeout=self._wait if timeout is None else timeout)
+        self._refuse_queued()
 
     def _next_batch(self) -> list[_Job] | None:
         with self._cond:

@@ -13,33 +13,37 @@ from sqlalchemy.exc import (
     DataError,
     DBAPIError,
     DisconnectionError,
-    IntegrityError,
     InterfaceError,
     OperationalError,
     SQLAlchemyError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from plugnmeet_webhooks.text import plain
+
 
 class Fault(Enum):
     """What kind of database error it was."""
 
-    TRANSIENT = "transient"  # a lock, a lost connection, a full disk: it may pass
+    TRANSIENT = "transient"  # a lock, a lost connection, a full disk, a refusal: it may pass
     DATA = "data"  # a value or size the database refuses: this data will never go in
-    BUG = "bug"  # a wrong statement or schema: fix the code, then replay
+    BUG = "bug"  # a wrong statement or schema, a broken constraint: fix the code, then replay
 
 
-# SQLITE_BUSY, _LOCKED, _NOMEM, _READONLY, _IOERR, _FULL, _CANTOPEN, _PROTOCOL: the file or
-# its lock, not the statement. sqlite3 calls "no such column" an OperationalError too.
-_SQLITE_TRANSIENT = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
-# SQLITE_TOOBIG, _CONSTRAINT, _MISMATCH: the values.
-_SQLITE_DATA = frozenset({18, 19, 20})
-# Connection, transaction rollback (serialization, deadlock), resources, operator
-# intervention, system errors; and a lock or object held too long.
-_PG_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
-_PG_TRANSIENT_STATES = frozenset({"55P03", "55006"})
-# Data exceptions, integrity constraints, program limits (an index row too large, say).
-_PG_DATA_CLASSES = frozenset({"22", "23", "54"})
+# SQLITE_BUSY, _LOCKED, _NOMEM, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _PROTOCOL,
+# _NOTADB: the file or its lock, not the statement (an operator's matter: 503 until fixed).
+# sqlite3 calls "no such column" an OperationalError too, so the code decides.
+_SQLITE_TRANSIENT = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15, 26})
+# SQLITE_TOOBIG, _MISMATCH: the values. A broken constraint is the code's own doing (a bug).
+_SQLITE_DATA = frozenset({18, 20})
+# Connection, authorization, transaction rollback (serialization, deadlock), resources,
+# operator intervention, system errors; a read-only standby, missing grants, a lock held
+# too long.
+_PG_TRANSIENT_CLASSES = frozenset({"08", "28", "40", "53", "57", "58"})
+_PG_TRANSIENT_STATES = frozenset({"25006", "42501", "55P03", "55006"})
+# Data exceptions, and the program limit an index row too large hits.
+_PG_DATA_CLASSES = frozenset({"22"})
+_PG_DATA_STATES = frozenset({"54000"})
 
 
 def sqlstate(exc: BaseException) -> str | None:
@@ -62,10 +66,11 @@ def classify(exc: SQLAlchemyError) -> Fault:
     if isinstance(state, str) and len(state) == 5:
         if state[:2] in _PG_TRANSIENT_CLASSES or state in _PG_TRANSIENT_STATES:
             return Fault.TRANSIENT
-        return Fault.DATA if state[:2] in _PG_DATA_CLASSES else Fault.BUG
+        data = state[:2] in _PG_DATA_CLASSES or state in _PG_DATA_STATES
+        return Fault.DATA if data else Fault.BUG
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return Fault.TRANSIENT
-    if isinstance(exc, (DataError, IntegrityError)):  # refused before reaching the server
+    if isinstance(exc, DataError):  # refused before it reached the server (a NUL, say)
         return Fault.DATA
     # A driver error without a code is about the connection, not the statement.
     if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout, DisconnectionError)):
@@ -81,6 +86,6 @@ def is_transient(exc: SQLAlchemyError) -> bool:
 def describe(exc: BaseException) -> str:
     """Name an error for a log line: its class, its code, the first line of its message."""
     cause = getattr(exc, "orig", None) or exc
-    text = str(cause).splitlines()[0][:200] if str(cause) else ""
+    text = plain(str(cause).splitlines()[0], 200) if str(cause) else ""
     code = sqlstate(exc)
     return f"{type(cause).__name__}{f' [{code}]' if code else ''}: {text}"

@@ -14,7 +14,7 @@ _PG_MIGRATION_LOCK = 0x706E6D  # any constant shared by every receiver on one da
 
 
 class SchemaBehind(RuntimeError):
-    """The database was made by an older version; the message says how to upgrade it."""
+    """The database's schema is not this version's; the message says what to do."""
 
 
 def _alembic_config(conn: Connection | None = None) -> Any:
@@ -48,14 +48,29 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
         command.upgrade(_alembic_config(conn), revision)
 
 
+def _known(revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory.from_config(_alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
 def prepare_schema(engine: Engine) -> None:
-    """Create the schema in an empty database; refuse a database an older version made."""
+    """Create the schema in an empty database; refuse one another version made."""
     current, head = schema_revisions(engine)
     if current == head:
         return
     if current is None:
         upgrade_schema(engine)
         return
+    if not _known(current):
+        raise SchemaBehind(
+            f"the database schema is at revision {current}, which this version ({head}) does "
+            "not know: a newer version made it; run that version, or restore a backup."
+        )
     raise SchemaBehind(
         f"the database schema is at revision {current} and this version needs {head}; "
         "run 'flask --app app db upgrade' once, then start the service again."

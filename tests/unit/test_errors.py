@@ -28,7 +28,9 @@ class _PgError(Exception):
     [
         (_sqlite(5, "SQLITE_BUSY"), Fault.TRANSIENT),
         (_sqlite(13, "SQLITE_FULL"), Fault.TRANSIENT),
-        (_sqlite(2067, "SQLITE_CONSTRAINT_UNIQUE", sqlite3.IntegrityError), Fault.DATA),
+        (_sqlite(2067, "SQLITE_CONSTRAINT_UNIQUE", sqlite3.IntegrityError), Fault.BUG),
+        (_sqlite(11, "SQLITE_CORRUPT"), Fault.TRANSIENT),
+        (_sqlite(20, "SQLITE_MISMATCH"), Fault.DATA),
         (_sqlite(18, "SQLITE_TOOBIG"), Fault.DATA),
         (_sqlite(1, "SQLITE_ERROR"), Fault.BUG),  # "no such table", a syntax error
         (OperationalError("SELECT", {}, _PgError("08006")), Fault.TRANSIENT),
@@ -36,7 +38,10 @@ class _PgError(Exception):
         (OperationalError("SELECT", {}, _PgError("55P03")), Fault.TRANSIENT),  # lock timeout
         (OperationalError("INSERT", {}, _PgError("54000")), Fault.DATA),  # index row too big
         (DataError("INSERT", {}, _PgError("22021")), Fault.DATA),
-        (IntegrityError("INSERT", {}, _PgError("23502")), Fault.DATA),
+        (IntegrityError("INSERT", {}, _PgError("23502")), Fault.BUG),  # our own NOT NULL
+        (OperationalError("INSERT", {}, _PgError("25006")), Fault.TRANSIENT),  # a standby
+        (ProgrammingError("INSERT", {}, _PgError("42501")), Fault.TRANSIENT),  # no grant
+        (OperationalError("SELECT", {}, _PgError("54001")), Fault.BUG),  # too complex
         (ProgrammingError("SELECT", {}, _PgError("42P01")), Fault.BUG),  # no such table
         (
             OperationalError("COMMIT", {}, Exception("server closed the connection")),

@@ -11,11 +11,11 @@ import pytest
 from tests.support.helpers import KEY, OTHER_KEY, OTHER_SECRET, SECRET, forge, good_claims
 from validation import (
     VerificationError,
+    Verifier,
     decode_digest_claim,
     extract_tokens,
     sign,
     verify,
-    verify_delivery,
 )
 
 BODY = b'{"event":"room_started","id":"x"}'
@@ -118,7 +118,8 @@ def test_digest_claim_accepts_base64_and_hex():
 
 def test_a_proxy_credential_in_authorization_does_not_hide_hash_token():
     token = sign(BODY, KEY, SECRET)
-    claims = verify_delivery(BODY, "Basic dXNlcjpwYXNz", token, KEYS)
+    verifier = Verifier(KEYS)
+    claims = verifier.verify_delivery(BODY, "Basic dXNlcjpwYXNz", token)
     assert claims["iss"] == KEY
     with pytest.raises(VerificationError, match="token rejected"):
-        verify_delivery(BODY, "Basic dXNlcjpwYXNz", "also.not.valid", KEYS)
+        verifier.verify_delivery(BODY, "Basic dXNlcjpwYXNz", "also.not.valid")

@@ -1,4 +1,4 @@
-"""Alembic environment: migrations run on the connection (and transaction) storage.py opens."""
+"""Alembic environment: migrations run on the connection (and transaction) migrate.py opens."""
 
 from alembic import context
 
