@@ -82,3 +82,16 @@ def test_pip_install_into_a_fresh_virtualenv_gives_the_commands(tmp_path):
         timeout=60,
     )
     assert str(target) in where.stdout, where.stdout
+    # Installed, the default database is under the working directory, not site-packages.
+    default_env = {k: v for k, v in env.items() if k != "PNM_DATABASE_URL"}
+    upgraded = subprocess.run(
+        [target / "bin" / "flask", "--app", "app", "db", "upgrade"],
+        cwd=elsewhere,
+        env=default_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert (elsewhere / "instance" / "plugnmeet-webhooks.db").is_file()
+    assert not list(target.rglob("site-packages/instance"))

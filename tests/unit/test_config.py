@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config import DEFAULT_WEBHOOK_PATH, ConfigError, load_settings
+from tests.support.helpers import ROOT
 
 SECRET = "secret-from-config-yaml-0123456789"
 S1 = "s1-0123456789abcdefghijklmnopqrstuv"
@@ -91,7 +92,14 @@ def test_wrong_settings_are_named_in_one_sentence(env, names):
 
 
 @pytest.mark.parametrize(
-    "url", ["mysql://root@localhost/db", "not a url", "oracle+cx_oracle://u:p@h/db"]
+    "url",
+    [
+        "mysql://root@localhost/db",
+        "not a url",
+        "oracle+cx_oracle://u:p@h/db",
+        "postgresql://u:p@host:abc/db",
+        "SQLite:///x.db",
+    ],
 )
 def test_unsupported_database_url_stops_start_up_with_one_sentence(url):
     with pytest.raises(ConfigError) as caught:
@@ -161,3 +169,11 @@ def test_a_proxy_count_with_a_public_host_is_warned_about():
     assert "PNM_PROXY_COUNT" in warning and "HOST" in warning
     assert load_server_settings({"PNM_PROXY_COUNT": "1", "HOST": "127.0.0.1"}).warnings == ()
     assert load_server_settings({}).warnings == ()
+
+
+def test_the_default_database_lives_beside_a_checkout():
+    # Installed with pip, it is under the working directory instead: see test_install.py.
+    import config
+
+    checkout = config.default_database_url()
+    assert checkout == f"sqlite:///{ROOT / 'instance' / 'plugnmeet-webhooks.db'}"

@@ -142,3 +142,25 @@ def test_the_package_never_imports_the_app_or_the_handlers():
     for name, targets in GRAPH.items():
         if name.startswith(PACKAGE):
             assert not targets & {"app", "handlers"}, f"{name} imports {sorted(targets)}"
+
+
+MASTER_HOOKS = ("on_starting", "child_exit", "on_exit", "_fail")
+
+
+def test_the_gunicorn_master_imports_nothing_of_the_app():
+    # Whatever the master imports, workers forked after a HUP would run from memory, not
+    # from the code on disk: the master may know the settings, nothing more.
+    tree = ast.parse((ROOT / "gunicorn.conf.py").read_text())
+    imported: set[str] = set()
+    for node in tree.body:
+        scopes = [node]
+        if isinstance(node, ast.FunctionDef) and node.name not in MASTER_HOOKS:
+            continue  # a worker hook: it runs in the worker
+        for scope in scopes:
+            for inner in ast.walk(scope):
+                if isinstance(inner, ast.Import):
+                    imported.update(alias.name for alias in inner.names)
+                elif isinstance(inner, ast.ImportFrom) and inner.module:
+                    imported.add(inner.module)
+    project = {name for name in imported if name.split(".")[0] in {*TOP_LEVEL, PACKAGE}}
+    assert project == {"config"}

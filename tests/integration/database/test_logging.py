@@ -73,3 +73,14 @@ def test_making_an_app_leaves_logging_alone(settings, root_logger):
     app = create_app(replace(settings, log_format="json", log_level="DEBUG"))
     runtime.of(app).close()
     assert (list(root_logger.handlers), root_logger.level) == before
+
+
+def test_under_any_other_server_the_first_request_sets_logging_up(settings, root_logger):
+    root_logger.handlers[:] = []  # as under 'flask run': nobody has set logging up
+    app = create_app(settings)
+    try:
+        app.test_client().get("/healthz")
+    finally:
+        runtime.of(app).close()
+    assert [h for h in root_logger.handlers if getattr(h, "_pnm_handler", False)]
+    assert root_logger.level == logging.INFO
