@@ -40,6 +40,11 @@ class Metrics:
             ["event"],
             registry=self.registry,
         )
+        self.pruned = Counter(
+            "pnm_retention_pruned",
+            "Raw bodies removed for being older than PNM_RETENTION_DAYS.",
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "pnm_webhook_request_seconds",
             "Time from receiving a delivery to answering it.",

@@ -24,6 +24,7 @@ from plugnmeet_webhooks.metrics import Metrics
 from plugnmeet_webhooks.storage.commit import Delivery, GroupCommitter, Result, store_batch
 from plugnmeet_webhooks.storage.engine import PoolTimeout, make_engine
 from plugnmeet_webhooks.storage.migrate import SchemaBehind, prepare_schema
+from plugnmeet_webhooks.storage.retention import Pruner
 from validation import Verifier
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Runtime:
         self._schema_error: str | None = None
         self._schema_lock = threading.Lock()
         self._logging_checked = False
+        self._pruner: Pruner | None = None
 
     @property
     def engine(self) -> Engine:
@@ -139,11 +141,16 @@ class Runtime:
         return self.engine
 
     def start(self) -> None:
-        """Get a serving process ready: the schema is checked before the first delivery."""
+        """Get a serving process ready: the schema is checked before the first delivery, and
+        with ``PNM_RETENTION_DAYS`` the pruner starts."""
         try:
             self.schema_problem()
         except SQLAlchemyError as exc:  # deliveries get 503 until it answers
             log.warning("database not reachable at start (%s); will try again", type(exc).__name__)
+        days = self.settings.retention_days
+        if days is not None and self._pruner is None:
+            self._pruner = Pruner(self.engine, days, on_pruned=self.metrics.pruned.inc)
+            self._pruner.start()
 
     def stop_taking(self, grace: float = 1.0) -> None:
         """Begin to stop (SIGTERM): deliveries not stored within ``grace`` seconds get 503."""
@@ -152,6 +159,8 @@ class Runtime:
 
     def close(self, timeout: float | None = None) -> None:
         """Finish the deliveries in flight, stop the writer, close every database connection."""
+        if self._pruner is not None:
+            self._pruner.stop()
         if self._committer is not None:
             self._committer.close(timeout)
         if self._engine is not None:

@@ -7,10 +7,12 @@ from flask import Flask
 from plugnmeet_webhooks.cli.db import db
 from plugnmeet_webhooks.cli.deliveries import send, sign
 from plugnmeet_webhooks.cli.inspect import events, report
+from plugnmeet_webhooks.cli.privacy import forget_participant_command, purge
 from plugnmeet_webhooks.cli.repair import rebuild_ledger, replay
 
 
 def init_app(app: Flask) -> None:
     """Register the commands on the app's ``flask`` command group."""
-    for command in (db, sign, send, events, report, replay, rebuild_ledger):
+    commands = (db, sign, send, events, report, replay, rebuild_ledger, purge)
+    for command in (*commands, forget_participant_command):
         app.cli.add_command(command)

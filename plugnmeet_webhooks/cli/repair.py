@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import click
 from flask.cli import with_appcontext
@@ -63,8 +64,11 @@ def replay(since: str | None, event_id: str | None, failed_only: bool) -> None:
         failed_only=failed_only,
     )
     result = run_replay(which, "Replaying")
+    pruned = count_matching(database(), replace(which, pruned=True))
+    skipped = f" {pruned} pruned events (no raw body) skipped." if pruned else ""
     click.echo(
         f"Replayed {result.events} events: {result.repaired} repaired, {result.failed} failed."
+        + skipped
     )
     if event_id is not None and result.events == 0:
         raise click.ClickException(f"no stored event has the id {event_id!r}.")
@@ -75,13 +79,26 @@ def replay(since: str | None, event_id: str | None, failed_only: bool) -> None:
 
 
 @click.command("rebuild-ledger")
+@click.option(
+    "--drop-pruned",
+    is_flag=True,
+    help="Rebuild even though pruned events (no raw body) will lose their ledger rows.",
+)
 @click.confirmation_option(
     prompt="Clear the ledger tables and rebuild them from the stored events?"
 )
 @with_appcontext
-def rebuild_ledger() -> None:
+def rebuild_ledger(drop_pruned: bool) -> None:
     """Clear the sessions, usage, files and attendance tables and rebuild them from the events."""
-    with write_transaction(database()) as conn:
+    engine = database()
+    pruned = count_matching(engine, EventFilter(pruned=True))
+    if pruned and not drop_pruned:
+        raise click.ClickException(
+            f"{pruned} events have had their raw bodies pruned (PNM_RETENTION_DAYS), so a "
+            "rebuild would drop their minutes and costs; use replay instead, or pass "
+            "--drop-pruned to rebuild all the same."
+        )
+    with write_transaction(engine) as conn:
         clear(conn)
     result = run_replay(EventFilter(), "Rebuilding")
     click.echo(f"Rebuilt the ledger from {result.events} events ({result.failed} failed).")

@@ -3,6 +3,7 @@ bounded waits. Transactions that write start here."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +55,9 @@ def make_engine(url: str, *, timeout: float = 5.0) -> Engine:
     path = _sqlite_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # The file holds names and user ids: only its owner reads it. SQLite gives the WAL
+        # and shared-memory files the same mode when it makes them.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     engine = create_engine(parsed, hide_parameters=True, connect_args={"timeout": timeout})
     _tune_sqlite(engine, busy_timeout_ms=int(timeout * 1000))
     return engine

@@ -126,9 +126,12 @@ class EventFilter:
     since: float | None = None
     event_key: str | None = None
     failed_only: bool = False
+    pruned: bool = False  # the events whose raw body retention removed, instead of the others
 
     def apply(self, query: Any) -> Any:
         """Narrow ``query`` over the events table to the matching events (all indexed)."""
+        kept = events.c.pruned_at.is_not(None) if self.pruned else events.c.pruned_at.is_(None)
+        query = query.where(kept)
         if self.since is not None:
             query = query.where(events.c.received_at >= self.since)
         if self.event_key is not None:
