@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.helpers import KEY, SECRET, deliver, stored_count
+from tests.support.helpers import KEY, SECRET, corpus_bodies, deliver, report, stored_count
 from validation import sign
 
 FUZZ = settings(
@@ -102,3 +103,80 @@ def test_signed_bytes_are_stored_or_refused_never_500(app, client, body):
     assert stored_count(app) - before == (
         answer.status == 200 and answer.json["status"] == "accepted"
     )
+
+
+def _leaves(value, path=()):
+    """Every path to a number or a string inside a parsed event, but its envelope."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _leaves(inner, (*path, key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from _leaves(inner, (*path, index))
+    elif path not in (("event",), ("id",)):
+        yield path
+
+
+CORPUS_EVENTS = [json.loads(body) for body in corpus_bodies()]
+extreme = (
+    json_value
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from(["x" * 5000, "\x00", "\ud800", "=cmd", "\x1b[2J\n", "-1", "1e400", ""])
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_any_value_in_any_field_of_a_verified_event_is_stored_and_reports_answer(app, client, data):
+    payload = json.loads(json.dumps(data.draw(st.sampled_from(CORPUS_EVENTS))))
+    paths = list(_leaves(payload))
+    chosen = data.draw(st.lists(st.sampled_from(paths), min_size=1, max_size=6, unique=True))
+    for path in chosen:
+        target = payload
+        for step in path[:-1]:
+            target = target[step]
+        target[path[-1]] = data.draw(extreme)
+    payload["id"] = f"fuzz-{uuid.uuid4()}"
+    body = json.dumps(payload).encode()
+    before = stored_count(app)
+
+    answer = deliver(client, body, token=sign(body, KEY, SECRET))
+
+    assert (answer.status, answer.json) == (200, {"status": "accepted"})
+    assert stored_count(app) == before + 1
+    for name in ("sessions", "usage", "rooms"):
+        assert set(report(app, name)) == {"rows", "total"}
+
+
+ADMIN = "a" * 20 + "-admin-token"
+
+
+@FUZZ
+@given(
+    name=st.sampled_from(["sessions", "usage", "rooms"]),
+    params=st.dictionaries(
+        st.sampled_from(["since", "until", "room", "tenant", "other"]),
+        st.text(max_size=40) | st.dates().map(str) | st.just("9999-12-31"),
+        max_size=4,
+    ),
+)
+def test_no_query_string_makes_the_report_api_fail(settings, name, params):
+    from dataclasses import replace
+    from urllib.parse import urlencode
+
+    from app import create_app
+    from plugnmeet_webhooks import runtime
+
+    app = create_app(replace(settings, admin_token=ADMIN))
+    try:
+        response = app.test_client().get(
+            f"/api/{name}?{urlencode(params)}", headers={"Authorization": f"Bearer {ADMIN}"}
+        )
+    finally:
+        runtime.of(app).close()
+    assert response.status_code in (200, 400), (params, response.json)
+    if response.status_code == 400:
+        assert response.json["status"] == "bad_request" and response.json["error"]
