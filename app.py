@@ -40,6 +40,7 @@ from plugnmeet_webhooks.storage.events import StoredEvent, now
 from plugnmeet_webhooks.text import plain, shown
 from plugnmeet_webhooks.web import api, ops
 from plugnmeet_webhooks.web.proxy import behind_proxies
+from plugnmeet_webhooks.workflows.rules import load_rules
 from validation import VerificationError, body_digest
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     if settings.proxy_count:
         app.wsgi_app = behind_proxies(app.wsgi_app, settings.proxy_count)  # type: ignore[method-assign,assignment]
-    runtime.init_app(app, Runtime(settings, handlers.registry.copy()))
+    rules = load_rules(settings.rules_file)
+    runtime.init_app(app, Runtime(settings, handlers.registry.copy(), rules))
 
     app.add_url_rule(
         settings.webhook_path,

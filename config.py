@@ -18,6 +18,9 @@ DEFAULT_WEBHOOK_PATH = "/webhook-listener"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_CLOCK_LEEWAY = 60
 MAX_CLOCK_LEEWAY = 300
+# After each failed attempt to send a message, the wait before the next (over a day in all):
+# 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; after the last, the message is dead.
+DEFAULT_OUTBOX_RETRIES = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 DEFAULT_DB_TIMEOUT = 5.0
 DEFAULT_DATABASE_FILE = "instance/plugnmeet-webhooks.db"
 LOG_FORMATS = ("text", "json")
@@ -51,6 +54,12 @@ class Settings:
     admin_token: str | None = field(default=None, repr=False)
     metrics_token: str | None = field(default=None, repr=False)
     retention_days: int | None = None
+    rules_file: str | None = None
+    outbox_retries: tuple[float, ...] = DEFAULT_OUTBOX_RETRIES
+    """The waits after each failed attempt to send a message; after the last, it is dead."""
+    outbox_lease: float = 60.0
+    dispatcher: bool = True
+    """Whether each gunicorn worker sends the outbox (off: run 'flask outbox run' instead)."""
     tenants: Mapping[str, str] = field(default_factory=dict)
     """The tenant of each API key that has one besides itself (key rotation, shared names)."""
     warnings: tuple[str, ...] = ()
@@ -249,6 +258,36 @@ def _token(env: Mapping[str, str], name: str) -> str | None:
     return token
 
 
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?")
+_UNIT = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}
+
+
+def _schedule(env: Mapping[str, str], name: str) -> tuple[float, ...] | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    waits = []
+    for part in raw.split(","):
+        match = _DURATION.fullmatch(part.strip())
+        if match is None:
+            raise ConfigError(
+                f"{name} must list waits like 5s,5m,30m,2h,5h,10h,10h, not {raw[:60]!r}."
+            )
+        waits.append(float(match.group(1)) * _UNIT[match.group(2)])
+    return tuple(waits)
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    if raw in ("0", "off", "false", "no"):
+        return False
+    raise ConfigError(f"{name} must be on or off, not {raw[:20]!r}.")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``env`` (default: the process environment) or say what is wrong."""
     env = os.environ if env is None else env
@@ -290,6 +329,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_token=_token(env, "PNM_ADMIN_TOKEN"),
         metrics_token=_token(env, "PNM_METRICS_TOKEN"),
         retention_days=retention or None,
+        rules_file=env.get("PNM_RULES_FILE", "").strip() or None,
+        outbox_retries=_schedule(env, "PNM_OUTBOX_RETRIES") or DEFAULT_OUTBOX_RETRIES,
+        outbox_lease=_seconds(env, "PNM_OUTBOX_LEASE", 60.0),
+        dispatcher=_switch(env, "PNM_DISPATCHER", True),
     )
 
 

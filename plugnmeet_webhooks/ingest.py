@@ -16,13 +16,15 @@ from plugnmeet_webhooks.dispatch import Context, Registry
 from plugnmeet_webhooks.ledger.writes import run
 from plugnmeet_webhooks.normalize import check_times, normalize
 from plugnmeet_webhooks.storage.commit import Delivery
+from plugnmeet_webhooks.workflows.messages import Workflows
 
 
 class Ingest:
-    """Apply stored events to the ledger with one registry of handlers."""
+    """Apply stored events to the ledger with one registry of handlers, then their rules."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, workflows: Workflows | None = None) -> None:
         self.registry = registry
+        self.workflows = workflows
 
     def apply(
         self,
@@ -31,12 +33,19 @@ class Ingest:
         event_key: str,
         received_at: float,
         tenant: str,
+        *,
+        notify: bool = True,
     ) -> None:
-        """Normalise a parsed body, run its handler, then the ledger writes it asked for."""
+        """Normalise a parsed body, run its handler and the ledger writes it asked for; then,
+        when ``notify``, queue the messages its rules make (in the same transaction)."""
         event = normalize(payload)
         check_times(event, received_at)
         ctx = Context(event_key=event_key, received_at=received_at)
         run(conn, self.registry.plan(event, ctx), tenant)
+        if notify and self.workflows is not None:
+            self.workflows.enqueue(
+                conn, event, tenant=tenant, event_key=event_key, received_at=received_at
+            )
 
     def apply_delivery(self, conn: Connection, delivery: Delivery) -> None:
         """Apply a delivery the writer has just inserted (its body is parsed already)."""
@@ -46,5 +55,12 @@ class Ingest:
     def apply_stored(
         self, conn: Connection, body: bytes, event_key: str, received_at: float, tenant: str
     ) -> None:
-        """Apply a stored raw body again (replays, rebuilds)."""
+        """Apply a stored raw body again (replays, rebuilds); its rules send nothing."""
+        self.apply(conn, json.loads(body), event_key, received_at, tenant, notify=False)
+
+    def apply_stored_and_notify(
+        self, conn: Connection, body: bytes, event_key: str, received_at: float, tenant: str
+    ) -> None:
+        """Apply a stored raw body again and queue its rules' messages (``replay --notify``);
+        a message queued before is not queued again."""
         self.apply(conn, json.loads(body), event_key, received_at, tenant)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -11,6 +13,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -45,6 +49,18 @@ class Metrics:
             "Raw bodies removed for being older than PNM_RETENTION_DAYS.",
             registry=self.registry,
         )
+        self.outbox_attempts = Counter(
+            "pnm_outbox_attempts",
+            "Attempts to send an outbox message, by destination and outcome (sent, retry, dead).",
+            ["destination", "outcome"],
+            registry=self.registry,
+        )
+        self.outbox_latency = Histogram(
+            "pnm_outbox_delivery_seconds",
+            "Time from queueing a message to its destination taking it.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200, 36000),
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "pnm_webhook_request_seconds",
             "Time from receiving a delivery to answering it.",
@@ -52,17 +68,52 @@ class Metrics:
             registry=self.registry,
         )
 
-    def render(self) -> tuple[bytes, str]:
-        """Return the metrics page and its content type, merged across gunicorn's workers."""
+    def render(self, *extra: Collector) -> tuple[bytes, str]:
+        """Return the metrics page and its content type, merged across gunicorn's workers.
+
+        ``extra`` collectors (read from the database at each scrape) join the page.
+        """
+        registry = self.registry
         if os.environ.get(MULTIPROC_ENV):
             from prometheus_client import multiprocess
 
-            merged = CollectorRegistry()
-            multiprocess.MultiProcessCollector(merged)
-            return generate_latest(merged), CONTENT_TYPE_LATEST
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        page = generate_latest(registry)
+        if extra:
+            once = CollectorRegistry()
+            for collector in extra:
+                once.register(collector)
+            page += generate_latest(once)
+        return page, CONTENT_TYPE_LATEST
 
 
 def event_label(name: str, known: frozenset[str]) -> str:
     """Label an event type, folding names no handler knows into ``other`` (bounded series)."""
     return name if name in known else "other"
+
+
+class OutboxCollector(Collector):
+    """The outbox's messages by state and the age of the oldest waiting, read at each scrape."""
+
+    def __init__(self, read: Callable[[], tuple[dict[str, int], float | None]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the gauges; nothing when the database does not answer (the page still does)."""
+        try:
+            by_state, oldest = self._read()
+        except Exception:  # a scrape must not fail for the database
+            return
+        states = GaugeMetricFamily(
+            "pnm_outbox_messages", "Outbox messages, by state.", labels=["state"]
+        )
+        for state, count in by_state.items():
+            states.add_metric([state], count)
+        yield states
+        age = 0.0 if oldest is None else max(0.0, time.time() - oldest)
+        yield GaugeMetricFamily(
+            "pnm_outbox_oldest_pending_seconds",
+            "Age of the oldest message waiting to be sent (0 when none waits).",
+            value=age,
+        )

@@ -20,11 +20,15 @@ from config import Settings
 from plugnmeet_webhooks.dispatch import Registry
 from plugnmeet_webhooks.ingest import Ingest
 from plugnmeet_webhooks.logs import configure_logging
-from plugnmeet_webhooks.metrics import Metrics
+from plugnmeet_webhooks.metrics import Metrics, OutboxCollector
 from plugnmeet_webhooks.storage.commit import Delivery, GroupCommitter, Result, store_batch
 from plugnmeet_webhooks.storage.engine import PoolTimeout, make_engine
 from plugnmeet_webhooks.storage.migrate import SchemaBehind, prepare_schema
+from plugnmeet_webhooks.storage.outbox import counts as outbox_counts
 from plugnmeet_webhooks.storage.retention import Pruner
+from plugnmeet_webhooks.workflows.dispatcher import Dispatcher
+from plugnmeet_webhooks.workflows.messages import Workflows
+from plugnmeet_webhooks.workflows.rules import NO_RULES, Rules
 from validation import Verifier
 
 log = logging.getLogger(__name__)
@@ -40,12 +44,14 @@ class SchemaCheckBusy(PoolTimeout):
 class Runtime:
     """Settings, handlers, verifier and metrics, and, made when first needed, the database."""
 
-    def __init__(self, settings: Settings, registry: Registry) -> None:
+    def __init__(self, settings: Settings, registry: Registry, rules: Rules = NO_RULES) -> None:
         self.settings = settings
         self.registry = registry
+        self.rules = rules
+        self.workflows = Workflows(rules)
         self.verifier = Verifier(settings.api_keys, leeway=settings.clock_leeway)
         self.metrics = Metrics()
-        self.ingest = Ingest(registry)
+        self.ingest = Ingest(registry, self.workflows)
         self._lock = threading.RLock()
         self._engine: Engine | None = None
         self._committer: GroupCommitter | None = None
@@ -54,6 +60,7 @@ class Runtime:
         self._schema_lock = threading.Lock()
         self._logging_checked = False
         self._pruner: Pruner | None = None
+        self._dispatcher: Dispatcher | None = None
 
     @property
     def engine(self) -> Engine:
@@ -84,13 +91,34 @@ class Runtime:
 
     def store_deliveries(self, conn: Connection, deliveries: list[Delivery]) -> list[Result]:
         """Store a batch of deliveries and apply each to the ledger (the writer's work)."""
-        return store_batch(
+        results = store_batch(
             self.engine,
             deliveries,
             self.ingest.apply_delivery,
             conn,
             budget=self.settings.db_timeout,
         )
+        if self._dispatcher is not None:  # messages may have been queued: send them now
+            self._dispatcher.wake()
+        return results
+
+    def dispatcher(self) -> Dispatcher:
+        """The dispatcher that sends the outbox to the rules' destinations (not started)."""
+        if self._dispatcher is None:
+            self._dispatcher = Dispatcher(
+                self.engine,
+                self.rules.destinations,
+                schedule=self.settings.outbox_retries,
+                lease=self.settings.outbox_lease,
+                metrics=self.metrics,
+            )
+        return self._dispatcher
+
+    def metrics_page(self) -> tuple[bytes, str]:
+        """The Prometheus page: the counters, and the outbox as the database has it."""
+        if not self.rules.destinations:
+            return self.metrics.render()
+        return self.metrics.render(OutboxCollector(lambda: outbox_counts(self.engine)))
 
     def schema_problem(self) -> str | None:
         """Check the schema once; return what is wrong with it, or None when it is current.
@@ -147,6 +175,8 @@ class Runtime:
             self.schema_problem()
         except SQLAlchemyError as exc:  # deliveries get 503 until it answers
             log.warning("database not reachable at start (%s); will try again", type(exc).__name__)
+        if self.settings.dispatcher and self.rules.destinations:
+            self.dispatcher().start()
         days = self.settings.retention_days
         if days is not None and self._pruner is None:
             self._pruner = Pruner(self.engine, days, on_pruned=self.metrics.pruned.inc)
@@ -161,6 +191,8 @@ class Runtime:
         """Finish the deliveries in flight, stop the writer, close every database connection."""
         if self._pruner is not None:
             self._pruner.stop()
+        if self._dispatcher is not None:
+            self._dispatcher.stop()
         if self._committer is not None:
             self._committer.close(timeout)
         if self._engine is not None:

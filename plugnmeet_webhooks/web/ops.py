@@ -48,5 +48,5 @@ def metrics_page() -> Response:
         answer.status_code = 401
         answer.headers["WWW-Authenticate"] = "Bearer"
         return answer
-    body, content_type = rt.metrics.render()
+    body, content_type = rt.metrics_page()
     return Response(body, content_type=content_type)

@@ -1,0 +1,272 @@
+"""The outbox: messages waiting to leave, written in the transaction of the event that made them.
+
+A message's id is derived from what it is (tenant, rule, destination, and the event or the
+``once_per`` key), so the same event can never queue the same message twice: a redelivery,
+a replay with ``--notify`` or a backfill finds it there already. Dispatchers claim messages
+with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite), and
+a message whose dispatcher died is claimed again once its lease runs out: delivery is at
+least once, and every attempt carries the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    bindparam,
+    func,
+    or_,
+    select,
+)
+
+from plugnmeet_webhooks.storage.engine import write_transaction
+from plugnmeet_webhooks.storage.sql import compiled, execute, metadata
+
+
+class State(StrEnum):
+    """Where a message is in its life."""
+
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a dispatcher, under a lease
+    SENT = "sent"
+    DEAD = "dead"  # refused for good, or out of attempts
+
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer().with_variant(BigInteger(), "postgresql"), primary_key=True),
+    Column("message_id", String(64), nullable=False, unique=True),
+    Column("tenant", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("destination", Text, nullable=False),
+    Column("event_key", Text, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("room_id", Text),
+    Column("body", LargeBinary, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_until", Float),
+    Column("lease_token", String(32)),
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+)
+Index("ix_outbox_due", outbox.c.state, outbox.c.next_attempt_at)
+Index("ix_outbox_destination", outbox.c.destination, outbox.c.state)
+
+
+def message_id(tenant: str, rule: str, destination: str, key: str) -> str:
+    """The stable id of a message: the same event (or once_per key) always gives the same."""
+    digest = hashlib.sha256("\x1f".join((tenant, rule, destination, key)).encode()).hexdigest()
+    return f"msg_{digest[:32]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message to queue: for whom, from which rule and event, and the bytes to send."""
+
+    message_id: str
+    tenant: str
+    rule: str
+    destination: str
+    event_key: str
+    event: str
+    room_id: str | None
+    body: bytes
+
+
+def _insert(module: Any) -> Any:
+    columns = ["message_id", "tenant", "rule", "destination", "event_key", "event", "room_id",
+               "body", "state", "next_attempt_at", "created_at"]  # fmt: skip
+    statement = module.insert(outbox).values({c: bindparam(c) for c in columns})
+    return statement.on_conflict_do_nothing(index_elements=["message_id"])
+
+
+def enqueue(conn: Connection, messages: Sequence[Message], now: float | None = None) -> int:
+    """Queue messages in the caller's transaction; one already queued is left as it is."""
+    when = time.time() if now is None else now
+    sql = compiled(conn.dialect, _insert)
+    queued = 0
+    for message in messages:
+        params = {
+            "message_id": message.message_id, "tenant": message.tenant, "rule": message.rule,
+            "destination": message.destination, "event_key": message.event_key,
+            "event": message.event, "room_id": message.room_id, "body": message.body,
+            "state": State.PENDING.value, "next_attempt_at": when, "created_at": when,
+        }  # fmt: skip
+        queued += execute(conn, sql, params).rowcount
+    return queued
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A message a dispatcher holds under a lease, to send once."""
+
+    id: int
+    message_id: str
+    destination: str
+    body: bytes
+    attempts: int  # this attempt included
+    created_at: float
+    lease_token: str
+
+
+def _due(destination: str, now: float) -> Any:
+    return (
+        outbox.c.destination == destination,
+        or_(
+            (outbox.c.state == State.PENDING.value) & (outbox.c.next_attempt_at <= now),
+            (outbox.c.state == State.SENDING.value) & (outbox.c.lease_until < now),
+        ),
+    )
+
+
+def has_due(engine: Engine, destination: str) -> bool:
+    """Tell, without taking any lock, whether a destination has a message due now."""
+    with engine.connect() as conn:
+        query = select(outbox.c.id).where(*_due(destination, time.time())).limit(1)
+        return conn.execute(query).first() is not None
+
+
+def claim(engine: Engine, destination: str, limit: int, lease: float) -> list[Claimed]:
+    """Take up to ``limit`` due messages of a destination, under a lease of ``lease`` s.
+
+    A message whose lease ran out (its dispatcher died mid-send) is due again.
+    """
+    now = time.time()
+    token = secrets.token_hex(16)
+    with write_transaction(engine) as conn:
+        query = (
+            select(outbox.c.id)
+            .where(*_due(destination, now))
+            .order_by(outbox.c.next_attempt_at, outbox.c.id)
+            .limit(limit)
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids = list(conn.execute(query).scalars())
+        if not ids:
+            return []
+        conn.execute(
+            outbox.update()
+            .where(outbox.c.id.in_(ids))
+            .values(
+                state=State.SENDING.value,
+                lease_until=now + lease,
+                lease_token=token,
+                attempts=outbox.c.attempts + 1,
+            )
+        )
+        rows = conn.execute(
+            select(
+                outbox.c.id, outbox.c.message_id, outbox.c.destination, outbox.c.body,
+                outbox.c.attempts, outbox.c.created_at,
+            ).where(outbox.c.id.in_(ids)).order_by(outbox.c.id)
+        ).all()  # fmt: skip
+    return [Claimed(*row, lease_token=token) for row in rows]
+
+
+def _settle(engine: Engine, claimed: Claimed, **values: Any) -> bool:
+    """Record how an attempt ended, if this dispatcher still holds the message."""
+    with write_transaction(engine) as conn:
+        result = conn.execute(
+            outbox.update()
+            .where(outbox.c.id == claimed.id, outbox.c.lease_token == claimed.lease_token)
+            .values(lease_until=None, lease_token=None, **values)
+        )
+        return bool(result.rowcount)
+
+
+def mark_sent(engine: Engine, claimed: Claimed, status: int) -> bool:
+    """The destination took the message."""
+    return _settle(
+        engine, claimed, state=State.SENT.value, sent_at=time.time(), last_status=status,
+        last_error=None,
+    )  # fmt: skip
+
+
+def mark_retry(engine: Engine, claimed: Claimed, at: float, status: int | None, error: str) -> bool:
+    """The attempt failed in a way that may pass: try again at ``at``."""
+    return _settle(
+        engine, claimed, state=State.PENDING.value, next_attempt_at=at, last_status=status,
+        last_error=error,
+    )  # fmt: skip
+
+
+def mark_dead(engine: Engine, claimed: Claimed, status: int | None, error: str) -> bool:
+    """The destination refused the message for good, or it ran out of attempts."""
+    return _settle(engine, claimed, state=State.DEAD.value, last_status=status, last_error=error)
+
+
+def list_messages(
+    engine: Engine, state: State | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Return the newest messages (without their bodies), optionally in one state."""
+    columns = [c for c in outbox.c if c.name not in ("body", "lease_token")]
+    query = select(*columns).order_by(outbox.c.id.desc()).limit(limit)
+    if state is not None:
+        query = query.where(outbox.c.state == state.value)
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def retry(engine: Engine, ids: Sequence[int] = (), *, dead: bool = False) -> int:
+    """Put dead (or given) messages back to pending, due now, with their attempts reset."""
+    condition = outbox.c.state == State.DEAD.value
+    if ids:
+        condition = outbox.c.id.in_(list(ids)) & (outbox.c.state != State.SENDING.value)
+    elif not dead:
+        return 0
+    with write_transaction(engine) as conn:
+        result = conn.execute(
+            outbox.update()
+            .where(condition)
+            .values(state=State.PENDING.value, next_attempt_at=time.time(), attempts=0)
+        )
+        return int(result.rowcount)
+
+
+def purge_sent(engine: Engine, before: float) -> int:
+    """Delete the messages sent before ``before``."""
+    with write_transaction(engine) as conn:
+        result = conn.execute(
+            outbox.delete().where(outbox.c.state == State.SENT.value, outbox.c.sent_at < before)
+        )
+        return int(result.rowcount)
+
+
+def counts(engine: Engine) -> tuple[dict[str, int], float | None]:
+    """Return how many messages are in each state, and the creation time of the oldest pending."""
+    with engine.connect() as conn:
+        by_state = {
+            state: int(n)
+            for state, n in conn.execute(
+                select(outbox.c.state, func.count()).group_by(outbox.c.state)
+            )
+        }
+        oldest = conn.execute(
+            select(func.min(outbox.c.created_at)).where(
+                outbox.c.state.in_([State.PENDING.value, State.SENDING.value])
+            )
+        ).scalar()
+    return {s.value: by_state.get(s.value, 0) for s in State}, oldest

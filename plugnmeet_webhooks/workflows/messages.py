@@ -1,0 +1,276 @@
+"""From a stored event to the messages its rules make: match, render, queue.
+
+This runs in the transaction that stores the event, after its ledger writes: a rule sees
+what the ledger knows after the event (``session.billable_minutes``, the room's AI cost of
+the day), and its messages are committed with the event or not at all. Ledger facts are
+read only when a rule asks for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+import jinja2
+from sqlalchemy import Connection, func, select
+
+from plugnmeet_webhooks.ledger.reports import cost, epoch, iso, session_status
+from plugnmeet_webhooks.ledger.tables import session_end_column, sessions, usage
+from plugnmeet_webhooks.normalize import Event, Room
+from plugnmeet_webhooks.storage.outbox import Message, enqueue, message_id
+from plugnmeet_webhooks.text import plain
+from plugnmeet_webhooks.workflows.rules import (
+    SESSION_FIELDS,
+    Destination,
+    Rule,
+    Rules,
+    slack_escape,
+)
+
+log = logging.getLogger(__name__)
+
+SESSION_EVENTS = frozenset({"session_ended", "room_finished"})
+
+
+class RoomFacts:
+    """The event's room, plus what the ledger knows of it (read on first use)."""
+
+    def __init__(self, room: Room, conn: Connection, tenant: str, day_of: int) -> None:
+        self._room = room
+        self._conn = conn
+        self._tenant = tenant
+        self._day_of = day_of
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._room, name)
+
+    @cached_property
+    def ai_cost_today(self) -> float:
+        """The room's AI cost over the UTC day of the event, this event included."""
+        day = datetime.fromtimestamp(self._day_of, UTC).date()
+        start = epoch(day)
+        query = select(func.sum(usage.c.cost_micros)).where(
+            usage.c.tenant == self._tenant,
+            usage.c.room_id == self._room.room_id,
+            usage.c.created_at >= start,
+            usage.c.created_at < start + 86400,
+        )
+        micros = self._conn.execute(query).scalar()
+        return cost(int(micros or 0)) or 0.0
+
+
+class SessionFacts:
+    """The event's session as the ledger has it now; every field None without one."""
+
+    def __init__(self, conn: Connection, tenant: str, room_sid: str) -> None:
+        self._conn = conn
+        self._tenant = tenant
+        self._room_sid = room_sid
+
+    @cached_property
+    def _row(self) -> Any:
+        if not self._room_sid:
+            return None
+        query = select(sessions, session_end_column().label("session_end")).where(
+            sessions.c.tenant == self._tenant, sessions.c.room_sid == self._room_sid
+        )
+        return self._conn.execute(query).first()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in SESSION_FIELDS:
+            raise AttributeError(name)
+        row = self._row
+        if row is None:
+            return None
+        if name == "status":
+            return session_status(row.session_ended, row.end_source)
+        if name == "ended_at":
+            return row.session_end
+        return getattr(row, name)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The session's fields, times as ISO 8601 (for a webhook's body)."""
+        values = {name: getattr(self, name) for name in SESSION_FIELDS}
+        values["started_at"], values["ended_at"] = (
+            iso(values["started_at"]),
+            iso(values["ended_at"]),
+        )
+        return values
+
+
+class Facts:
+    """What a rule can read about one event: its fields, and the ledger's facts."""
+
+    def __init__(self, conn: Connection, event: Event, tenant: str, received_at: float) -> None:
+        when = event.created_at or int(received_at)
+        self.event = event
+        self.when = when
+        self.room = RoomFacts(event.room, conn, tenant, when)
+        self.session = SessionFacts(conn, tenant, event.room.sid)
+        self.context: dict[str, Any] = {
+            "event": event.event,
+            "id": event.id,
+            "created_at": event.created_at,
+            "tenant": tenant,
+            "room": self.room,
+            "participant": event.participant,
+            "track": event.track,
+            "recording_info": event.recording_info,
+            "speech_service": event.speech_service,
+            "analytics": event.analytics,
+            "room_artifact": event.room_artifact,
+            "session": self.session,
+        }
+
+    def resolve(self, path: str) -> Any:
+        """Return the value at a dotted path, or None where something on the way is missing."""
+        head, *rest = path.split(".")
+        value = self.context.get(head)
+        for step in rest:
+            if value is None:
+                return None
+            value = getattr(value, step, None)
+        return value
+
+    def once_key(self, rule: Rule, event_key: str) -> str:
+        """The key that makes a message once per event, session, room, day..."""
+        room, day = self.event.room, datetime.fromtimestamp(self.when, UTC).date().isoformat()
+        who = self.event.participant.identity if self.event.participant else ""
+        return {
+            "event": f"event:{event_key}",
+            "session": f"session:{room.sid}",
+            "participant": f"participant:{room.sid}:{who}",
+            "room": f"room:{room.room_id}",
+            "room-day": f"room-day:{room.room_id}:{day}",
+            "day": f"day:{day}",
+        }[rule.once_per]
+
+
+def _slack_body(rule: Rule, facts: Facts) -> dict[str, Any]:
+    assert rule.slack_text is not None
+    text = rule.slack_text.render(facts.context)
+    event = facts.event
+    fields = [("Room", event.room.room_id or event.room.sid)]
+    who = event.participant
+    if who is not None:
+        fields.append(("Who", who.name or who.identity))
+    if event.event in SESSION_EVENTS and facts.session.billable_minutes is not None:
+        fields.append(("Billable minutes", facts.session.billable_minutes))
+    if event.room_artifact is not None:
+        fields.append(("AI cost today", f"{facts.room.ai_cost_today:.6f}"))
+    section = {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": text},
+        "fields": [
+            {"type": "mrkdwn", "text": f"*{label}*\n{slack_escape(value)}"}
+            for label, value in fields
+            if value not in (None, "")
+        ],
+    }
+    return {"text": text, "blocks": [section]}
+
+
+def _webhook_body(rule: Rule, facts: Facts, tenant: str) -> dict[str, Any]:
+    event = facts.event
+    data: dict[str, Any] = {"tenant": tenant, "rule": rule.name}
+    if rule.text is not None:
+        data["text"] = rule.text.render(facts.context)
+    data["event"] = dataclasses.asdict(event)
+    if event.room.sid:
+        data["session"] = facts.session.as_dict()
+    if event.room_artifact is not None:
+        data["room_ai_cost_today"] = facts.room.ai_cost_today
+    return {
+        "type": f"plugnmeet.{event.event}",
+        "timestamp": iso(facts.when),
+        "data": data,
+    }
+
+
+def render(rule: Rule, destination: Destination, facts: Facts, tenant: str) -> bytes:
+    """The exact bytes a destination gets for this rule and event."""
+    if destination.kind == "slack":
+        body = _slack_body(rule, facts)
+    else:
+        body = _webhook_body(rule, facts, tenant)
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class Workflows:
+    """The rules of one runtime, applied to events as they are stored."""
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self._by_event = {name: rules.for_event(name) for name in rules.events}
+
+    def messages(
+        self,
+        conn: Connection,
+        event: Event,
+        *,
+        tenant: str,
+        event_key: str,
+        received_at: float,
+        only: str | None = None,
+    ) -> list[Message]:
+        """The messages the rules make of one event (``only``: of one rule)."""
+        rules = [
+            rule
+            for rule in self._by_event.get(event.event, ())
+            if (only is None or rule.name == only) and rule.tenant in (None, tenant)
+        ]
+        if not rules:
+            return []
+        facts = Facts(conn, event, tenant, received_at)
+        made = []
+        for rule in rules:
+            if not all(c.holds(facts.resolve(c.path)) for c in rule.conditions):
+                continue
+            key = facts.once_key(rule, event_key)
+            for name in rule.send:
+                try:
+                    body = render(rule, self.rules.destinations[name], facts, tenant)
+                except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError) as exc:
+                    log.error(
+                        "rule %s could not render its message for %s event %s: %s: %s",
+                        rule.name, event.event, plain(event_key), type(exc).__name__,
+                        plain(str(exc), 200),
+                    )  # fmt: skip
+                    continue
+                made.append(
+                    Message(
+                        message_id=message_id(tenant, rule.name, name, key),
+                        tenant=tenant,
+                        rule=rule.name,
+                        destination=name,
+                        event_key=event_key,
+                        event=event.event,
+                        room_id=event.room.room_id or None,
+                        body=body,
+                    )
+                )
+        return made
+
+    def enqueue(
+        self,
+        conn: Connection,
+        event: Event,
+        *,
+        tenant: str,
+        event_key: str,
+        received_at: float,
+        only: str | None = None,
+    ) -> int:
+        """Queue the messages of one event in the caller's transaction; return how many."""
+        if event.event not in self._by_event:
+            return 0
+        made = self.messages(
+            conn, event, tenant=tenant, event_key=event_key, received_at=received_at, only=only
+        )
+        return enqueue(conn, made) if made else 0
