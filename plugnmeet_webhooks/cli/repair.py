@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import click
 from flask.cli import with_appcontext
@@ -33,18 +36,37 @@ def _quiet(logger_names: list[str]) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def run_replay(which: EventFilter, label: str) -> ReplayResult:
-    """Replay the matching stored events through the handlers, with a progress bar."""
+def run_replay(which: EventFilter, label: str, *, notify: bool = False) -> ReplayResult:
+    """Replay the matching stored events through the handlers, with a progress bar.
+
+    With ``notify``, their rules queue their messages too (those not queued before).
+    """
     rt, engine = runtime(), database()
+    apply = rt.ingest.apply_stored_and_notify if notify else rt.ingest.apply_stored
     total = count_matching(engine, which)
     with (
         _quiet(rt.registry.logger_names),
         click.progressbar(length=total, label=label, show_pos=True, file=sys.stderr) as bar,
     ):
-        return replay_events(engine, rt.ingest.apply_stored, which, progress=bar.update)
+        return replay_events(engine, apply, which, progress=bar.update)
 
 
-def _first_second(text: str) -> float:
+def parse_json_file(path: str) -> dict[str, Any]:
+    """Read a file holding one JSON object, or end the command saying what is wrong."""
+    try:
+        payload = json.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot read {path}: {exc.strerror}.", param_hint="FILE"
+        ) from None
+    except ValueError:
+        raise click.BadParameter(f"{path} is not JSON.", param_hint="FILE") from None
+    if not isinstance(payload, dict):
+        raise click.BadParameter(f"{path} is not a JSON object.", param_hint="FILE")
+    return payload
+
+
+def first_second(text: str) -> float:
     try:
         return reports.epoch(reports.parse_day("--since", text))
     except ValueError as exc:
@@ -55,15 +77,21 @@ def _first_second(text: str) -> float:
 @click.option("--since", help="Only events received on or after this day (UTC), e.g. 2026-11-01.")
 @click.option("--event-id", help="Only the event with this id.")
 @click.option("--failed", "failed_only", is_flag=True, help="Only events whose handler failed.")
+@click.option(
+    "--notify", is_flag=True, help="Let their rules queue messages too (none queued twice)."
+)
 @with_appcontext
-def replay(since: str | None, event_id: str | None, failed_only: bool) -> None:
-    """Run the handlers again over stored events (after a fix); safe to repeat."""
+def replay(since: str | None, event_id: str | None, failed_only: bool, notify: bool) -> None:
+    """Run the handlers again over stored events (after a fix); safe to repeat.
+
+    Rules send nothing on a replay unless --notify is given.
+    """
     which = EventFilter(
-        since=_first_second(since) if since else None,
+        since=first_second(since) if since else None,
         event_key=event_id,
         failed_only=failed_only,
     )
-    result = run_replay(which, "Replaying")
+    result = run_replay(which, "Replaying", notify=notify)
     pruned = count_matching(database(), replace(which, pruned=True))
     skipped = f" {pruned} pruned events (no raw body) skipped." if pruned else ""
     click.echo(

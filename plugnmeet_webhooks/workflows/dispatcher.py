@@ -100,12 +100,13 @@ def headers_for(destination: Destination, claimed: Claimed, now: float) -> dict[
 
 def _failure(exc: Exception) -> str:
     """Say what went wrong without the URL, which the library's message would hold."""
+    # NewConnectionError is a ConnectTimeoutError too, for history's sake: it comes first.
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return "connection refused or unreachable"
     if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
         return f"no connection within {CONNECT_TIMEOUT:.0f} s"
     if isinstance(exc, (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.TimeoutError)):
         return f"no answer within {TOTAL_TIMEOUT:.0f} s"
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        return "connection refused or unreachable"
     if isinstance(exc, urllib3.exceptions.SSLError):
         return "TLS handshake failed"
     if isinstance(exc, urllib3.exceptions.ProtocolError):

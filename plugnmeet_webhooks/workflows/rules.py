@@ -97,7 +97,7 @@ class Destination:
 
     name: str
     kind: str
-    url: str
+    url: str = dataclasses.field(repr=False)
     secret: str | None = dataclasses.field(default=None, repr=False)
 
     def signer(self) -> Webhook:
