@@ -29,6 +29,7 @@ from config import load_server_settings
 from plugnmeet_webhooks.storage.engine import make_engine, write_transaction
 from plugnmeet_webhooks.storage.events import events as events_table
 from plugnmeet_webhooks.storage.migrate import prepare_schema
+from tests.support.sink import Answer, Sink
 from validation import sign
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,30 @@ TARGETS = {
     "rss_mb": 80.0,
     "report_seconds": 2.0,
     "replay_events_per_second": 5000.0,
+    "rules_over_plain": 0.90,
 }
+BILLING_SECRET = "whsec_YmVuY2gtYmlsbGluZy1zZWNyZXQtMDEyMzQ1Njc4OQ=="  # noqa: S105 - a throw-away
+SLOW_DESTINATION_SECONDS = 10.0
+
+
+def rules_env(sink: Sink) -> dict[str, str]:
+    """The README's example rules: Slack at a fast local server, the billing app at a slow one
+    (it answers after 10 s), so the run shows a slow destination holding nothing else up."""
+    rules = (ROOT / "samples" / "rules.toml").read_text()
+    path = OUT / "rules.toml"
+    path.write_text(rules.replace("https://billing.internal/hooks/plugnmeet", sink.url("/billing")))
+    sink.script("/billing", then=Answer(200, delay=SLOW_DESTINATION_SECONDS))
+    return {
+        "PNM_RULES_FILE": str(path),
+        "OPS_SLACK_URL": sink.url("/slack"),
+        "BILLING_WEBHOOK_SECRET": BILLING_SECRET,
+        "PNM_DISPATCHER": os.environ.get("BENCH_DISPATCHER", "on"),
+    }
+
+
+def outbox_states(path: Path) -> dict[str, int]:
+    with sqlite3.connect(path) as conn:
+        return dict(conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
 
 
 def say(text: str) -> None:
@@ -67,7 +91,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def service_env(database_url: str, port: int) -> dict[str, str]:
+def service_env(database_url: str, port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PNM_", "PROMETHEUS_"))}
     env |= {
         "PNM_API_KEY": KEY,
@@ -76,6 +100,7 @@ def service_env(database_url: str, port: int) -> dict[str, str]:
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "WEB_CONCURRENCY": "1",
+        **extra,
     }
     return env
 
@@ -115,7 +140,7 @@ class Server:
             self.process.kill()
 
 
-def start(database_url: str, app: str | None, label: str) -> Server:
+def start(database_url: str, app: str | None, label: str, **extra: str) -> Server:
     port = free_port()
     log_path = OUT / f"{label}.log"
     command = [*pinned(SERVER_CPU), sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
@@ -123,7 +148,7 @@ def start(database_url: str, app: str | None, label: str) -> Server:
         command.append(app)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, cwd=ROOT, env=service_env(database_url, port), stdout=log, stderr=log
+            command, cwd=ROOT, env=service_env(database_url, port, **extra), stdout=log, stderr=log
         )
     server = Server(process, port, log_path)
     deadline = time.monotonic() + 60
@@ -379,7 +404,7 @@ def seed(path: Path, events: int, rooms: int) -> None:
                     "event": payload["event"], "room_id": payload["room"]["room_id"],
                     "room_sid": payload["room"]["sid"], "created_at": created,
                     "received_at": float(created), "api_key": KEY, "remote_addr": "127.0.0.1",
-                    "body_sha256": "0" * 64, "body": body,
+                    "body_sha256": "0" * 64, "body": body, "tenant": KEY,
                 })  # fmt: skip
             with conn.begin():
                 conn.execute(events_table.insert(), rows)
@@ -420,10 +445,12 @@ def chart(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = ["floor\n(bare Flask)", "receiver\n(empty db)", "receiver\n(1M events)"]
-    loads = [results["floor"], results["empty"], results["full"]]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
-    bars = left.bar(labels, [x.rps for x in loads], color=["#9e9e9e", "#1f77b4", "#2ca02c"])
+    labels = ["floor\n(bare Flask)", "receiver\n(empty db)", "receiver\n(1M events)",
+              "receiver\n(with rules)"]  # fmt: skip
+    loads = [results["floor"], results["empty"], results["full"], results["rules"]]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = ["#9e9e9e", "#1f77b4", "#2ca02c", "#ff7f0e"]
+    bars = left.bar(labels, [x.rps for x in loads], color=colors)
     left.bar_label(bars, fmt="%.0f")
     left.axhline(results["floor"].rps * TARGETS["ratio_to_floor"], color="#d62728", ls="--",
                  label=f"target: {TARGETS['ratio_to_floor']:.0%} of the floor")  # fmt: skip
@@ -452,7 +479,9 @@ def write_report(results: dict, path: Path) -> str:
     ratio = empty.rps / floor.rps
     full_ratio = full.rps / empty.rps
     tail = max(empty.p99_ms / empty.p50_ms, full.p99_ms / full.p50_ms)
-    rss = max(empty.rss_mb, full.rss_mb)
+    rules = results["rules"]
+    with_rules = rules.rps / empty.rps
+    rss = max(empty.rss_mb, full.rss_mb, rules.rss_mb)
     slowest_report = max(results["report_rooms_s"], results["report_usage_s"])
     slowest_replay = min(results["rebuild_eps"], results["replay_eps"])
     rows = [
@@ -468,6 +497,8 @@ def write_report(results: dict, path: Path) -> str:
         ("`rebuild-ledger` / `replay`", f"{results['rebuild_eps']:,.0f} / "
          f"{results['replay_eps']:,.0f} events/s", "≥ 5,000 events/s",
          verdict(slowest_replay, 5000, True)),
+        ("with the example rules / without", f"{with_rules:.2f}", "≥ 0.90",
+         verdict(with_rules, TARGETS["rules_over_plain"], True)),
     ]  # fmt: skip
     lines = [
         "# Benchmarks",
@@ -494,7 +525,8 @@ def write_report(results: dict, path: Path) -> str:
         "| --- | ---: | --- | ---: | ---: | ---: | --- |",
     ]
     for label, load in (("floor (bare Flask)", floor), ("receiver, empty database", empty),
-                        ("receiver, 1,000,000 events stored", full)):  # fmt: skip
+                        ("receiver, 1,000,000 events stored", full),
+                        ("receiver with the example rules", rules)):  # fmt: skip
         stored = load.extra.get("stored", "—")
         rounds = ", ".join(f"{r:,.0f}" for r in load.extra["all_rps"])
         lines.append(
@@ -511,6 +543,16 @@ def write_report(results: dict, path: Path) -> str:
         f"and 30 days. `rebuild-ledger` rebuilt its ledger in {results['rebuild_s']:.1f} s, and "
         f"`replay` re-ran every event in {results['replay_s']:.1f} s. The report times are "
         "wall times of the whole `flask` command, process start included.",
+        "",
+        "**Workflows.** The receiver with the example rules (`samples/rules.toml`) queued its "
+        "messages in each delivery's transaction and sent them from the same worker: Slack to "
+        "a local server that answers at once, the billing app to one that answers after "
+        f"{SLOW_DESTINATION_SECONDS:.0f} s. During the runs Slack received "
+        f"{results['slack_received']:,} messages and the billing app "
+        f"{results['billing_received']:,}; the outbox ended with "
+        + ", ".join(f"{n:,} {state}" for state, n in sorted(results["outbox"].items()))
+        + ". Every delivery was still answered 200: a slow destination holds only its own "
+        "messages.",
     ]
     notes = results.get("notes")
     if notes:
@@ -548,7 +590,7 @@ def main() -> None:
     rounds = args.rounds
     slices = Slices(args.deliveries)
     deliveries = OUT / "deliveries.tsv"
-    count = args.deliveries * (1 + 2 * (rounds + 1))  # the floor reuses one slice for all
+    count = args.deliveries * (1 + 3 * (rounds + 1))  # the floor reuses one slice for all
     say(f"signing {count:,} distinct deliveries ...")
     write_deliveries(deliveries, count, 0)
 
@@ -567,27 +609,37 @@ def main() -> None:
     results["report_usage_s"] = flask(full_url, "report", "usage", "--format", "json")
 
     empty_db = OUT / "empty.db"
+    rules_db = OUT / "rules.db"
     check_durability(f"sqlite:///{empty_db}")
     full_before = stored_events(full_db)
-    say(f"load: floor, receiver (empty), receiver ({args.events:,} events), {rounds} rounds ...")
-    servers = {
-        "floor": start(f"sqlite:///{OUT / 'floor.db'}", "bench.floor:app", "floor"),
-        "empty": start(f"sqlite:///{empty_db}", None, "receiver-empty"),
-        "full": start(full_url, None, "receiver-full"),
-    }
-    try:
-        for name in ("empty", "full"):
-            check_guards(servers[name])
-        loads = measure(
-            servers, deliveries, slices, rounds, args.seconds, floor_slice=slices.take()
-        )
-    finally:
-        for server in servers.values():
-            server.stop()
+    say(
+        f"load: floor, receiver (empty), receiver ({args.events:,} events), receiver with the "
+        f"example rules, {rounds} rounds ..."
+    )
+    with Sink() as sink:
+        servers = {
+            "floor": start(f"sqlite:///{OUT / 'floor.db'}", "bench.floor:app", "floor"),
+            "empty": start(f"sqlite:///{empty_db}", None, "receiver-empty"),
+            "full": start(full_url, None, "receiver-full"),
+            "rules": start(f"sqlite:///{rules_db}", None, "receiver-rules", **rules_env(sink)),
+        }
+        try:
+            for name in ("empty", "full", "rules"):
+                check_guards(servers[name])
+            loads = measure(
+                servers, deliveries, slices, rounds, args.seconds, floor_slice=slices.take()
+            )
+            results["slack_received"] = len(sink.at("/slack"))
+            results["billing_received"] = len(sink.at("/billing"))
+        finally:
+            for server in servers.values():
+                server.stop()
+    results["outbox"] = outbox_states(rules_db)
     results.update(loads)
     results["rounds"] = rounds
     check_stored(results["empty"], stored_events(empty_db) - 1)  # minus the guard's event
     check_stored(results["full"], stored_events(full_db) - full_before - 1)
+    check_stored(results["rules"], stored_events(rules_db) - 1)
 
     chart(results, ROOT / "bench" / "chart.png")
     print(write_report(results, ROOT / "BENCHMARKS.md"))

@@ -25,6 +25,7 @@ class Ingest:
     def __init__(self, registry: Registry, workflows: Workflows | None = None) -> None:
         self.registry = registry
         self.workflows = workflows
+        self.queued = 0  # messages queued so far (the writer reads it to wake the dispatcher)
 
     def apply(
         self,
@@ -43,7 +44,7 @@ class Ingest:
         ctx = Context(event_key=event_key, received_at=received_at)
         run(conn, self.registry.plan(event, ctx), tenant)
         if notify and self.workflows is not None:
-            self.workflows.enqueue(
+            self.queued += self.workflows.enqueue(
                 conn, event, tenant=tenant, event_key=event_key, received_at=received_at
             )
 

@@ -91,6 +91,7 @@ class Runtime:
 
     def store_deliveries(self, conn: Connection, deliveries: list[Delivery]) -> list[Result]:
         """Store a batch of deliveries and apply each to the ledger (the writer's work)."""
+        queued = self.ingest.queued
         results = store_batch(
             self.engine,
             deliveries,
@@ -98,8 +99,8 @@ class Runtime:
             conn,
             budget=self.settings.db_timeout,
         )
-        if self._dispatcher is not None:  # messages may have been queued: send them now
-            self._dispatcher.wake()
+        if self._dispatcher is not None and self.ingest.queued != queued:
+            self._dispatcher.wake()  # the batch queued messages, now committed: send them
         return results
 
     def dispatcher(self) -> Dispatcher:

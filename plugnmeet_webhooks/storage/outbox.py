@@ -102,6 +102,16 @@ def _insert(module: Any) -> Any:
     return statement.on_conflict_do_nothing(index_elements=["message_id"])
 
 
+def _known(module: Any) -> Any:
+    return select(outbox.c.id).where(outbox.c.message_id == bindparam("message_id"))
+
+
+def queued_already(conn: Connection, message: str) -> bool:
+    """Tell whether a message with this id is in the outbox already."""
+    found = execute(conn, compiled(conn.dialect, _known), {"message_id": message})
+    return found.fetchone() is not None
+
+
 def enqueue(conn: Connection, messages: Sequence[Message], now: float | None = None) -> int:
     """Queue messages in the caller's transaction; one already queued is left as it is."""
     when = time.time() if now is None else now
@@ -131,91 +141,108 @@ class Claimed:
     lease_token: str
 
 
-def _due(destination: str, now: float) -> Any:
-    return (
-        outbox.c.destination == destination,
-        or_(
-            (outbox.c.state == State.PENDING.value) & (outbox.c.next_attempt_at <= now),
-            (outbox.c.state == State.SENDING.value) & (outbox.c.lease_until < now),
-        ),
+def due_destinations(engine: Engine, names: Sequence[str]) -> set[str]:
+    """Return which of these destinations have a message due now (a read, no lock taken)."""
+    if not names:
+        return set()
+    now = time.time()
+    query = (
+        select(outbox.c.destination)
+        .where(outbox.c.destination.in_(list(names)), _due_now(now))
+        .distinct()
+    )
+    with engine.connect() as conn:
+        return set(conn.execute(query).scalars())
+
+
+def _due_now(now: float) -> Any:
+    return or_(
+        (outbox.c.state == State.PENDING.value) & (outbox.c.next_attempt_at <= now),
+        (outbox.c.state == State.SENDING.value) & (outbox.c.lease_until < now),
     )
 
 
-def has_due(engine: Engine, destination: str) -> bool:
-    """Tell, without taking any lock, whether a destination has a message due now."""
-    with engine.connect() as conn:
-        query = select(outbox.c.id).where(*_due(destination, time.time())).limit(1)
-        return conn.execute(query).first() is not None
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How an attempt ended, to record: the message's next state and what the answer was."""
+
+    claimed: Claimed
+    state: State
+    status: int | None = None
+    error: str | None = None
+    next_attempt_at: float | None = None  # for a retry
+    sent_at: float | None = None
 
 
-def claim(engine: Engine, destination: str, limit: int, lease: float) -> list[Claimed]:
-    """Take up to ``limit`` due messages of a destination, under a lease of ``lease`` s.
+def cycle(
+    engine: Engine, settled: Sequence[Settlement], wanted: dict[str, int], lease: float
+) -> list[Claimed]:
+    """Record finished attempts and claim due messages, in one transaction.
 
-    A message whose lease ran out (its dispatcher died mid-send) is due again.
+    ``wanted`` says how many messages to take per destination. A claimed message is
+    ``sending`` under a lease of ``lease`` seconds; one whose lease ran out (its dispatcher
+    died mid-send) is due again. An attempt is recorded only if this dispatcher still holds
+    its message. One transaction a cycle keeps the outbox from taking the database's write
+    lock once a message, away from the deliveries.
     """
     now = time.time()
     token = secrets.token_hex(16)
+    claimed: list[Claimed] = []
     with write_transaction(engine) as conn:
-        query = (
-            select(outbox.c.id)
-            .where(*_due(destination, now))
-            .order_by(outbox.c.next_attempt_at, outbox.c.id)
-            .limit(limit)
-        )
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        ids = list(conn.execute(query).scalars())
-        if not ids:
-            return []
-        conn.execute(
-            outbox.update()
-            .where(outbox.c.id.in_(ids))
-            .values(
-                state=State.SENDING.value,
-                lease_until=now + lease,
-                lease_token=token,
-                attempts=outbox.c.attempts + 1,
+        for done in settled:
+            values: dict[str, Any] = {
+                "state": done.state.value, "last_status": done.status,
+                "last_error": done.error, "lease_until": None, "lease_token": None,
+            }  # fmt: skip
+            if done.next_attempt_at is not None:
+                values["next_attempt_at"] = done.next_attempt_at
+            if done.sent_at is not None:
+                values["sent_at"] = done.sent_at
+            conn.execute(
+                outbox.update()
+                .where(
+                    outbox.c.id == done.claimed.id,
+                    outbox.c.lease_token == done.claimed.lease_token,
+                )
+                .values(**values)
             )
+        for destination, limit in wanted.items():
+            if limit > 0:
+                claimed += _claim(conn, destination, limit, now, lease, token)
+    return claimed
+
+
+def _claim(
+    conn: Connection, destination: str, limit: int, now: float, lease: float, token: str
+) -> list[Claimed]:
+    query = (
+        select(outbox.c.id)
+        .where(outbox.c.destination == destination, _due_now(now))
+        .order_by(outbox.c.next_attempt_at, outbox.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":  # several dispatchers never take one message
+        query = query.with_for_update(skip_locked=True)
+    ids = list(conn.execute(query).scalars())
+    if not ids:
+        return []
+    conn.execute(
+        outbox.update()
+        .where(outbox.c.id.in_(ids))
+        .values(
+            state=State.SENDING.value,
+            lease_until=now + lease,
+            lease_token=token,
+            attempts=outbox.c.attempts + 1,
         )
-        rows = conn.execute(
-            select(
-                outbox.c.id, outbox.c.message_id, outbox.c.destination, outbox.c.body,
-                outbox.c.attempts, outbox.c.created_at,
-            ).where(outbox.c.id.in_(ids)).order_by(outbox.c.id)
-        ).all()  # fmt: skip
+    )
+    rows = conn.execute(
+        select(
+            outbox.c.id, outbox.c.message_id, outbox.c.destination, outbox.c.body,
+            outbox.c.attempts, outbox.c.created_at,
+        ).where(outbox.c.id.in_(ids)).order_by(outbox.c.id)
+    ).all()  # fmt: skip
     return [Claimed(*row, lease_token=token) for row in rows]
-
-
-def _settle(engine: Engine, claimed: Claimed, **values: Any) -> bool:
-    """Record how an attempt ended, if this dispatcher still holds the message."""
-    with write_transaction(engine) as conn:
-        result = conn.execute(
-            outbox.update()
-            .where(outbox.c.id == claimed.id, outbox.c.lease_token == claimed.lease_token)
-            .values(lease_until=None, lease_token=None, **values)
-        )
-        return bool(result.rowcount)
-
-
-def mark_sent(engine: Engine, claimed: Claimed, status: int) -> bool:
-    """The destination took the message."""
-    return _settle(
-        engine, claimed, state=State.SENT.value, sent_at=time.time(), last_status=status,
-        last_error=None,
-    )  # fmt: skip
-
-
-def mark_retry(engine: Engine, claimed: Claimed, at: float, status: int | None, error: str) -> bool:
-    """The attempt failed in a way that may pass: try again at ``at``."""
-    return _settle(
-        engine, claimed, state=State.PENDING.value, next_attempt_at=at, last_status=status,
-        last_error=error,
-    )  # fmt: skip
-
-
-def mark_dead(engine: Engine, claimed: Claimed, status: int | None, error: str) -> bool:
-    """The destination refused the message for good, or it ran out of attempts."""
-    return _settle(engine, claimed, state=State.DEAD.value, last_status=status, last_error=error)
 
 
 def list_messages(

@@ -27,14 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config import DEFAULT_OUTBOX_RETRIES
 from plugnmeet_webhooks.storage.errors import describe
-from plugnmeet_webhooks.storage.outbox import (
-    Claimed,
-    claim,
-    has_due,
-    mark_dead,
-    mark_retry,
-    mark_sent,
-)
+from plugnmeet_webhooks.storage.outbox import Claimed, Settlement, State, cycle, due_destinations
 from plugnmeet_webhooks.workflows.rules import Destination
 
 log = logging.getLogger(__name__)
@@ -149,7 +142,13 @@ def send(http: urllib3.PoolManager, destination: Destination, claimed: Claimed) 
 
 
 class Dispatcher:
-    """Send the outbox's messages from background threads until stopped."""
+    """Send the outbox's messages from background threads until stopped.
+
+    One thread runs cycles: each records the attempts that ended and claims what is due, in
+    one transaction, then hands the claimed messages to the sending threads. Cycles follow
+    a wake (a delivery queued messages, a send ended) after a short gathering pause, or the
+    poll interval; with nothing to record and nothing due, a cycle writes nothing.
+    """
 
     def __init__(
         self,
@@ -159,6 +158,7 @@ class Dispatcher:
         schedule: tuple[float, ...] = DEFAULT_OUTBOX_RETRIES,
         lease: float = 60.0,
         poll: float = 1.0,
+        gather: float = 0.25,
         slots: int = SLOTS_PER_DESTINATION,
         metrics: Any = None,
     ) -> None:
@@ -167,9 +167,11 @@ class Dispatcher:
         self._schedule = schedule
         self._lease = lease
         self._poll = poll
+        self._gather = gather
         self._slots = slots
         self._metrics = metrics
         self._busy: Counter[str] = Counter()
+        self._settled: list[Settlement] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -193,7 +195,7 @@ class Dispatcher:
         self._wake.set()
 
     def stop(self, timeout: float = TOTAL_TIMEOUT + 1) -> None:
-        """Stop claiming, and wait up to ``timeout`` for the sends in flight.
+        """Stop claiming, wait up to ``timeout`` for the sends in flight, record them.
 
         A send cut short leaves its message under a lease; it is sent again once the lease
         runs out, with the same id.
@@ -207,27 +209,39 @@ class Dispatcher:
             deadline = time.monotonic() + timeout
             while self._in_flight() and time.monotonic() < deadline:
                 time.sleep(0.05)
+            try:
+                self.run_once(claim=False)
+            except SQLAlchemyError as exc:
+                log.warning("dispatcher could not record its last attempts: %s", describe(exc))
             log.info("dispatcher stopped")
 
     def _in_flight(self) -> int:
         with self._lock:
             return sum(self._busy.values())
 
-    def run_once(self) -> int:
-        """Claim what is due for every destination with a free slot; return how many."""
-        started = 0
-        for name in self._destinations:
+    def run_once(self, *, claim: bool = True) -> int:
+        """Record the attempts that ended and claim what is due; return how many were claimed."""
+        with self._lock:
+            settled, self._settled = self._settled, []
+            free = {name: self._slots - self._busy[name] for name in self._destinations}
+        wanted = {name: n for name, n in free.items() if n > 0} if claim else {}
+        if wanted:
+            due = due_destinations(self._engine, list(wanted))
+            wanted = {name: n for name, n in wanted.items() if name in due}
+        if not settled and not wanted:
+            return 0
+        try:
+            claimed = cycle(self._engine, settled, wanted, self._lease)
+        except BaseException:
+            with self._lock:  # record them with the next cycle
+                self._settled[:0] = settled
+            raise
+        for message in claimed:
             with self._lock:
-                free = self._slots - self._busy[name]
-            if free <= 0 or not has_due(self._engine, name):
-                continue
-            for claimed in claim(self._engine, name, free, self._lease):
-                with self._lock:
-                    self._busy[name] += 1
-                assert self._pool is not None
-                self._pool.submit(self._deliver, claimed)
-                started += 1
-        return started
+                self._busy[message.destination] += 1
+            assert self._pool is not None
+            self._pool.submit(self._deliver, message)
+        return len(claimed)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -235,51 +249,56 @@ class Dispatcher:
                 self.run_once()
             except SQLAlchemyError as exc:
                 log.warning(
-                    "dispatcher could not read the outbox, will try again: %s", describe(exc)
+                    "dispatcher could not use the outbox, will try again: %s", describe(exc)
                 )
-            self._wake.wait(self._poll)
+            if self._wake.wait(self._poll) and not self._stop.is_set():
+                time.sleep(self._gather)  # let more wakes come: one transaction for them all
             self._wake.clear()
 
     def _deliver(self, claimed: Claimed) -> None:
-        destination = self._destinations[claimed.destination]
+        settlement: Settlement | None = None
         try:
-            attempt = send(self._http, destination, claimed)
-            outcome = self._settle(claimed, attempt)
-            if self._metrics is not None:
-                self._metrics.outbox_attempts.labels(claimed.destination, outcome).inc()
-                if outcome == "sent":
-                    self._metrics.outbox_latency.observe(max(0.0, time.time() - claimed.created_at))
-        except SQLAlchemyError as exc:  # the lease runs out and it is sent again
-            log.warning("dispatcher could not record an attempt: %s", describe(exc))
-        except Exception:  # a bug must not kill the sending thread's slot
+            attempt = send(self._http, self._destinations[claimed.destination], claimed)
+            settlement = self._settlement(claimed, attempt)
+        except Exception:  # a bug must not keep the slot: the lease runs out, it is sent again
             log.exception("dispatcher failed on message %s", claimed.message_id)
         finally:
             with self._lock:
                 self._busy[claimed.destination] -= 1
+                if settlement is not None:
+                    self._settled.append(settlement)
             self._wake.set()
 
-    def _settle(self, claimed: Claimed, attempt: Attempt) -> str:
-        """Record the attempt; return sent, retry or dead."""
+    def _settlement(self, claimed: Claimed, attempt: Attempt) -> Settlement:
+        """Decide what becomes of a message after an attempt: sent, again later, or dead."""
         name = claimed.destination
+        now = time.time()
         if attempt.sent:
-            assert attempt.status is not None
-            mark_sent(self._engine, claimed, attempt.status)
-            return "sent"
+            self._count(name, "sent", now - claimed.created_at)
+            return Settlement(claimed, State.SENT, status=attempt.status, sent_at=now)
         error = attempt.error or "failed"
         if not attempt.may_pass or claimed.attempts > len(self._schedule):
             why = "refused for good" if not attempt.may_pass else "out of attempts"
-            mark_dead(self._engine, claimed, attempt.status, error)
             log.error(
                 "message %s to %s is dead (%s after %d attempts): %s",
                 claimed.message_id, name, why, claimed.attempts, error,
             )  # fmt: skip
-            return "dead"
+            self._count(name, "dead")
+            return Settlement(claimed, State.DEAD, status=attempt.status, error=error)
         delay = self._schedule[claimed.attempts - 1] * random.uniform(0.9, 1.1)  # noqa: S311
         if attempt.retry_after is not None:
             delay = attempt.retry_after
-        mark_retry(self._engine, claimed, time.time() + delay, attempt.status, error)
         log.warning(
             "message %s to %s failed (%s), attempt %d; next in %.0f s",
             claimed.message_id, name, error, claimed.attempts, delay,
         )  # fmt: skip
-        return "retry"
+        self._count(name, "retry")
+        return Settlement(
+            claimed, State.PENDING, status=attempt.status, error=error, next_attempt_at=now + delay
+        )
+
+    def _count(self, destination: str, outcome: str, latency: float | None = None) -> None:
+        if self._metrics is not None:
+            self._metrics.outbox_attempts.labels(destination, outcome).inc()
+            if latency is not None:
+                self._metrics.outbox_latency.observe(max(0.0, latency))

@@ -16,12 +16,13 @@ from functools import cached_property
 from typing import Any
 
 import jinja2
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from plugnmeet_webhooks.ledger.reports import cost, epoch, iso, session_status
 from plugnmeet_webhooks.ledger.tables import session_end_column, sessions, usage
 from plugnmeet_webhooks.normalize import Event, Room
-from plugnmeet_webhooks.storage.outbox import Message, enqueue, message_id
+from plugnmeet_webhooks.storage.outbox import Message, enqueue, message_id, queued_already
+from plugnmeet_webhooks.storage.sql import compiled, execute
 from plugnmeet_webhooks.text import plain
 from plugnmeet_webhooks.workflows.rules import (
     SESSION_FIELDS,
@@ -53,16 +54,35 @@ class RoomFacts:
     @cached_property
     def ai_cost_today(self) -> float:
         """The room's AI cost over the UTC day of the event, this event included."""
-        day = datetime.fromtimestamp(self._day_of, UTC).date()
-        start = epoch(day)
-        query = select(func.sum(usage.c.cost_micros)).where(
-            usage.c.tenant == self._tenant,
-            usage.c.room_id == self._room.room_id,
-            usage.c.created_at >= start,
-            usage.c.created_at < start + 86400,
-        )
-        micros = self._conn.execute(query).scalar()
-        return cost(int(micros or 0)) or 0.0
+        start = epoch(datetime.fromtimestamp(self._day_of, UTC).date())
+        params = {
+            "tenant": self._tenant, "room_id": self._room.room_id, "start": start,
+            "end": start + 86400,
+        }  # fmt: skip
+        micros = execute(self._conn, compiled(self._conn.dialect, _cost_of_day), params)
+        return cost(int(micros.fetchone()[0] or 0)) or 0.0
+
+
+def _cost_of_day(module: Any) -> Any:
+    return select(func.sum(usage.c.cost_micros)).where(
+        usage.c.tenant == bindparam("tenant"),
+        usage.c.room_id == bindparam("room_id"),
+        usage.c.created_at >= bindparam("start"),
+        usage.c.created_at < bindparam("end"),
+    )
+
+
+def _session_row(module: Any) -> Any:
+    return select(
+        *(sessions.c[name] for name in _SESSION_COLUMNS),
+        session_end_column().label("session_end"),
+    ).where(sessions.c.tenant == bindparam("tenant"), sessions.c.room_sid == bindparam("room_sid"))
+
+
+_SESSION_COLUMNS = (
+    "room_sid", "started_at", "end_source", "duration_seconds", "billable_minutes",
+    "session_ended",
+)  # fmt: skip
 
 
 class SessionFacts:
@@ -74,13 +94,16 @@ class SessionFacts:
         self._room_sid = room_sid
 
     @cached_property
-    def _row(self) -> Any:
+    def _row(self) -> dict[str, Any] | None:
         if not self._room_sid:
             return None
-        query = select(sessions, session_end_column().label("session_end")).where(
-            sessions.c.tenant == self._tenant, sessions.c.room_sid == self._room_sid
+        params = {"tenant": self._tenant, "room_sid": self._room_sid}
+        found = execute(self._conn, compiled(self._conn.dialect, _session_row), params).fetchone()
+        return (
+            None
+            if found is None
+            else dict(zip((*_SESSION_COLUMNS, "session_end"), found, strict=True))
         )
-        return self._conn.execute(query).first()
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name not in SESSION_FIELDS:
@@ -89,10 +112,10 @@ class SessionFacts:
         if row is None:
             return None
         if name == "status":
-            return session_status(row.session_ended, row.end_source)
+            return session_status(bool(row["session_ended"]), row["end_source"])
         if name == "ended_at":
-            return row.session_end
-        return getattr(row, name)
+            return row["session_end"]
+        return row[name]
 
     def as_dict(self) -> dict[str, Any]:
         """The session's fields, times as ISO 8601 (for a webhook's body)."""
@@ -230,9 +253,14 @@ class Workflows:
         facts = Facts(conn, event, tenant, received_at)
         made = []
         for rule in rules:
+            key = facts.once_key(rule, event_key)
+            ids = {name: message_id(tenant, rule.name, name, key) for name in rule.send}
+            # A rule's messages are queued together: once the first is there, its once is
+            # spent, and the ledger need not be read for it.
+            if rule.once_per != "event" and queued_already(conn, ids[rule.send[0]]):
+                continue
             if not all(c.holds(facts.resolve(c.path)) for c in rule.conditions):
                 continue
-            key = facts.once_key(rule, event_key)
             for name in rule.send:
                 try:
                     body = render(rule, self.rules.destinations[name], facts, tenant)
@@ -245,7 +273,7 @@ class Workflows:
                     continue
                 made.append(
                     Message(
-                        message_id=message_id(tenant, rule.name, name, key),
+                        message_id=ids[name],
                         tenant=tenant,
                         rule=rule.name,
                         destination=name,

@@ -193,8 +193,12 @@ def test_a_destination_down_for_the_whole_burst_gets_everything_when_back(
             vip["id"] = f"vip-{n}"
             assert deliver(client, json.dumps(vip).encode()).status == 200
         rt.dispatcher().start()
-        time.sleep(0.5)
-        messages = _messages(app)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # until every message has been tried once
+            messages = _messages(app)
+            if all(m["attempts"] >= 1 and m["state"] == "pending" for m in messages):
+                break
+            time.sleep(0.05)
         assert len(messages) == 20 and {m["state"] for m in messages} <= {"pending", "sending"}
         assert all(m["last_error"] == "connection refused or unreachable" for m in messages)
         with Sink(port) as down:  # it comes back
