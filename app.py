@@ -185,9 +185,6 @@ def parse_event(body: bytes) -> dict[str, Any]:
         raise BadEvent("body has no string 'event'")
     if not _plausible_key(name):
         raise BadEvent("'event' is not a plausible event name")
-    event_id = payload.get("id")
-    if event_id is not None and not _plausible_key(event_id):
-        raise BadEvent("'id' is not a printable string of at most 200 characters")
     return payload
 
 
@@ -223,6 +220,11 @@ def _delivery(
     """Describe a verified, parsed delivery as the row to store."""
     room_id, room_sid, created_at = peek(payload)
     event_id = payload.get("id") or None
+    refused = None
+    if event_id is not None and not _plausible_key(event_id):
+        # It cannot key the event: the body's digest does, and the event is kept, refused.
+        event_id = None
+        refused = "NormalizationError: event.id: not a printable string of at most 200 characters"
     stored = StoredEvent(
         dedupe_key=event_id or f"sha256:{digest.hex()}",
         event_id=event_id,
@@ -236,6 +238,8 @@ def _delivery(
         body_sha256=digest.hex(),
         body=body,
         tenant=tenant,
+        handler_status="failed" if refused else "ok",
+        handler_error=refused,
     )
     return Delivery(stored, payload)
 

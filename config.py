@@ -126,11 +126,14 @@ class _Keys:
         self.pairs: dict[str, KeyPair] = {}
         self.warnings: list[str] = []
 
-    def add(self, key: str, secret: str, tenant: str | None, where: str) -> None:
+    def add(
+        self, key: str, secret: str, tenant: str | None, where: str, key_where: str = ""
+    ) -> None:
         if not _KEY.fullmatch(key):
             raise ConfigError(
-                f"{where} has the key {key[:40]!r}, which is not an API key; keys are letters, "
-                "digits, '.', '_', '~' or '-', as client.api_key in plugNmeet's config.yaml."
+                f"{key_where or where} has the key {key[:40]!r}, which is not an API key; keys "
+                "are letters, digits, '.', '_', '~' or '-', as client.api_key in plugNmeet's "
+                "config.yaml."
             )
         if len(secret) < MIN_SECRET_LENGTH:
             raise ConfigError(
@@ -145,7 +148,23 @@ class _Keys:
         known = self.pairs.get(key)
         if known is not None and known.secret != secret:
             raise ConfigError(f"{where} names key {key!r} again with another secret; keep one.")
+        if known is not None and tenant is not None and known.tenant not in (key, tenant):
+            raise ConfigError(
+                f"{where} puts key {key!r} in tenant {tenant!r}, but it is in "
+                f"{known.tenant!r} already; a key belongs to one tenant."
+            )
         self.pairs[key] = KeyPair(key, secret, tenant or (known.tenant if known else key))
+
+    def check_tenants(self) -> None:
+        """Refuse a key that is its own tenant under a name a [section] also uses."""
+        named = {p.tenant for p in self.pairs.values() if p.tenant != p.key}
+        for pair in self.pairs.values():
+            if pair.tenant == pair.key and pair.key in named:
+                raise ConfigError(
+                    f"{pair.key!r} is both a key of its own tenant and a [{pair.key}] section of "
+                    "PNM_API_KEYS_FILE, which would merge two servers' data; put the key under "
+                    "that section, or name the section otherwise."
+                )
 
 
 def _read_keys_file(path_text: str, keys: _Keys) -> None:
@@ -177,7 +196,10 @@ def _read_keys_file(path_text: str, keys: _Keys) -> None:
                 f"{where} is neither 'key: secret' nor '[tenant]'; write one pair a line, "
                 "the secret after the first colon."
             )
-        keys.add(key.strip(), secret.strip(), tenant, where)
+        secret = secret.strip()
+        if len(secret) >= 2 and secret[0] == secret[-1] and secret[0] in "\"'":
+            secret = secret[1:-1]  # copied with its quotes from config.yaml
+        keys.add(key.strip(), secret, tenant, where)
 
 
 def parse_api_keys(env: Mapping[str, str]) -> tuple[dict[str, KeyPair], list[str]]:
@@ -197,7 +219,7 @@ def parse_api_keys(env: Mapping[str, str]) -> tuple[dict[str, KeyPair], list[str
             raise ConfigError(f"PNM_API_KEY is not set; {_WHERE_KEYS_COME_FROM}.")
         if not secret:
             raise ConfigError(f"PNM_API_SECRET is not set or empty; {_WHERE_KEYS_COME_FROM}.")
-        keys.add(key, secret, None, "PNM_API_SECRET")
+        keys.add(key, secret, None, "PNM_API_SECRET", key_where="PNM_API_KEY")
     for number, item in enumerate(listed.split(",") if listed else [], start=1):
         key, sep, secret = (part.strip() for part in item.partition(":"))
         if not sep or not key:
@@ -213,6 +235,7 @@ def parse_api_keys(env: Mapping[str, str]) -> tuple[dict[str, KeyPair], list[str
         keys.add(key, secret, None, f"PNM_API_KEYS entry {number}")
     if keys_file:
         _read_keys_file(keys_file, keys)
+    keys.check_tenants()
     if not keys.pairs:
         raise ConfigError(
             f"PNM_API_KEYS_FILE holds no 'key: secret' line; {_WHERE_KEYS_COME_FROM}."
@@ -241,8 +264,8 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, not {raw!r}.") from None
-    if not 0 < value <= 600:
-        raise ConfigError(f"{name} must be more than 0 and at most 600 seconds, not {raw}.")
+    if not 0.1 <= value <= 600:
+        raise ConfigError(f"{name} must be from 0.1 to 600 seconds, not {raw}.")
     return value
 
 

@@ -139,6 +139,7 @@ def text(maximum: int) -> Converter:
 
 
 key_text = text(MAX_KEY)
+_title_text = text(500)
 path_text = text(MAX_PATH)
 count_int = at_most(to_int, MAX_COUNT)
 quantity_int = at_most(to_int, MAX_QUANTITY)
@@ -232,9 +233,12 @@ class Room:
 
     @property
     def title(self) -> str:
-        """Return the room title from the room metadata, or ``""``."""
+        """Return the room title from the room metadata, or ``""``; refuse one that is not
+        text of at most 500 characters (it goes in the ledger, and in messages)."""
         title = _json_object(self.metadata).get("room_title")
-        return title if isinstance(title, str) else ""
+        if not isinstance(title, str):
+            return ""
+        return str(_title_text(title, "event.room.metadata.room_title"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,24 +1,33 @@
 """Forget a participant: their identity and name leave the stored bodies and the ledger.
 
 What they did stays, under a pseudonym that means nothing outside this database: their
-attendance minutes, and the AI usage and cost booked to them. A rebuild of the ledger from
-the rewritten bodies gives the same pseudonymous rows.
+attendance minutes, and the AI usage and cost booked to them. Only the fields that name a
+person change (a participant's identity, name and metadata; an artifact's user; the keys of
+a usage breakdown; the file paths that spell their id or name), so no other data is
+touched. A rebuild of the ledger from the rewritten bodies gives the same pseudonymous rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, func, select
 
-from plugnmeet_webhooks.ledger.tables import attendance, usage
+from plugnmeet_webhooks.ledger.tables import attendance, files, usage
+from plugnmeet_webhooks.normalize import camel_name
 from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.events import events
+
+log = logging.getLogger(__name__)
+
+USAGE_KINDS = ("token_usage", "duration_usage", "character_count_usage")
+MIN_NAME = 3  # a shorter name is not looked for inside file paths
 
 
 @dataclass
@@ -32,39 +41,76 @@ class Forgotten:
     names: set[str] = field(default_factory=set)
 
 
-def _walk(value: Any, visit: Callable[[Any], Any]) -> Any:
-    """Rebuild a JSON value, letting ``visit`` replace strings and object keys.
+def _get(obj: Any, name: str) -> Any:
+    """Read a field by its proto or its camelCase name (senders write either)."""
+    if not isinstance(obj, dict):
+        return None
+    value = obj.get(name)
+    return obj.get(camel_name(name)) if value is None else value
 
-    A string that holds JSON itself (participant and room metadata do) is walked too.
-    """
-    if isinstance(value, dict):
-        return {visit(k): _walk(v, visit) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_walk(v, visit) for v in value]
-    if isinstance(value, str):
-        if value[:1] in ("{", "[") and len(value) > 1:
-            try:
-                inner = json.loads(value)
-            except ValueError:
-                return visit(value)
-            walked = _walk(inner, visit)
-            return value if walked == inner else json.dumps(walked, ensure_ascii=False)
-        return visit(value)
-    return value
+
+def _set(obj: dict[str, Any], name: str, value: Any) -> None:
+    obj[name if name in obj else camel_name(name)] = value
+
+
+def _people(payload: Any) -> list[tuple[dict[str, Any], str, str]]:
+    """The objects of an event that name a person: (object, id field, name field)."""
+    found = []
+    participant = _get(payload, "participant")
+    if isinstance(participant, dict):
+        found.append((participant, "identity", "name"))
+    user = _get(_get(_get(payload, "room_artifact"), "metadata"), "user_info")
+    if isinstance(user, dict):
+        found.append((user, "user_id", "name"))
+    speech = _get(payload, "speech_service")
+    if isinstance(speech, dict):
+        found.append((speech, "user_id", "name"))
+    return found
 
 
 def _names_of(payload: Any, identity: str, found: set[str]) -> None:
-    """Collect the names given with ``identity`` (a participant's, an artifact user's)."""
-    if isinstance(payload, dict):
-        who = payload.get("identity", payload.get("user_id", payload.get("userId")))
-        name = payload.get("name")
-        if who == identity and isinstance(name, str) and name:
+    """Collect the names a person went by where an event gives them with their identity."""
+    for person, id_field, name_field in _people(payload):
+        name = _get(person, name_field)
+        if _get(person, id_field) == identity and isinstance(name, str) and name:
             found.add(name)
-        for value in payload.values():
-            _names_of(value, identity, found)
-    elif isinstance(payload, list):
-        for value in payload:
-            _names_of(value, identity, found)
+
+
+def _in_text(text: str, personal: list[str], pseudonym: str) -> str:
+    for value in personal:
+        text = text.replace(value, pseudonym)
+    return text
+
+
+def _rewritten(payload: Any, identity: str, names: set[str], pseudonym: str) -> bool:
+    """Replace the person in an event's parsed body, in place; say whether it changed."""
+    changed = False
+    for person, id_field, name_field in _people(payload):
+        if _get(person, id_field) != identity:
+            continue
+        _set(person, id_field, pseudonym)
+        if _get(person, name_field) is not None:
+            _set(person, name_field, pseudonym)
+        if _get(person, "metadata"):  # a participant's own metadata speaks of them
+            _set(person, "metadata", "")
+        changed = True
+    metadata = _get(_get(payload, "room_artifact"), "metadata")
+    for kind in USAGE_KINDS:
+        breakdown = _get(_get(metadata, kind), "breakdown")
+        if isinstance(breakdown, dict) and identity in breakdown:
+            breakdown[pseudonym] = breakdown.pop(identity)
+            changed = True
+    personal = sorted({identity, *(n for n in names if len(n) >= MIN_NAME)}, key=len, reverse=True)
+    for holder, path_field in (
+        (_get(metadata, "file_info"), "file_path"),
+        (_get(payload, "recording_info"), "file_path"),
+        (_get(metadata, "provider_job_info"), "file_name"),
+    ):
+        path = _get(holder, path_field)
+        if isinstance(path, str) and (new := _in_text(path, personal, pseudonym)) != path:
+            _set(holder, path_field, new)
+            changed = True
+    return changed
 
 
 def _bodies(conn: Connection, tenant: str | None, after: int, size: int) -> list[Any]:
@@ -76,6 +122,13 @@ def _bodies(conn: Connection, tenant: str | None, after: int, size: int) -> list
     return list(conn.execute(query.order_by(events.c.id).limit(size)))
 
 
+def _parsed(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
 def forget_participant(
     engine: Engine,
     identity: str,
@@ -84,35 +137,27 @@ def forget_participant(
     batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
 ) -> Forgotten:
-    """Replace a participant's identity and names everywhere with one pseudonym.
+    """Replace a participant's identity and names with one pseudonym.
 
     Two passes over the stored bodies: the first finds the names the participant went by,
-    the second rewrites every body that mentions the identity or one of those names. Then
-    the attendance and usage rows follow. Safe to repeat; each run picks a new pseudonym.
+    the second rewrites each body that speaks of them. Then the ledger rows, the file paths
+    and the recorded handler errors follow. Each run picks a new pseudonym.
     """
     done = Forgotten(pseudonym=f"forgotten-{secrets.token_hex(6)}")
     with engine.connect() as conn:
-        done.names.update(
-            n
-            for n in conn.execute(
-                select(attendance.c.name).where(attendance.c.identity == identity)
-            ).scalars()
-            if n
-        )
+        query = select(attendance.c.name).where(attendance.c.identity == identity)
+        done.names.update(name for name in conn.execute(query).scalars() if name)
     for rewrite in (False, True):
         last = 0
         while True:
             with write_transaction(engine) as conn:
                 rows = _bodies(conn, tenant, last, batch_size)
                 for row in rows:
+                    payload = _parsed(row.body)
                     if not rewrite:
-                        _names_of(_parsed(row.body), identity, done.names)
-                    elif (new := _rewritten(row.body, identity, done)) is not None:
-                        conn.execute(
-                            events.update()
-                            .where(events.c.id == row.id)
-                            .values(body=new, body_sha256=hashlib.sha256(new).hexdigest())
-                        )
+                        _names_of(payload, identity, done.names)
+                    elif _rewritten(payload, identity, done.names, done.pseudonym):
+                        _store(conn, row.id, payload)
                         done.events += 1
             if not rows:
                 break
@@ -120,63 +165,74 @@ def forget_participant(
             if progress is not None and rewrite:
                 progress(len(rows))
     with write_transaction(engine) as conn:
-        done.attendance_rows, done.usage_rows = _ledger(conn, identity, tenant, done.pseudonym)
+        done.attendance_rows, done.usage_rows = _ledger(conn, identity, done, tenant)
     return done
 
 
-def _parsed(body: bytes) -> Any:
+def _store(conn: Connection, row_id: int, payload: Any) -> None:
+    """Write a rewritten body back, unless retention pruned it meanwhile."""
     try:
-        return json.loads(body)
-    except ValueError:
-        return None
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    except RecursionError:  # a body nested past what can be written again: left as it is
+        log.warning("event %d is nested too deeply to rewrite; its body stays as it was", row_id)
+        return
+    conn.execute(
+        events.update()
+        .where(events.c.id == row_id, events.c.pruned_at.is_(None))
+        .values(body=body, body_sha256=hashlib.sha256(body).hexdigest())
+    )
 
 
-def _rewritten(body: bytes, identity: str, done: Forgotten) -> bytes | None:
-    """Return the body with the identity and names replaced, or None when neither is in it."""
-    payload = _parsed(body)
-    if payload is None:
-        return None
-    personal = {identity, *done.names}
-
-    def visit(text: Any) -> Any:
-        return done.pseudonym if text in personal else text
-
-    walked = _walk(payload, visit)
-    if walked == payload:
-        return None
-    return json.dumps(walked, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _ledger(conn: Connection, identity: str, tenant: str | None, pseudonym: str) -> tuple[int, int]:
-    """Put the pseudonym in the attendance and usage rows; return how many rows changed."""
+def _ledger(
+    conn: Connection, identity: str, done: Forgotten, tenant: str | None
+) -> tuple[int, int]:
+    """Put the pseudonym in the ledger rows, paths and errors; return rows changed."""
+    pseudonym = done.pseudonym
     mine = attendance.c.identity == identity
-    # Booked to them, or counting them in a breakdown (whose keys are user ids).
-    booked = or_(usage.c.user_id == identity, usage.c.breakdown.contains(identity, autoescape=True))
+    booked = usage.c.user_id == identity
+    in_breakdown = usage.c.breakdown.contains(json.dumps(identity), autoescape=True)
+    scope: list[ColumnElement[bool]] = [events.c.handler_error.is_not(None)]
+    paths: list[ColumnElement[bool]] = [files.c.path.is_not(None)]
     if tenant is not None:
         mine = mine & (attendance.c.tenant == tenant)
         booked = booked & (usage.c.tenant == tenant)
+        in_breakdown = in_breakdown & (usage.c.tenant == tenant)
+        scope.append(events.c.tenant == tenant)
+        paths.append(files.c.tenant == tenant)
     # A participant sent without a sid is keyed by their identity: that key goes too.
     conn.execute(
         attendance.update()
         .where(mine, attendance.c.participant_sid == identity)
         .values(participant_sid=pseudonym)
     )
-    people = conn.execute(attendance.update().where(mine).values(identity=pseudonym, name=None))
-    columns = (usage.c.tenant, usage.c.artifact_id, usage.c.user_id, usage.c.breakdown)
-    rows = list(conn.execute(select(*columns).where(booked)))
-    for row in rows:
-        breakdown = row.breakdown
-        if breakdown:
-            parts = json.loads(breakdown)
-            breakdown = json.dumps(
-                {pseudonym if k == identity else k: v for k, v in parts.items()}, sort_keys=True
+    # The name becomes the pseudonym, not empty: a later event cannot fill it in again.
+    people = conn.execute(
+        attendance.update().where(mine).values(identity=pseudonym, name=pseudonym)
+    ).rowcount
+    changed = conn.execute(usage.update().where(booked).values(user_id=pseudonym)).rowcount
+    columns = (usage.c.tenant, usage.c.artifact_id, usage.c.breakdown)
+    for row in conn.execute(select(*columns).where(in_breakdown)).all():
+        parts = json.loads(row.breakdown)
+        if identity in parts:
+            parts[pseudonym] = parts.pop(identity)
+            conn.execute(
+                usage.update()
+                .where(usage.c.tenant == row.tenant, usage.c.artifact_id == row.artifact_id)
+                .values(breakdown=json.dumps(parts, sort_keys=True))
             )
+            changed += 1
+    personal = sorted(
+        {identity, *(n for n in done.names if len(n) >= MIN_NAME)}, key=len, reverse=True
+    )
+    for value in personal:
         conn.execute(
-            usage.update()
-            .where(usage.c.tenant == row.tenant, usage.c.artifact_id == row.artifact_id)
-            .values(
-                user_id=pseudonym if row.user_id == identity else row.user_id,
-                breakdown=breakdown,
-            )
+            files.update()
+            .where(*paths, files.c.path.contains(value, autoescape=True))
+            .values(path=func.replace(files.c.path, value, pseudonym))
         )
-    return people.rowcount, len(rows)
+        conn.execute(
+            events.update()
+            .where(*scope, events.c.handler_error.contains(value, autoescape=True))
+            .values(handler_error=func.replace(events.c.handler_error, value, pseudonym))
+        )
+    return people, changed

@@ -11,6 +11,8 @@ the deliveries of that batch: with the database error, which the route answers b
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import logging
 import threading
 import time
@@ -83,6 +85,8 @@ def _store_one(conn: Connection, delivery: Delivery, apply: Apply) -> Outcome:
     row_id = insert_event(conn, stored)
     if row_id is None:
         return _known(conn, stored)
+    if stored.handler_status == "failed":  # refused at the edge: kept, never applied
+        return Outcome.HANDLER_FAILED
     try:
         apply(conn, delivery)
     except SQLAlchemyError:
@@ -237,7 +241,7 @@ class GroupCommitter:
         store: StoreBatch,
         *,
         wait_seconds: float,
-        idle_seconds: float = 30.0,
+        idle_seconds: float = 10.0,
     ) -> None:
         self._engine = engine
         self._store = store
@@ -347,9 +351,18 @@ class GroupCommitter:
                     self._writer = None
                     if self._queue:
                         self._ensure_writer()
+            _release_memory()
 
     @staticmethod
     def _answer(batch: list[_Job], results: list[Result]) -> None:
         for job, result in zip(batch, results, strict=True):
             job.result = result
             job.done.set()
+
+
+def _release_memory() -> None:
+    """After a burst, hand the heap memory it freed back to the system (glibc's arenas keep
+    it otherwise, and a worker would stay as large as its largest burst)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

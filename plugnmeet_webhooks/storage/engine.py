@@ -36,7 +36,7 @@ def make_engine(url: str, *, timeout: float = 5.0) -> Engine:
         # that stops answering is noticed by TCP instead of hanging a worker.
         options = parsed.query.get("options", "")
         options = options if isinstance(options, str) else " ".join(options)
-        milliseconds = int(timeout * 1000)
+        milliseconds = max(1, round(timeout * 1000))  # 0 would mean: wait for ever
         return create_engine(
             parsed.difference_update_query(["options"]),
             hide_parameters=True,
@@ -59,7 +59,7 @@ def make_engine(url: str, *, timeout: float = 5.0) -> Engine:
         # and shared-memory files the same mode when it makes them.
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     engine = create_engine(parsed, hide_parameters=True, connect_args={"timeout": timeout})
-    _tune_sqlite(engine, busy_timeout_ms=int(timeout * 1000))
+    _tune_sqlite(engine, busy_timeout_ms=max(1, round(timeout * 1000)))
     return engine
 
 

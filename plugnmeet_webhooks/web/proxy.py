@@ -24,6 +24,8 @@ class _AddressCheck:
         forwarded = environ.get("REMOTE_ADDR")
         if forwarded != original.get("REMOTE_ADDR"):
             try:
+                if "%" in (forwarded or ""):  # an IPv6 zone: free text, never a client's
+                    raise ValueError(forwarded)
                 environ["REMOTE_ADDR"] = str(ipaddress.ip_address(forwarded or ""))
             except ValueError:  # a client that reached us directly wrote what it liked
                 environ["REMOTE_ADDR"] = original.get("REMOTE_ADDR")

@@ -69,6 +69,7 @@ def test_numeric_secret_stays_a_string():
         ({"PNM_API_KEYS": "k1"}, ["PNM_API_KEYS entry 1", "key:secret"]),
         ({"PNM_API_KEYS": f"a:{S1},a:{S2}"}, ["PNM_API_KEYS", "'a'"]),
         ({"PNM_API_KEY": "k", "PNM_API_SECRET": "x"}, ["PNM_API_SECRET", "16 characters"]),
+        ({"PNM_API_KEY": "my key", "PNM_API_SECRET": S1}, ["PNM_API_KEY has the key"]),
         ({"PNM_API_KEYS": "k:short-secret"}, ["PNM_API_KEYS entry 1", "16 characters"]),
         ({"PNM_API_KEYS": f"bad key:{S1}"}, ["PNM_API_KEYS entry 1", "not an API key"]),
         (PAIR | {"PNM_CLOCK_LEEWAY": "99999999"}, ["PNM_CLOCK_LEEWAY", "at most 300"]),
@@ -80,6 +81,7 @@ def test_numeric_secret_stays_a_string():
         (PAIR | {"PNM_WEBHOOK_PATH": "webhook"}, ["PNM_WEBHOOK_PATH"]),
         (PAIR | {"PNM_LOG_FORMAT": "xml"}, ["PNM_LOG_FORMAT"]),
         (PAIR | {"PNM_DB_TIMEOUT": "0"}, ["PNM_DB_TIMEOUT"]),
+        (PAIR | {"PNM_DB_TIMEOUT": "0.0009"}, ["PNM_DB_TIMEOUT", "from 0.1 to 600"]),
     ],
 )
 def test_wrong_settings_are_named_in_one_sentence(env, names):
@@ -145,6 +147,8 @@ def test_the_keys_file_cannot_mis_split_a_secret_and_names_tenants(tmp_path):
         ("# nothing but a comment\n", ["PNM_API_KEYS_FILE holds no 'key: secret' line"]),
         (f"k: {S1}\nk: {S2}\n", ["PNM_API_KEYS_FILE line 2", "'k'", "another secret"]),
         ("k: tooshort\n", ["PNM_API_KEYS_FILE line 1", "16 characters"]),
+        (f"[a]\nk: {S1}\n[b]\nk: {S1}\n", ["line 4", "tenant 'b'", "in 'a' already"]),
+        (f"globex: {S1}\n[globex]\ng2: {S2}\n", ["'globex' is both a key", "[globex]"]),
     ],
 )
 def test_mistakes_in_the_keys_file_name_the_line(tmp_path, text, names):
@@ -177,3 +181,8 @@ def test_the_default_database_lives_beside_a_checkout():
 
     checkout = config.default_database_url()
     assert checkout == f"sqlite:///{ROOT / 'instance' / 'plugnmeet-webhooks.db'}"
+
+
+def test_a_secret_copied_with_its_quotes_from_config_yaml_loses_them(tmp_path):
+    settings = load_settings(_keys_file(tmp_path, f'k: "{S1}"\n'))
+    assert settings.api_keys["k"] == S1

@@ -245,6 +245,7 @@ def test_every_bad_report_parameter_is_a_400_with_the_reason(admin_client, query
         ("not an address" + "x" * 500, "127.0.0.1"),
         ("203.0.113.5;<script>", "127.0.0.1"),
         ("2001:db8::1", "2001:db8::1"),
+        ("fe80::1%zz ok", "127.0.0.1"),  # an IPv6 zone is free text
     ],
 )
 def test_a_forwarded_address_is_taken_only_when_it_is_one(settings, forwarded, stored):
@@ -449,3 +450,94 @@ def test_forget_participant_leaves_minutes_and_no_name(app, client, runner):
     with runtime.of(app).database().connect() as conn:
         names = conn.execute(text("SELECT identity FROM attendance")).scalars().all()
     assert "u-alice" not in names
+
+
+def _mallory(**participant) -> bytes:
+    payload = json.loads(CORPUS[2].read_bytes())
+    payload["id"] = f"mallory-{len(participant)}-{sorted(participant.items())!r}"[:150]
+    payload["participant"] |= {"sid": "PA_m", "identity": "u-mallory"} | participant
+    return json.dumps(payload).encode()
+
+
+def test_forgetting_touches_only_the_fields_that_name_the_person(app, client, runner):
+    for body in CORPUS:
+        assert deliver(client, body.read_bytes()).status == 200
+    # A participant named like a field, another whose id looks like a number in the data.
+    assert deliver(client, _mallory(name="room")).status == 200
+    assert deliver(client, _mallory(identity="1000", sid="PA_n", name="Nina")).status == 200
+    before = report(app, "rooms")["rows"][0]
+    usage_before = report(app, "usage")["total"]
+
+    for who in ("u-mallory", "1000"):
+        result = runner.invoke(args=["forget-participant", who, "--yes"])
+        assert result.exit_code == 0, result.output
+
+    with runtime.of(app).database().connect() as conn:
+        bodies = [json.loads(b) for b in conn.execute(text("SELECT body FROM events")).scalars()]
+    assert all("room" in b for b in bodies), "no other field is renamed"
+    assert report(app, "usage")["total"] == usage_before, "no breakdown value is touched"
+    runner.invoke(args=["rebuild-ledger", "--yes"])
+    after = report(app, "rooms")["rows"][0]
+    assert (after["billable_minutes"], after["attendees"]) == (
+        before["billable_minutes"],
+        before["attendees"],
+    )
+    assert report(app, "usage")["total"] == usage_before
+
+
+def test_a_forgotten_name_does_not_come_back_with_a_later_event(app, client, runner):
+    assert deliver(client, _mallory(name="Mallory Example")).status == 200
+    assert runner.invoke(args=["forget-participant", "u-mallory", "--yes"]).exit_code == 0
+    left = json.loads(_mallory(name="Mallory Example"))
+    left |= {"event": "participant_left", "id": "mallory-left", "created_at": "1764172000"}
+    assert deliver(client, json.dumps(left).encode()).status == 200
+    with runtime.of(app).database().connect() as conn:
+        names = conn.execute(text("SELECT name FROM attendance")).scalars().all()
+    assert all(n.startswith("forgotten-") for n in names), names
+
+
+def test_forgetting_reaches_file_paths_and_recorded_errors(app, client, runner):
+    artifact = json.loads(CORPUS[24].read_bytes())  # a meeting summary file
+    artifact["room_artifact"]["metadata"]["file_info"]["file_path"] = "summaries/u-dave/x.txt"
+    artifact["room_artifact"]["metadata"]["user_info"] = {"user_id": "u-dave", "name": "Dave"}
+    assert deliver(client, json.dumps(artifact).encode()).status == 200
+    usage_body = json.loads(CORPUS[22].read_bytes())  # a chat usage with a breakdown
+    usage_body["id"] = "bad-breakdown"
+    usage_body["room_artifact"]["artifact_id"] = "bad-breakdown"
+    usage_body["room_artifact"]["metadata"]["token_usage"]["breakdown"] = {"u-dave": "lots"}
+    assert deliver(client, json.dumps(usage_body).encode()).status == 200
+    assert "u-dave" in _failed_with(app, "breakdown")["handler_error"]
+
+    assert runner.invoke(args=["forget-participant", "u-dave", "--yes"]).exit_code == 0
+
+    with runtime.of(app).database().connect() as conn:
+        everything = " ".join(
+            str(value)
+            for table in ("events", "files", "usage", "attendance")
+            for row in conn.execute(text(f"SELECT * FROM {table}"))  # noqa: S608 - fixed names
+            for value in row
+        )
+    assert "u-dave" not in everything
+
+
+def test_a_deeply_nested_body_does_not_stop_forgetting(app, client, runner):
+    nested: object = "x"
+    for _ in range(900):
+        nested = [nested]
+    deep = json.loads(_mallory(name="Mallory"))
+    deep["padding"] = nested
+    assert deliver(client, json.dumps(deep).encode()).status == 200
+    assert deliver(client, _mallory(name="Mallory", sid="PA_x")).status == 200
+    result = runner.invoke(args=["forget-participant", "u-mallory", "--yes"])
+    assert result.exit_code == 0, result.output
+    with runtime.of(app).database().connect() as conn:
+        identities = conn.execute(text("SELECT identity FROM attendance")).scalars().all()
+    assert identities and "u-mallory" not in identities
+
+
+@pytest.mark.parametrize("title", ["a\x00b", "\ud800", "t" * 501])
+def test_a_room_title_that_is_not_plain_text_is_refused(app, client, title):
+    body = _body(SESSION_ENDED, room__metadata=json.dumps({"room_title": title}))
+    assert deliver(client, body).status == 200
+    _failed_with(app, "room_title")
+    assert ledger_snapshot(app)["sessions"] == []

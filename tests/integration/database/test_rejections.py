@@ -20,7 +20,9 @@ from tests.support.helpers import (
     deliver,
     forge,
     good_claims,
+    ledger_snapshot,
     stored_count,
+    stored_rows,
 )
 from validation import sign
 
@@ -183,10 +185,6 @@ NOT_AN_EVENT = {
     "event with a control char": b'{"event":"room\\u0000started"}',
     "event a lone surrogate": b'{"event":"\\ud800"}',
     "event too long": b'{"event":"' + b"e" * 500 + b'"}',
-    "id a number": b'{"event":"room_started","id":5}',
-    "id with a newline": b'{"event":"room_started","id":"a\\nWARNING forged"}',
-    "id with a NUL": b'{"event":"room_started","id":"a\\u0000b"}',
-    "id too long": b'{"event":"room_started","id":"' + b"i" * 500 + b'"}',
     "huge integer": b'{"event":"room_started","n":' + b"9" * 5000 + b"}",
     "trailing garbage": b'{"event":"room_started"} {}',
 }
@@ -246,3 +244,23 @@ def test_each_failure_has_a_class_for_the_metrics(name):
         verify(BODY, FORBIDDEN_TOKENS[name](), {KEY: SECRET})
     assert caught.value.kind == KIND_OF[name]
     assert caught.value.kind in KINDS
+
+
+BAD_IDS = {
+    "id a number": b'{"event":"room_started","id":5,"room":{"sid":"RM_1"}}',
+    "id with a newline": b'{"event":"room_started","id":"a\\nWARNING","room":{"sid":"RM_1"}}',
+    "id with a NUL": b'{"event":"room_started","id":"a\\u0000b","room":{"sid":"RM_1"}}',
+    "id too long": b'{"event":"room_started","id":"' + b"i" * 500 + b'","room":{"sid":"RM_1"}}',
+}
+
+
+@pytest.mark.parametrize("name", BAD_IDS, ids=list(BAD_IDS))
+def test_an_id_that_cannot_key_the_event_stores_it_refused(app, client, name):
+    body = BAD_IDS[name]
+    assert deliver(client, body).json == {"status": "accepted"}
+    [row] = stored_rows(app)
+    assert row["event_id"] is None and row["dedupe_key"].startswith("sha256:")
+    assert row["handler_status"] == "failed"
+    assert row["handler_error"].startswith("NormalizationError: event.id")
+    assert all(rows == [] for rows in ledger_snapshot(app).values())
+    assert deliver(client, body).json == {"status": "duplicate"}
