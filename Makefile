@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench vendor clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11")'
@@ -40,6 +40,16 @@ bench: $(VENV)/.bench-deps
 	@command -v wrk >/dev/null || { echo "installing wrk (the load generator) ..."; \
 	  apt-get install -y wrk >/dev/null 2>&1 || { echo "wrk is needed: install it with your package manager, e.g. apt-get install wrk"; exit 1; }; }
 	$(BIN)/python -m bench.run --notes bench/NOTES.md $(BENCH_ARGS)
+
+CHARTJS := 4.6.1
+CHARTJS_DIR := plugnmeet_webhooks/web/dashboard/static/vendor/chart.js-$(CHARTJS)
+## vendor: fetch Chart.js $(CHARTJS) from the npm registry again and check it against SHA256SUMS
+vendor:
+	@command -v npm >/dev/null || { echo "npm is needed to fetch Chart.js: apt-get install npm"; exit 1; }
+	rm -rf build/vendor && mkdir -p build/vendor
+	cd build/vendor && npm pack --silent chart.js@$(CHARTJS) >/dev/null && tar -xzf chart.js-$(CHARTJS).tgz
+	cp build/vendor/package/dist/chart.umd.min.js build/vendor/package/LICENSE.md $(CHARTJS_DIR)/
+	cd $(CHARTJS_DIR) && sha256sum -c SHA256SUMS
 
 lint: $(VENV)/.dev-deps
 	$(BIN)/ruff check .

@@ -38,7 +38,7 @@ from plugnmeet_webhooks.storage.commit import Delivery, Outcome
 from plugnmeet_webhooks.storage.errors import Fault, classify, describe
 from plugnmeet_webhooks.storage.events import StoredEvent, now
 from plugnmeet_webhooks.text import plain, shown
-from plugnmeet_webhooks.web import api, ops
+from plugnmeet_webhooks.web import api, dashboard, ops
 from plugnmeet_webhooks.web.proxy import behind_proxies
 from plugnmeet_webhooks.workflows.rules import load_rules
 from validation import VerificationError, body_digest
@@ -81,6 +81,8 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     app.json.sort_keys = False  # type: ignore[attr-defined]  # report fields keep their order
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
+    if settings.admin_token:  # without it, the dashboard does not exist at all
+        dashboard.init_app(app)
     app.before_request(_start_timer)
     app.after_request(_count_delivery)
     app.register_error_handler(HTTPException, http_error)

@@ -14,9 +14,10 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Connection, and_, case, cast, func, or_, select
 
-from plugnmeet_webhooks.ledger.tables import attendance, session_end_column, sessions, usage
+from plugnmeet_webhooks.ledger.tables import attendance, files, session_end_column, sessions, usage
 
-REPORTS = ("sessions", "usage", "rooms")
+REPORTS = ("sessions", "usage", "rooms", "days", "attendance", "files")
+DAY = 86400
 
 
 FIRST_DAY = date(1970, 1, 1)
@@ -306,10 +307,137 @@ def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     return {"rows": rows, "total": total}
 
 
+def _day(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds * DAY, UTC).date().isoformat()
+
+
+def days_report(conn: Connection, filters: Filters) -> dict[str, Any]:
+    """Per UTC day: sessions started, their billable minutes, and AI cost by artifact type.
+
+    With both ``since`` and ``until``, every day between them has a row, zeros included.
+    """
+    days: dict[str, dict[str, Any]] = {}
+
+    def day(key: str) -> dict[str, Any]:
+        return days.setdefault(
+            key,
+            {"day": key, "sessions": 0, "billable_minutes": 0, "ai_cost": None,
+             "ai_cost_by_type": {}},
+        )  # fmt: skip
+
+    if filters.since and filters.until:
+        for n in range((filters.until - filters.since).days + 1):
+            day((filters.since + timedelta(days=n)).isoformat())
+    started = (sessions.c.started_at // DAY).label("day")
+    per_day = select(
+        started,
+        func.count().label("sessions"),
+        func.coalesce(func.sum(sessions.c.billable_minutes), 0).label("minutes"),
+    ).where(sessions.c.started_at.is_not(None))
+    per_day = _where(per_day, sessions.c.started_at, sessions.c.room_id, filters).group_by(started)
+    for r in conn.execute(per_day):
+        day(_day(int(r.day))).update(sessions=r.sessions, billable_minutes=int(r.minutes))
+    created = (usage.c.created_at // DAY).label("day")
+    no_cost = func.sum(case((usage.c.cost_micros.is_(None), 1), else_=0)).label("without_cost")
+    costs = select(created, usage.c.artifact_type, no_cost, *_cost_parts()).group_by(
+        created, usage.c.artifact_type
+    )
+    micros: list[int] = []
+    without_cost = 0
+    for r in conn.execute(_where(costs, usage.c.created_at, usage.c.room_id, filters)):
+        without_cost += int(r.without_cost)
+        joined = _joined(r)
+        if joined is None:
+            continue
+        row = day(_day(int(r.day)))
+        row["ai_cost_by_type"][r.artifact_type] = cost(joined)
+        micros.append(joined)
+        row["_micros"] = row.get("_micros", 0) + joined
+    rows = [days[key] for key in sorted(days)]
+    for row in rows:
+        row["ai_cost"] = cost(row.pop("_micros")) if "_micros" in row else None
+        row["ai_cost_by_type"] = dict(sorted(row["ai_cost_by_type"].items()))
+    total = {
+        "days": len(rows),
+        "sessions": sum(r["sessions"] for r in rows),
+        "billable_minutes": sum(r["billable_minutes"] for r in rows),
+        "ai_cost": _sum_costs(list(micros)),
+        "artifacts_without_cost": without_cost,
+    }
+    return {"rows": rows, "total": total}
+
+
+def attendance_report(conn: Connection, filters: Filters) -> dict[str, Any]:
+    """Who was in each session when: one row per participant's presence, session by session."""
+    query = select(
+        sessions.c.tenant,
+        sessions.c.room_id,
+        sessions.c.room_sid,
+        attendance.c.identity,
+        attendance.c.name,
+        attendance.c.joined_at,
+        attendance.c.left_at,
+        attendance.c.seconds,
+        session_end_column().label("session_end"),
+    ).select_from(
+        attendance.join(
+            sessions,
+            and_(
+                attendance.c.tenant == sessions.c.tenant,
+                attendance.c.room_sid == sessions.c.room_sid,
+            ),
+        )
+    )
+    query = _where(query, sessions.c.started_at, sessions.c.room_id, filters)
+    found = sorted(
+        conn.execute(query),
+        key=lambda r: (r.tenant, r.room_sid, r.joined_at or 0, r.identity),
+    )
+    rows = [
+        {
+            "tenant": r.tenant,
+            "room_id": r.room_id,
+            "room_sid": r.room_sid,
+            "identity": r.identity,
+            "name": r.name,
+            "joined_at": iso(r.joined_at),
+            "left_at": iso(r.left_at if r.left_at is not None else r.session_end),
+            "left_from": "participant_left" if r.left_at is not None else "session_end",
+            "seconds": r.seconds,
+        }
+        for r in found
+    ]
+    total = {"stays": len(rows), "people": len({(r["room_sid"], r["identity"]) for r in rows})}
+    return {"rows": rows, "total": total}
+
+
+def files_report(conn: Connection, filters: Filters) -> dict[str, Any]:
+    """The recordings and files of the rooms, newest first."""
+    query = _where(select(files), files.c.created_at, files.c.room_id, filters)
+    found = sorted(conn.execute(query), key=lambda r: (-r.created_at, r.file_key))
+    rows = [
+        {
+            "tenant": r.tenant,
+            "room_id": r.room_id,
+            "kind": r.kind,
+            "path": r.path,
+            "size_bytes": r.size_bytes,
+            "size_mb": r.size_mb,
+            "mime_type": r.mime_type,
+            "created_at": iso(r.created_at),
+        }
+        for r in found
+    ]
+    return {"rows": rows, "total": {"files": len(rows)}}
+
+
 BUILDERS: dict[str, Callable[[Connection, Filters], dict[str, Any]]] = {
     "sessions": sessions_report,
     "usage": usage_report,
     "rooms": rooms_report,
+    "days": days_report,
+    "attendance": attendance_report,
+    "files": files_report,
 }
 
 

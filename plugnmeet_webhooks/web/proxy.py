@@ -36,6 +36,7 @@ def behind_proxies(app: WSGIApplication, count: int) -> WSGIApplication:
     """Take the client's address from the ``count``-th X-Forwarded-For entry from the right.
 
     With fewer entries than ``count``, or an entry that is not an IP address, the address
-    stays the socket's.
+    stays the socket's. The scheme comes from X-Forwarded-Proto the same way, so that a
+    proxy that ends HTTPS gets Secure cookies.
     """
-    return ProxyFix(_AddressCheck(app), x_for=count)
+    return ProxyFix(_AddressCheck(app), x_for=count, x_proto=count)

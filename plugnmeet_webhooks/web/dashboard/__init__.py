@@ -1,0 +1,438 @@
+"""The dashboard: minutes, AI cost and attendance at a glance, the events and the outbox.
+
+Pages are rendered on the server from the same reports code as the report API, so every
+figure on a page is the API's figure for the same filters. Charts are drawn in the browser
+by Chart.js (vendored in ``static/vendor``: no CDN), from data in the page; each chart has
+its numbers in a table beside it. The dashboard exists only when ``PNM_ADMIN_TOKEN`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from sqlalchemy import Engine, select
+from werkzeug.exceptions import HTTPException
+
+from plugnmeet_webhooks.ledger import reports
+from plugnmeet_webhooks.ledger.tables import sessions
+from plugnmeet_webhooks.normalize import NormalizationError, normalize
+from plugnmeet_webhooks.runtime import current
+from plugnmeet_webhooks.storage import outbox
+from plugnmeet_webhooks.storage.events import EventFilter, events
+from plugnmeet_webhooks.storage.replay import replay_events
+from plugnmeet_webhooks.web.dashboard.access import (
+    add_routes,
+    check_csrf,
+    csrf_token,
+    init_access,
+    login_required,
+)
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    url_prefix="/dashboard",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+add_routes(bp)
+
+PRESETS = (7, 30, 90)
+PAGE = 50
+HANDLER_STATES = ("ok", "failed")
+
+
+def init_app(app: Flask) -> None:
+    """Add the dashboard to the app (only called when an admin token is set)."""
+    init_access(app)
+    app.register_blueprint(bp)
+
+
+@bp.errorhandler(400)
+@bp.errorhandler(401)
+@bp.errorhandler(404)
+def _error(exc: HTTPException) -> tuple[str, int]:
+    code = exc.code or 500
+    titles = {400: "That did not work", 401: "Log in first", 404: "Not found"}
+    return render_template(
+        "dashboard/error.html", code=code, title=titles.get(code, "Error"), message=exc.description
+    ), code
+
+
+@bp.app_template_filter("money")
+def _money(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.6f}"
+
+
+@bp.app_template_filter("number")
+def _number(value: int | None) -> str:
+    return "–" if value is None else f"{value:,}"
+
+
+@bp.app_template_filter("when")
+def _when(value: float | str | None) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        return value.replace("T", " ").removesuffix("Z")
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@bp.app_template_global("csrf_token")
+def _csrf() -> str:
+    return csrf_token()
+
+
+def _engine() -> Engine:
+    return current().database()
+
+
+def _period() -> tuple[reports.Filters, dict[str, Any]]:
+    """Read the period and tenant from the query string: a preset, or custom days."""
+    args = request.args
+    today = datetime.now(UTC).date()
+    preset = args.get("days", "")
+    since_text, until_text = args.get("since", ""), args.get("until", "")
+    problem = None
+    try:
+        if since_text or until_text:
+            filters = reports.Filters.parse(
+                since_text or None, until_text or None, None, args.get("tenant")
+            )
+            days = None
+        else:
+            days = int(preset) if preset.isdigit() and int(preset) in PRESETS else 30
+            filters = reports.Filters.parse(
+                (today - timedelta(days=days - 1)).isoformat(),
+                today.isoformat(),
+                None,
+                args.get("tenant"),
+            )
+    except ValueError as exc:
+        problem = f"{exc}."
+        days = 30
+        filters = reports.Filters(since=today - timedelta(days=29), until=today)
+    shown = {
+        "days": days,
+        "since": filters.since.isoformat() if filters.since else "",
+        "until": filters.until.isoformat() if filters.until else "",
+        "tenant": filters.tenant or "",
+        "problem": problem,
+    }
+    return filters, shown
+
+
+def _tenants(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        # The sessions' primary key starts with the tenant: a scan of a small index.
+        return sorted(conn.execute(select(sessions.c.tenant).distinct()).scalars())
+
+
+def _build(engine: Engine, name: str, filters: reports.Filters) -> dict[str, Any]:
+    with engine.connect() as conn:
+        return reports.build(conn, name, filters)
+
+
+def _chart(kind: str, labels: list[str], series: list[dict[str, Any]], unit: str) -> str:
+    """The data a chart draws, as JSON for a data attribute (no inline script)."""
+    return json.dumps({"kind": kind, "labels": labels, "series": series, "unit": unit})
+
+
+@bp.get("")
+@login_required
+def overview() -> str:
+    """Billable minutes and AI cost per day, the period's totals, the top rooms."""
+    engine = _engine()
+    filters, period = _period()
+    rooms = _build(engine, "rooms", filters)
+    days = _build(engine, "days", filters)
+    types = sorted({t for row in days["rows"] for t in row["ai_cost_by_type"]})
+    labels = [row["day"] for row in days["rows"]]
+    minutes_chart = _chart(
+        "bar",
+        labels,
+        [{"label": "billable minutes", "data": [r["billable_minutes"] for r in days["rows"]]}],
+        "minutes",
+    )
+    cost_chart = _chart(
+        "stacked",
+        labels,
+        [
+            {"label": t, "data": [r["ai_cost_by_type"].get(t, 0) or 0 for r in days["rows"]]}
+            for t in types
+        ],
+        "cost",
+    )
+    by_minutes = sorted(rooms["rows"], key=lambda r: (-r["billable_minutes"], r["room_id"] or ""))
+    by_cost = sorted(
+        (r for r in rooms["rows"] if r["ai_cost"]),
+        key=lambda r: (-(r["ai_cost"] or 0), r["room_id"] or ""),
+    )
+    totals = {
+        **rooms["total"],
+        "artifacts_without_cost": days["total"]["artifacts_without_cost"],
+    }
+    return render_template(
+        "dashboard/overview.html",
+        period=period,
+        presets=PRESETS,
+        tenants=_tenants(engine),
+        totals=totals,
+        days=days["rows"],
+        types=types,
+        minutes_chart=minutes_chart,
+        cost_chart=cost_chart,
+        top_minutes=by_minutes[:10],
+        top_cost=by_cost[:10],
+    )
+
+
+@bp.get("/rooms/<path:room_id>")
+@login_required
+def room(room_id: str) -> str:
+    """One room: its sessions, who was in each when, its AI usage, its files."""
+    engine = _engine()
+    filters, period = _period()
+    try:
+        filters = replace(filters, room=reports.Filters.parse(None, None, room_id).room)
+    except ValueError:
+        abort(404)
+    sessions = _build(engine, "sessions", filters)
+    attendance = _build(engine, "attendance", filters)
+    usage = _build(engine, "usage", filters)
+    files = _build(engine, "files", filters)
+    timelines = []
+    for session in sessions["rows"]:
+        stays = [s for s in attendance["rows"] if s["room_sid"] == session["room_sid"]]
+        timelines.append(
+            {
+                "session": session,
+                "stays": stays,
+                "chart": json.dumps(
+                    {
+                        "kind": "timeline",
+                        "labels": [s["name"] or s["identity"] for s in stays],
+                        "series": [
+                            {
+                                "label": "present",
+                                "data": [[s["joined_at"], s["left_at"]] for s in stays],
+                            }
+                        ],
+                        "start": session["started_at"],
+                        "end": session["ended_at"],
+                        "unit": "time",
+                    }
+                ),
+            }
+        )
+    if not (sessions["rows"] or usage["rows"] or files["rows"]):
+        flash(f"Nothing is known of room {room_id} in this period.", "note")
+    return render_template(
+        "dashboard/room.html",
+        room_id=room_id,
+        period=period,
+        presets=PRESETS,
+        tenants=_tenants(engine),
+        sessions=sessions,
+        timelines=timelines,
+        usage=usage,
+        files=files,
+    )
+
+
+def _event_query(args: Any, after: int | None = None) -> tuple[Any, dict[str, str]]:
+    """The events a filter picks, newest first; and the filter as the page shows it."""
+    chosen = {
+        name: (args.get(name) or "").strip()
+        for name in ("event", "room", "handler", "since", "until", "tenant")
+    }
+    columns = [c for c in events.c if c.name != "body"]
+    query = select(*columns).order_by(events.c.id.desc())
+    if chosen["event"]:
+        query = query.where(events.c.event == chosen["event"][:200])
+    if chosen["room"]:
+        query = query.where(events.c.room_id == chosen["room"][:200])
+    if chosen["tenant"]:
+        query = query.where(events.c.tenant == chosen["tenant"][:200])
+    if chosen["handler"] in HANDLER_STATES:
+        query = query.where(events.c.handler_status == chosen["handler"])
+    for name, bound in (("since", "start"), ("until", "end")):
+        if chosen[name]:
+            day = reports.parse_day(name, chosen[name])
+            if bound == "start":
+                query = query.where(events.c.received_at >= reports.epoch(day))
+            else:
+                query = query.where(events.c.received_at < reports.epoch(day + timedelta(days=1)))
+    if after is not None:
+        query = query.where(events.c.id > after)
+    return query, chosen
+
+
+def _event_names(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return sorted(conn.execute(select(events.c.event).distinct()).scalars())
+
+
+@bp.get("/events")
+@login_required
+def events_page() -> str | tuple[str, int]:
+    """The newest events, filtered; new ones appear without a reload."""
+    engine = _engine()
+    try:
+        query, chosen = _event_query(request.args)
+    except ValueError as exc:
+        flash(f"{exc}.", "error")
+        query, chosen = _event_query({})
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query.limit(PAGE))]
+    return render_template(
+        "dashboard/events.html",
+        rows=rows,
+        chosen=chosen,
+        names=_event_names(engine),
+        states=HANDLER_STATES,
+        newest=max((r["id"] for r in rows), default=0),
+    )
+
+
+@bp.get("/events/feed")
+@login_required
+def events_feed() -> Response | tuple[Response, int]:
+    """The events newer than ``after`` (for the page's polling), as JSON."""
+    try:
+        after = int(request.args.get("after", "0"))
+        query, _ = _event_query(request.args, after=after)
+    except ValueError as exc:
+        return jsonify(status="bad_request", error=f"{exc}."), 400
+    with _engine().connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query.limit(PAGE))]
+    return jsonify(
+        rows=[
+            {
+                "id": r["id"],
+                "received": _when(r["received_at"]),
+                "tenant": r["tenant"],
+                "event": r["event"],
+                "room_id": r["room_id"],
+                "event_id": r["event_id"] or r["dedupe_key"][:24],
+                "handler_status": r["handler_status"],
+                "url": url_for("dashboard.event", row_id=r["id"]),
+            }
+            for r in rows
+        ]
+    )
+
+
+@bp.get("/events/<int:row_id>")
+@login_required
+def event(row_id: int) -> str:
+    """One delivery: its normalised fields, its raw body, what its handler made of it."""
+    with _engine().connect() as conn:
+        row = conn.execute(select(events).where(events.c.id == row_id)).first()
+    if row is None:
+        abort(404)
+    body = bytes(row.body)
+    pretty = normalised = None
+    problem = None
+    if row.pruned_at is None:
+        try:
+            payload = json.loads(body)
+            pretty = json.dumps(payload, indent=2, ensure_ascii=False)
+            normalised = json.dumps(asdict(normalize(payload)), indent=2, ensure_ascii=False)
+        except (ValueError, RecursionError, NormalizationError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+    return render_template(
+        "dashboard/event.html",
+        row=row._mapping,
+        pretty=pretty,
+        normalised=normalised,
+        problem=problem,
+    )
+
+
+@bp.post("/events/<int:row_id>/replay")
+@login_required
+def replay(row_id: int) -> ResponseReturnValue:
+    """Run the handlers again over one stored event (after a fix); its rules send nothing."""
+    check_csrf()
+    rt = current()
+    engine = _engine()
+    with engine.connect() as conn:
+        key = conn.execute(select(events.c.dedupe_key).where(events.c.id == row_id)).scalar()
+    if key is None:
+        abort(404)
+    result = replay_events(engine, rt.ingest.apply_stored, EventFilter(event_key=key))
+    if result.events == 0:
+        flash("This event's raw body was pruned: it cannot be replayed.", "error")
+    elif result.failed:
+        flash("Replayed: its handler still fails (see the error below).", "error")
+    else:
+        flash("Replayed: the handler ran and the ledger has it.", "ok")
+    return redirect(url_for("dashboard.event", row_id=row_id), code=303)
+
+
+@bp.get("/outbox")
+@login_required
+def outbox_page() -> str:
+    """The outbox's messages, by state, with retry."""
+    engine = _engine()
+    state_text = request.args.get("state", "")
+    state = outbox.State(state_text) if state_text in {s.value for s in outbox.State} else None
+    counts, oldest = outbox.counts(engine)
+    messages = outbox.list_messages(engine, state, limit=200)
+    return render_template(
+        "dashboard/outbox.html",
+        messages=messages,
+        counts=counts,
+        oldest=oldest,
+        state=state.value if state else "",
+        states=[s.value for s in outbox.State],
+        destinations=sorted(current().rules.destinations),
+    )
+
+
+@bp.post("/outbox/retry")
+@login_required
+def outbox_retry() -> ResponseReturnValue:
+    """Send a dead message again, or every dead one."""
+    check_csrf()
+    engine = _engine()
+    if request.form.get("all_dead"):
+        count = outbox.retry(engine, dead=True)
+    else:
+        try:
+            count = outbox.retry(engine, [int(request.form.get("id", ""))])
+        except ValueError:
+            abort(400)
+    flash(f"{count} messages are pending again.", "ok")
+    rt = current()
+    if rt.settings.dispatcher and rt.rules.destinations:
+        rt.dispatcher().wake()
+    return redirect(
+        url_for("dashboard.outbox_page", state=request.form.get("state") or None), code=303
+    )
+
+
+def today() -> date:
+    """The current UTC day (the dashboard's periods end on it)."""
+    return datetime.now(UTC).date()

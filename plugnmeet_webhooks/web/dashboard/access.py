@@ -1,0 +1,157 @@
+"""Who may see the dashboard: the admin token, once, for a signed session cookie of 12 h.
+
+The cookie is HttpOnly and SameSite=Strict, and Secure when the request came over HTTPS.
+Every POST carries a CSRF token of the session. A wrong token gets a 401 page, slowly. Every
+page forbids framing and inline script (a strict Content-Security-Policy).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.sessions import SecureCookieSessionInterface
+from flask.typing import ResponseReturnValue
+
+from plugnmeet_webhooks.runtime import current
+
+log = logging.getLogger(__name__)
+
+LOGIN_DELAY = 0.5  # seconds a wrong token waits, to make guessing slow
+SESSION_HOURS = 12
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+class _Sessions(SecureCookieSessionInterface):
+    """Flask's signed cookie sessions, Secure when the request came over HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure
+
+
+def add_routes(bp: Blueprint) -> None:
+    """Give the dashboard its login and logout pages and its headers."""
+    bp.add_url_rule("/login", "login", login, methods=["GET", "POST"])
+    bp.add_url_rule("/logout", "logout", logout, methods=["POST"])
+    bp.after_request(security_headers)
+
+
+def init_access(app: Flask) -> None:
+    """Set an app's session cookie up from its admin token."""
+    token = current_token(app)
+    # Derived from the admin token: a new token ends every session made with the old one.
+    app.secret_key = hmac.new(token.encode(), b"pnm-dashboard-session", hashlib.sha256).hexdigest()
+    app.session_interface = _Sessions()
+    app.config.update(
+        SESSION_COOKIE_NAME="pnm_dashboard",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_PATH="/dashboard",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+    )
+
+
+def current_token(app: Flask) -> str:
+    """The admin token of an app's settings."""
+    token: str = app.extensions["pnm"].settings.admin_token
+    return token
+
+
+def csrf_token() -> str:
+    """The session's CSRF token, made on first use."""
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = session["csrf"] = secrets.token_urlsafe(24)
+    return token
+
+
+def check_csrf() -> None:
+    """Refuse a POST whose form does not carry the session's CSRF token (400)."""
+    sent = request.form.get("csrf", "")
+    expected = session.get("csrf")
+    if not isinstance(expected, str) or not hmac.compare_digest(sent.encode(), expected.encode()):
+        log.warning("refused dashboard POST from %s: no valid CSRF token", request.remote_addr)
+        abort(400, "the form was sent without its session's token; reload the page")
+
+
+def login_required(view: View) -> View:
+    """Let only a signed-in session through; others are sent to the login page."""
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if session.get("admin") is not True:
+            if request.method != "GET" or request.path.endswith("/feed"):
+                abort(401)
+            return redirect(url_for("dashboard.login", next=request.full_path), code=303)
+        return view(*args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
+
+
+def _safe_next(target: str | None) -> str:
+    """Go back only within the dashboard (never to another site)."""
+    if target and target.startswith("/dashboard") and not target.startswith("//"):
+        return target
+    return url_for("dashboard.overview")
+
+
+def login() -> Any:
+    """Show the login form; take the admin token and sign the session in."""
+    if request.method == "GET":
+        return render_template("dashboard/login.html", next=request.args.get("next", ""))
+    check_csrf()
+    presented = request.form.get("token", "")
+    token = current().settings.admin_token or ""
+    if not token or not hmac.compare_digest(presented.encode("utf-8", "replace"), token.encode()):
+        time.sleep(LOGIN_DELAY)
+        log.warning("refused dashboard login from %s: wrong token", request.remote_addr)
+        page = render_template(
+            "dashboard/login.html", next=request.form.get("next", ""), wrong=True
+        )
+        return page, 401
+    session.clear()
+    session.permanent = True
+    session["admin"] = True
+    csrf_token()
+    log.info("dashboard login from %s", request.remote_addr)
+    return redirect(_safe_next(request.form.get("next")), code=303)
+
+
+def logout() -> ResponseReturnValue:
+    """Sign the session out."""
+    check_csrf()
+    session.clear()
+    return redirect(url_for("dashboard.login"), code=303)
+
+
+def security_headers(response: Response) -> Response:
+    """Forbid framing, inline script and sniffing on every dashboard response."""
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if response.mimetype in ("text/html", "application/json"):
+        response.headers["Cache-Control"] = "no-store"
+    return response

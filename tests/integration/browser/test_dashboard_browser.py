@@ -1,0 +1,206 @@
+"""The dashboard in a real browser: Debian's Chromium, headless, driven by Selenium.
+
+After the public corpus is delivered to a real gunicorn, the test logs in, opens every page,
+reads the figures shown, checks that every chart drew something, that the console holds no
+error, that a delivery sent while the events page is open appears there, and saves
+screenshots (``KEEP_SCREENSHOTS`` names a folder to keep them in: the README's come from
+there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from plugnmeet_webhooks.cli.deliveries import post
+from tests.support.gunicorn_server import Server, gunicorn
+from tests.support.helpers import CORPUS, KEY, SECRET
+from validation import sign
+
+pytestmark = pytest.mark.slow
+
+ADMIN = "b" * 20 + "-browser-admin-token"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+CORPUS_PERIOD = "since=2025-11-26&until=2025-11-26"
+
+if not (CHROMIUM and CHROMEDRIVER):
+    pytest.skip(
+        "Chromium or chromedriver is not installed (apt-get install chromium chromium-driver); "
+        ".ci/run installs them",
+        allow_module_level=True,
+    )
+
+from selenium import webdriver  # noqa: E402 - only once Chromium is known to be there
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    with gunicorn(tmp_path_factory.mktemp("browser"), workers=1, PNM_ADMIN_TOKEN=ADMIN) as running:
+        for path in CORPUS:
+            body = path.read_bytes()
+            assert post(running.url, body, sign(body, KEY, SECRET))[0] == 200
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory) -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--window-size=1280,800",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
+    driver = webdriver.Chrome(options=options, service=service)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def _base(server: Server) -> str:
+    return server.url.rsplit("/", 1)[0]
+
+
+def _save(browser: webdriver.Chrome, shots: Path, name: str) -> None:
+    browser.save_screenshot(str(shots / name))
+    keep = os.environ.get("KEEP_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shots / name, Path(keep) / name)
+
+
+def _wait_for(browser: webdriver.Chrome, element_id: str) -> None:
+    WebDriverWait(browser, 10).until(
+        expected_conditions.presence_of_element_located((By.ID, element_id))
+    )
+
+
+def _console_errors(browser: webdriver.Chrome) -> list[str]:
+    return [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def _charts_drawn(browser: webdriver.Chrome) -> list[dict]:
+    """For each chart canvas: whether Chart.js made a chart, and how many pixels it painted."""
+    return browser.execute_script(
+        """
+        return [...document.querySelectorAll('canvas[data-chart]')].map((c) => {
+          const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          let painted = 0;
+          for (let i = 3; i < data.length; i += 4) if (data[i] > 0) painted++;
+          return {id: c.id, chart: !!Chart.getChart(c), painted: painted};
+        });
+        """
+    )
+
+
+def _text(browser: webdriver.Chrome, element_id: str) -> str:
+    return browser.find_element(By.ID, element_id).text
+
+
+def _log_in(browser: webdriver.Chrome, server: Server) -> None:
+    browser.get(f"{_base(server)}/dashboard")
+    assert "/dashboard/login" in browser.current_url
+    field = browser.find_element(By.ID, "token")
+    field.send_keys(ADMIN)
+    field.submit()
+    _wait_for(browser, "total-minutes")
+    assert ADMIN not in browser.current_url
+
+
+def test_every_page_in_a_real_browser(server, browser, shots):
+    _log_in(browser, server)
+    base = _base(server)
+
+    browser.get(f"{base}/dashboard?{CORPUS_PERIOD}")
+    assert _text(browser, "total-minutes") == "43"
+    assert _text(browser, "total-cost") == "0.459858"
+    assert _text(browser, "total-attendee-minutes") == "124"
+    charts = _charts_drawn(browser)
+    assert [c["id"] for c in charts] == ["minutes-chart", "cost-chart"]
+    assert all(c["chart"] and c["painted"] > 500 for c in charts), charts
+    _save(browser, shots, "overview.png")
+
+    browser.find_element(By.LINK_TEXT, "weekly-standup").click()
+    _wait_for(browser, "room-minutes")
+    assert _text(browser, "room-minutes") == "43"
+    assert _text(browser, "room-cost") == "0.459858"
+    timeline = _charts_drawn(browser)
+    assert len(timeline) == 1 and timeline[0]["chart"] and timeline[0]["painted"] > 500
+    assert "Carol (VIP)" in browser.page_source
+    _save(browser, shots, "room.png")
+
+    browser.get(f"{base}/dashboard/events")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#events tbody tr")
+    assert len(rows) == 28
+    rows[0].find_element(By.TAG_NAME, "a").click()
+    assert "Raw body" in browser.page_source and "Normalised" in browser.page_source
+    _save(browser, shots, "event.png")
+
+    browser.get(f"{base}/dashboard/outbox")
+    assert _text(browser, "outbox-pending") == "0"
+    _save(browser, shots, "outbox.png")
+
+    assert _console_errors(browser) == []
+
+
+def test_phone_width_and_dark_mode(server, browser, shots):
+    base = _base(server)
+    browser.set_window_size(390, 844)
+    try:
+        browser.get(f"{base}/dashboard?{CORPUS_PERIOD}")
+        overflow = browser.execute_script(
+            "return document.scrollingElement.scrollWidth - window.innerWidth"
+        )
+        assert overflow <= 1, f"the page is {overflow} px wider than a phone"
+        assert all(c["painted"] > 100 for c in _charts_drawn(browser))
+        _save(browser, shots, "overview-phone.png")
+    finally:
+        browser.set_window_size(1280, 800)
+    light = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+    browser.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia",
+        {"features": [{"name": "prefers-color-scheme", "value": "dark"}]},
+    )
+    try:
+        browser.get(f"{base}/dashboard?{CORPUS_PERIOD}")
+        dark = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+        assert dark != light and dark == "rgb(13, 17, 23)"
+        _save(browser, shots, "overview-dark.png")
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+    assert _console_errors(browser) == []
+
+
+def test_a_delivery_appears_on_the_open_events_page(server, browser):
+    browser.get(f"{_base(server)}/dashboard/events")
+    before = len(browser.find_elements(By.CSS_SELECTOR, "#events tbody tr"))
+    payload = json.loads(CORPUS[0].read_bytes())
+    payload["id"] = "live-delivery-while-watching"
+    body = json.dumps(payload).encode()
+    sent = time.monotonic()
+    assert post(server.url, body, sign(body, KEY, SECRET))[0] == 200
+    WebDriverWait(browser, 5).until(
+        lambda driver: "live-delivery-while-watching" in driver.find_element(By.ID, "events").text
+    )
+    assert time.monotonic() - sent < 5
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#events tbody tr")) == before + 1
+    assert _console_errors(browser) == []

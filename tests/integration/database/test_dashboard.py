@@ -1,0 +1,247 @@
+"""The dashboard through Flask's test client: access, every page and filter, every action."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+
+import pytest
+
+from app import create_app
+from plugnmeet_webhooks import runtime
+from tests.support.helpers import CORPUS, corpus_bodies, deliver, report, stored_rows
+
+ADMIN = "d" * 20 + "-dashboard-token"
+CORPUS_DAY = "2025-11-26"
+PERIOD = f"since={CORPUS_DAY}&until={CORPUS_DAY}"
+
+
+@pytest.fixture
+def dash(settings):
+    application = create_app(replace(settings, admin_token=ADMIN))
+    yield application
+    runtime.of(application).close()
+
+
+def _csrf(page: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def login(client) -> None:
+    page = client.get("/dashboard/login").get_data(as_text=True)
+    answer = client.post("/dashboard/login", data={"token": ADMIN, "csrf": _csrf(page)})
+    assert answer.status_code == 303
+
+
+@pytest.fixture
+def signed_in(dash):
+    client = dash.test_client()
+    for body in corpus_bodies():
+        assert deliver(client, body).status == 200
+    login(client)
+    return client
+
+
+def test_without_an_admin_token_there_is_no_dashboard(app, client):
+    for path in ("/dashboard", "/dashboard/login", "/dashboard/events", "/dashboard/outbox",
+                 "/dashboard/static/dashboard.css"):  # fmt: skip
+        assert client.get(path).status_code == 404
+    assert client.post("/dashboard/login", data={"token": "x" * 30}).status_code == 404
+
+
+def test_pages_need_a_login_and_send_strict_headers(dash):
+    client = dash.test_client()
+    for path in ("/dashboard", "/dashboard/events", "/dashboard/outbox", "/dashboard/rooms/r"):
+        answer = client.get(path)
+        assert answer.status_code == 303
+        assert answer.headers["Location"].startswith("/dashboard/login?next=")
+    assert client.get("/dashboard/events/feed").status_code == 401
+    page = client.get("/dashboard/login")
+    assert page.status_code == 200
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert "<script>" not in page.get_data(as_text=True), "no inline script"
+
+
+def test_login_sets_a_strict_session_cookie_and_logout_ends_it(dash):
+    client = dash.test_client()
+    page = client.get("/dashboard/login").get_data(as_text=True)
+    answer = client.post(
+        "/dashboard/login", data={"token": ADMIN, "csrf": _csrf(page), "next": "/dashboard/outbox"}
+    )
+    assert (answer.status_code, answer.headers["Location"]) == (303, "/dashboard/outbox")
+    cookie = answer.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/dashboard" in cookie
+    assert "Secure" not in cookie  # plain HTTP here; over HTTPS it is Secure
+    assert "Expires=" in cookie
+    assert ADMIN not in cookie and ADMIN not in answer.headers["Location"]
+    assert client.get("/dashboard").status_code == 200
+
+    overview = client.get("/dashboard").get_data(as_text=True)
+    assert client.post("/dashboard/logout", data={"csrf": _csrf(overview)}).status_code == 303
+    assert client.get("/dashboard").status_code == 303
+
+
+def test_over_https_the_session_cookie_is_secure(dash):
+    client = dash.test_client()
+    page = client.get("/dashboard/login", base_url="https://dash.example").get_data(as_text=True)
+    answer = client.post(
+        "/dashboard/login",
+        data={"token": ADMIN, "csrf": _csrf(page)},
+        base_url="https://dash.example",
+    )
+    assert "Secure" in answer.headers["Set-Cookie"]
+
+
+def test_behind_an_https_proxy_the_session_cookie_is_secure(settings):
+    proxied = create_app(replace(settings, admin_token=ADMIN, proxy_count=1))
+    try:
+        client = proxied.test_client()
+        https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+        page = client.get("/dashboard/login", headers=https).get_data(as_text=True)
+        answer = client.post(
+            "/dashboard/login", data={"token": ADMIN, "csrf": _csrf(page)}, headers=https
+        )
+        assert answer.status_code == 303
+        assert "Secure" in answer.headers["Set-Cookie"]
+    finally:
+        runtime.of(proxied).close()
+
+
+def test_a_wrong_token_is_a_slow_401(dash, caplog):
+    client = dash.test_client()
+    page = client.get("/dashboard/login").get_data(as_text=True)
+    started = time.monotonic()
+    answer = client.post("/dashboard/login", data={"token": ADMIN + "x", "csrf": _csrf(page)})
+    assert time.monotonic() - started >= 0.4  # slowed, to make guessing slow
+    assert answer.status_code == 401
+    assert "That is not the admin token." in answer.get_data(as_text=True)
+    assert client.get("/dashboard").status_code == 303
+    assert ADMIN not in caplog.text and "refused dashboard login" in caplog.text
+
+
+def test_a_next_address_elsewhere_is_ignored(dash):
+    client = dash.test_client()
+    page = client.get("/dashboard/login").get_data(as_text=True)
+    answer = client.post(
+        "/dashboard/login",
+        data={"token": ADMIN, "csrf": _csrf(page), "next": "https://evil.example/"},
+    )
+    assert answer.headers["Location"] == "/dashboard"
+
+
+@pytest.mark.parametrize("path", ["/dashboard/login", "/dashboard/logout"])
+def test_every_post_needs_the_csrf_token(dash, path):
+    client = dash.test_client()
+    client.get("/dashboard/login")
+    answer = client.post(path, data={"token": ADMIN})
+    assert answer.status_code == 400
+    assert client.get("/dashboard").status_code == 303
+
+
+def test_actions_refuse_a_missing_or_foreign_csrf_token(signed_in, dash):
+    failed = signed_in.post("/dashboard/events/1/replay", data={"csrf": "forged"})
+    assert failed.status_code == 400
+    other = dash.test_client()
+    login(other)
+    foreign = _csrf(other.get("/dashboard").get_data(as_text=True))
+    assert (
+        signed_in.post(
+            "/dashboard/outbox/retry", data={"csrf": foreign, "all_dead": "1"}
+        ).status_code
+        == 400
+    )
+
+
+def test_overview_shows_the_report_apis_figures(signed_in, dash):
+    page = signed_in.get(f"/dashboard?{PERIOD}").get_data(as_text=True)
+    rooms = report(dash, "rooms")["total"]
+    assert re.search(r'id="total-minutes">43<', page)
+    assert re.search(r'id="total-sessions">1<', page)
+    assert re.search(r'id="total-attendee-minutes">124<', page)
+    assert re.search(r'id="total-cost">0\.459858<', page)
+    assert re.search(r'id="total-no-cost">1<', page)
+    assert rooms["ai_cost"] == 0.459858 and rooms["attendee_minutes"] == 124
+    usage, days = report(dash, "usage")["total"], report(dash, "days")["total"]
+    assert usage["artifacts_without_cost"] == days["artifacts_without_cost"] == 1
+    assert days["billable_minutes"] == rooms["billable_minutes"] == 43
+    assert 'href="/dashboard/rooms/weekly-standup' in page
+    # The charts' data and their tables.
+    assert 'id="minutes-chart"' in page and 'id="cost-chart"' in page
+    assert "CHAT_TRANSLATION_USAGE" in page and CORPUS_DAY in page
+
+
+def test_overview_periods_presets_custom_and_bad(signed_in):
+    for query in ("", "?days=7", "?days=90", f"?{PERIOD}", "?days=12345"):
+        assert signed_in.get(f"/dashboard{query}").status_code == 200
+    bad = signed_in.get("/dashboard?since=yesterday").get_data(as_text=True)
+    assert "since must be a date like 2026-11-01" in bad
+    empty = signed_in.get("/dashboard?days=7").get_data(as_text=True)
+    assert re.search(r'id="total-minutes">0<', empty), "the corpus is older than a week"
+
+
+def test_a_room_page_has_sessions_timeline_usage_and_files(signed_in):
+    page = signed_in.get(f"/dashboard/rooms/weekly-standup?{PERIOD}").get_data(as_text=True)
+    assert re.search(r'id="room-minutes">43<', page)
+    assert re.search(r'id="room-cost">0\.459858<', page)
+    for name in ("Alice Admin", "Bob Björnsson", "Carol (VIP)", "RECORDING", "MEETING_SUMMARY"):
+        assert name in page, name
+    assert page.count('data-chart="') == 1
+    assert signed_in.get("/dashboard/rooms/elsewhere").status_code == 200
+
+
+def test_events_page_filters_and_feed(signed_in):
+    page = signed_in.get("/dashboard/events").get_data(as_text=True)
+    assert page.count("<tr") == 1 + 28
+    joined = signed_in.get("/dashboard/events?event=participant_joined").get_data(as_text=True)
+    assert joined.count("<tr") == 1 + 3
+    none = signed_in.get("/dashboard/events?handler=failed").get_data(as_text=True)
+    assert "No events match." in none
+    dated = signed_in.get("/dashboard/events?since=2999-01-01").get_data(as_text=True)
+    assert "No events match." in dated
+    assert "must be a date" in signed_in.get("/dashboard/events?since=soon").get_data(as_text=True)
+
+    newest = max(r["id"] for r in stored_rows(signed_in.application))
+    feed = signed_in.get(f"/dashboard/events/feed?after={newest - 2}").get_json()
+    assert [r["id"] for r in feed["rows"]] == [newest, newest - 1]
+    assert signed_in.get("/dashboard/events/feed?after=x").status_code == 400
+
+
+def test_an_event_page_shows_fields_and_body_and_replays_a_failure(signed_in, dash):
+    body = CORPUS[16].read_bytes()
+    failing = body.replace(b'"created_at":"1764173565"', b'"created_at":"1"').replace(
+        b"dee82387", b"fee82387"
+    )
+    assert deliver(signed_in, failing).status == 200
+    [row] = [r for r in stored_rows(dash) if r["handler_status"] == "failed"]
+    page = signed_in.get(f"/dashboard/events/{row['id']}").get_data(as_text=True)
+    assert "Its handler failed" in page and "a time before 2020-01-01" in page
+    assert "&#34;room_id&#34;: &#34;weekly-standup&#34;" in page  # the raw body, escaped
+    csrf = _csrf(page)
+    replayed = signed_in.post(f"/dashboard/events/{row['id']}/replay", data={"csrf": csrf})
+    assert replayed.status_code == 303
+    after = signed_in.get(replayed.headers["Location"]).get_data(as_text=True)
+    assert "its handler still fails" in after
+    assert signed_in.get("/dashboard/events/999999").status_code == 404
+
+
+def test_outbox_page_lists_and_retries(signed_in, dash):
+    from plugnmeet_webhooks.storage import outbox
+    from plugnmeet_webhooks.storage.outbox import Message, enqueue
+
+    engine = runtime.of(dash).database()
+    with engine.begin() as conn:
+        enqueue(conn, [Message("msg_x", "t", "rule-a", "ops", "k", "session_ended", "r", b"{}")])
+        conn.execute(outbox.outbox.update().values(state="dead", last_error="HTTP 400"))
+    page = signed_in.get("/dashboard/outbox").get_data(as_text=True)
+    assert re.search(r'id="outbox-dead">1<', page) and "HTTP 400" in page and "rule-a" in page
+    answer = signed_in.post("/dashboard/outbox/retry", data={"csrf": _csrf(page), "id": "1"})
+    assert answer.status_code == 303
+    assert outbox.counts(engine)[0]["pending"] == 1
+    assert "1 messages are pending again." in signed_in.get("/dashboard/outbox").get_data(
+        as_text=True
+    )
