@@ -71,6 +71,7 @@ def report(
     """
     try:
         filters = reports.Filters.parse(since, until, room, tenant)
+        reports.check(name, filters)
     except ValueError as exc:
         raise click.UsageError(f"{exc}.") from None
     with database().connect() as conn:

@@ -18,6 +18,7 @@ from plugnmeet_webhooks.ledger.tables import attendance, files, session_end_colu
 
 REPORTS = ("sessions", "usage", "rooms", "days", "attendance", "files")
 DAY = 86400
+MAX_DAYS = 3660  # the days report has a row per day: ten years at most
 
 
 FIRST_DAY = date(1970, 1, 1)
@@ -53,8 +54,8 @@ class Filters:
         return cls(
             since=days.get("since"),
             until=days.get("until"),
-            room=_name("room", room),
-            tenant=_name("tenant", tenant),
+            room=checked_name("room", room),
+            tenant=checked_name("tenant", tenant),
         )
 
     def bounds(self) -> tuple[int | None, int | None]:
@@ -75,7 +76,7 @@ def parse_day(name: str, text: str) -> date:
     return day
 
 
-def _name(what: str, text: str | None) -> str | None:
+def checked_name(what: str, text: str | None) -> str | None:
     """Read a room id or tenant filter: printable text of at most 200 characters."""
     if not text:
         return None
@@ -325,9 +326,6 @@ def days_report(conn: Connection, filters: Filters) -> dict[str, Any]:
              "ai_cost_by_type": {}},
         )  # fmt: skip
 
-    if filters.since and filters.until:
-        for n in range((filters.until - filters.since).days + 1):
-            day((filters.since + timedelta(days=n)).isoformat())
     started = (sessions.c.started_at // DAY).label("day")
     per_day = select(
         started,
@@ -353,6 +351,13 @@ def days_report(conn: Connection, filters: Filters) -> dict[str, Any]:
         row["ai_cost_by_type"][r.artifact_type] = cost(joined)
         micros.append(joined)
         row["_micros"] = row.get("_micros", 0) + joined
+    # Every day of the period has a row, zeros included; an open end stops at the data.
+    known = sorted(days)
+    first = filters.since or (date.fromisoformat(known[0]) if known else None)
+    last = filters.until or (date.fromisoformat(known[-1]) if known else None)
+    if first and last:
+        for n in range((last - first).days + 1):
+            day((first + timedelta(days=n)).isoformat())
     rows = [days[key] for key in sorted(days)]
     for row in rows:
         row["ai_cost"] = cost(row.pop("_micros")) if "_micros" in row else None
@@ -441,6 +446,18 @@ BUILDERS: dict[str, Callable[[Connection, Filters], dict[str, Any]]] = {
 }
 
 
+def check(name: str, filters: Filters) -> None:
+    """Refuse filters the named report cannot answer in reasonable size, saying why."""
+    if name == "days" and filters.since and filters.until:
+        span = (filters.until - filters.since).days + 1
+        if span > MAX_DAYS:
+            raise ValueError(
+                f"the days report covers at most {MAX_DAYS:,} days, not {span:,}; "
+                "narrow since and until"
+            )
+
+
 def build(conn: Connection, name: str, filters: Filters) -> dict[str, Any]:
-    """Build the named report."""
+    """Build the named report (after :func:`check`)."""
+    check(name, filters)
     return BUILDERS[name](conn, filters)

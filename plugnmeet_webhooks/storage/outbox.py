@@ -257,11 +257,18 @@ def list_messages(
         return [dict(row._mapping) for row in conn.execute(query)]
 
 
-def retry(engine: Engine, ids: Sequence[int] = (), *, dead: bool = False) -> int:
-    """Put dead (or given) messages back to pending, due now, with their attempts reset."""
+def retry(
+    engine: Engine, ids: Sequence[int] = (), *, dead: bool = False, only_dead: bool = False
+) -> int:
+    """Put dead (or given) messages back to pending, due now, with their attempts reset.
+
+    Given ids may name sent messages too (to send one again), unless ``only_dead``."""
     condition = outbox.c.state == State.DEAD.value
     if ids:
-        condition = outbox.c.id.in_(list(ids)) & (outbox.c.state != State.SENDING.value)
+        kept = State.DEAD.value if only_dead else None
+        condition = outbox.c.id.in_(list(ids)) & (
+            outbox.c.state == kept if kept else outbox.c.state != State.SENDING.value
+        )
     elif not dead:
         return 0
     with write_transaction(engine) as conn:

@@ -45,6 +45,7 @@ def api_report(name: str) -> tuple[Response, int]:
             request.args.get("room"),
             request.args.get("tenant"),
         )
+        reports.check(name, filters)
     except ValueError as exc:
         return jsonify(status="bad_request", error=f"{exc}."), 400
     try:

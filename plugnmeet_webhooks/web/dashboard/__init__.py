@@ -59,6 +59,7 @@ add_routes(bp)
 
 PRESETS = (7, 30, 90)
 PAGE = 50
+MAX_ID = 2**63 - 1  # a row id the databases can hold
 HANDLER_STATES = ("ok", "failed")
 
 
@@ -128,10 +129,15 @@ def _period() -> tuple[reports.Filters, dict[str, Any]]:
                 None,
                 args.get("tenant"),
             )
+        reports.check("days", filters)
     except ValueError as exc:
         problem = f"{exc}."
         days = 30
-        filters = reports.Filters(since=today - timedelta(days=29), until=today)
+        try:
+            tenant = reports.Filters.parse(None, None, None, args.get("tenant")).tenant
+        except ValueError:
+            tenant = None
+        filters = reports.Filters(since=today - timedelta(days=29), until=today, tenant=tenant)
     shown = {
         "days": days,
         "since": filters.since.isoformat() if filters.since else "",
@@ -223,7 +229,11 @@ def room(room_id: str) -> str:
     files = _build(engine, "files", filters)
     timelines = []
     for session in sessions["rows"]:
-        stays = [s for s in attendance["rows"] if s["room_sid"] == session["room_sid"]]
+        stays = [
+            s
+            for s in attendance["rows"]
+            if (s["tenant"], s["room_sid"]) == (session["tenant"], session["room_sid"])
+        ]
         timelines.append(
             {
                 "session": session,
@@ -260,20 +270,34 @@ def room(room_id: str) -> str:
     )
 
 
-def _event_query(args: Any, after: int | None = None) -> tuple[Any, dict[str, str]]:
-    """The events a filter picks, newest first; and the filter as the page shows it."""
+def row_id_arg(text: str | None, name: str) -> int | None:
+    """Read a row id from a query string or form: a whole number the databases can hold."""
+    if not text:
+        return None
+    if not text.isdigit() or not 0 <= int(text) <= MAX_ID:
+        raise ValueError(f"{name} must be a whole number from 0 to {MAX_ID}")
+    return int(text)
+
+
+def _event_query(
+    args: Any, after: int | None = None, before: int | None = None
+) -> tuple[Any, dict[str, str]]:
+    """The events a filter picks; and the filter as the page shows it.
+
+    Newest first; but after ``after`` (the page's polling), oldest first, so that a burst
+    larger than a page reaches the page in full over the next polls."""
     chosen = {
         name: (args.get(name) or "").strip()
         for name in ("event", "room", "handler", "since", "until", "tenant")
     }
     columns = [c for c in events.c if c.name != "body"]
-    query = select(*columns).order_by(events.c.id.desc())
-    if chosen["event"]:
-        query = query.where(events.c.event == chosen["event"][:200])
-    if chosen["room"]:
-        query = query.where(events.c.room_id == chosen["room"][:200])
-    if chosen["tenant"]:
-        query = query.where(events.c.tenant == chosen["tenant"][:200])
+    newest_first = after is None
+    query = select(*columns).order_by(events.c.id.desc() if newest_first else events.c.id)
+    for name, column in (("event", events.c.event), ("room", events.c.room_id),
+                         ("tenant", events.c.tenant)):  # fmt: skip
+        value = reports.checked_name(name, chosen[name])
+        if value:
+            query = query.where(column == value)
     if chosen["handler"] in HANDLER_STATES:
         query = query.where(events.c.handler_status == chosen["handler"])
     for name, bound in (("since", "start"), ("until", "end")):
@@ -285,6 +309,8 @@ def _event_query(args: Any, after: int | None = None) -> tuple[Any, dict[str, st
                 query = query.where(events.c.received_at < reports.epoch(day + timedelta(days=1)))
     if after is not None:
         query = query.where(events.c.id > after)
+    if before is not None:
+        query = query.where(events.c.id < before)
     return query, chosen
 
 
@@ -299,19 +325,25 @@ def events_page() -> str | tuple[str, int]:
     """The newest events, filtered; new ones appear without a reload."""
     engine = _engine()
     try:
-        query, chosen = _event_query(request.args)
+        before = row_id_arg(request.args.get("before"), "before")
+        query, chosen = _event_query(request.args, before=before)
     except ValueError as exc:
         flash(f"{exc}.", "error")
+        before = None
         query, chosen = _event_query({})
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query.limit(PAGE))]
+    older = min(r["id"] for r in rows) if len(rows) == PAGE else None
     return render_template(
         "dashboard/events.html",
         rows=rows,
         chosen=chosen,
         names=_event_names(engine),
         states=HANDLER_STATES,
+        live=before is None,  # an older page stays as it is
+        page=PAGE,
         newest=max((r["id"] for r in rows), default=0),
+        older=older,
     )
 
 
@@ -320,7 +352,7 @@ def events_page() -> str | tuple[str, int]:
 def events_feed() -> Response | tuple[Response, int]:
     """The events newer than ``after`` (for the page's polling), as JSON."""
     try:
-        after = int(request.args.get("after", "0"))
+        after = row_id_arg(request.args.get("after"), "after") or 0
         query, _ = _event_query(request.args, after=after)
     except ValueError as exc:
         return jsonify(status="bad_request", error=f"{exc}."), 400
@@ -347,6 +379,8 @@ def events_feed() -> Response | tuple[Response, int]:
 @login_required
 def event(row_id: int) -> str:
     """One delivery: its normalised fields, its raw body, what its handler made of it."""
+    if row_id > MAX_ID:
+        abort(404)
     with _engine().connect() as conn:
         row = conn.execute(select(events).where(events.c.id == row_id)).first()
     if row is None:
@@ -375,13 +409,15 @@ def event(row_id: int) -> str:
 def replay(row_id: int) -> ResponseReturnValue:
     """Run the handlers again over one stored event (after a fix); its rules send nothing."""
     check_csrf()
+    if row_id > MAX_ID:
+        abort(404)
     rt = current()
     engine = _engine()
     with engine.connect() as conn:
-        key = conn.execute(select(events.c.dedupe_key).where(events.c.id == row_id)).scalar()
-    if key is None:
+        found = conn.execute(select(events.c.id).where(events.c.id == row_id)).scalar()
+    if found is None:
         abort(404)
-    result = replay_events(engine, rt.ingest.apply_stored, EventFilter(event_key=key))
+    result = replay_events(engine, rt.ingest.apply_stored, EventFilter(row_id=row_id))
     if result.events == 0:
         flash("This event's raw body was pruned: it cannot be replayed.", "error")
     elif result.failed:
@@ -421,9 +457,13 @@ def outbox_retry() -> ResponseReturnValue:
         count = outbox.retry(engine, dead=True)
     else:
         try:
-            count = outbox.retry(engine, [int(request.form.get("id", ""))])
+            message_id = row_id_arg(request.form.get("id"), "id")
         except ValueError:
             abort(400)
+        if message_id is None:
+            abort(400)
+        # Only a dead message: a stale page must not send a delivered message again.
+        count = outbox.retry(engine, [message_id], only_dead=True)
     flash(f"{count} messages are pending again.", "ok")
     rt = current()
     if rt.settings.dispatcher and rt.rules.destinations:

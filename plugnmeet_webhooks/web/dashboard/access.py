@@ -1,8 +1,10 @@
 """Who may see the dashboard: the admin token, once, for a signed session cookie of 12 h.
 
-The cookie is HttpOnly and SameSite=Strict, and Secure when the request came over HTTPS.
-Every POST carries a CSRF token of the session. A wrong token gets a 401 page, slowly. Every
-page forbids framing and inline script (a strict Content-Security-Policy).
+The cookie is HttpOnly and SameSite=Strict, and Secure when the request came over HTTPS; a
+session ends 12 h after its login, however busy. Every POST carries a CSRF token of the
+session. A wrong token gets a 401 page, slowly; while two wrong tokens are being slowed
+down, others get a 429 at once, so that guessing cannot hold the threads deliveries need.
+Every page forbids framing and inline script (a strict Content-Security-Policy).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from flask import (
     Blueprint,
@@ -37,6 +41,8 @@ log = logging.getLogger(__name__)
 
 LOGIN_DELAY = 0.5  # seconds a wrong token waits, to make guessing slow
 SESSION_HOURS = 12
+# At most this many wrong logins are slowed down at once in a process; more get a 429 at once.
+_SLOWED = threading.BoundedSemaphore(2)
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -70,6 +76,7 @@ def init_access(app: Flask) -> None:
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_PATH="/dashboard",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+        SESSION_REFRESH_EACH_REQUEST=False,  # the cookie ends 12 h after the login
     )
 
 
@@ -101,7 +108,10 @@ def login_required(view: View) -> View:
 
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        if session.get("admin") is not True:
+        since = session.get("since")
+        fresh = isinstance(since, int | float) and 0 <= time.time() - since < SESSION_HOURS * 3600
+        if session.get("admin") is not True or not fresh:
+            session.clear()
             if request.method != "GET" or request.path.endswith("/feed"):
                 abort(401)
             return redirect(url_for("dashboard.login", next=request.full_path), code=303)
@@ -111,10 +121,19 @@ def login_required(view: View) -> View:
 
 
 def _safe_next(target: str | None) -> str:
-    """Go back only within the dashboard (never to another site)."""
-    if target and target.startswith("/dashboard") and not target.startswith("//"):
-        return target
-    return url_for("dashboard.overview")
+    """Go back only to a dashboard page of this site: a plain path under /dashboard."""
+    overview = url_for("dashboard.overview")
+    if not target or len(target) > 2000 or not target.isprintable() or "\\" in target:
+        return overview
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/"):
+        return overview
+    path = unquote(parts.path)  # a browser reads %2e%2e as .. too
+    if any(segment in (".", "..") for segment in path.split("/")):
+        return overview
+    if path != overview and not path.startswith(overview + "/"):
+        return overview
+    return target
 
 
 def login() -> Any:
@@ -125,8 +144,14 @@ def login() -> Any:
     presented = request.form.get("token", "")
     token = current().settings.admin_token or ""
     if not token or not hmac.compare_digest(presented.encode("utf-8", "replace"), token.encode()):
-        time.sleep(LOGIN_DELAY)
         log.warning("refused dashboard login from %s: wrong token", request.remote_addr)
+        if not _SLOWED.acquire(blocking=False):
+            page = render_template("dashboard/login.html", next="", busy=True)
+            return page, 429, {"Retry-After": "5"}
+        try:
+            time.sleep(LOGIN_DELAY)
+        finally:
+            _SLOWED.release()
         page = render_template(
             "dashboard/login.html", next=request.form.get("next", ""), wrong=True
         )
@@ -134,6 +159,7 @@ def login() -> Any:
     session.clear()
     session.permanent = True
     session["admin"] = True
+    session["since"] = int(time.time())
     csrf_token()
     log.info("dashboard login from %s", request.remote_addr)
     return redirect(_safe_next(request.form.get("next")), code=303)

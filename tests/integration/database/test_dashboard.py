@@ -112,6 +112,34 @@ def test_behind_an_https_proxy_the_session_cookie_is_secure(settings):
         runtime.of(proxied).close()
 
 
+def test_wrong_tokens_beyond_two_at_once_get_a_429_at_once(dash):
+    from plugnmeet_webhooks.web.dashboard import access
+
+    client = dash.test_client()
+    page = client.get("/dashboard/login").get_data(as_text=True)
+    assert access._SLOWED.acquire(blocking=False) and access._SLOWED.acquire(blocking=False)
+    try:
+        started = time.monotonic()
+        answer = client.post("/dashboard/login", data={"token": "wrong", "csrf": _csrf(page)})
+        assert time.monotonic() - started < 0.4  # no thread held
+        assert answer.status_code == 429 and answer.headers["Retry-After"] == "5"
+        assert "Too many wrong tokens at once" in answer.get_data(as_text=True)
+    finally:
+        access._SLOWED.release()
+        access._SLOWED.release()
+
+
+def test_a_session_ends_twelve_hours_after_its_login(signed_in):
+    assert signed_in.get("/dashboard").status_code == 200
+    with signed_in.session_transaction("/dashboard") as state:
+        state["since"] -= 12 * 3600 + 1
+    answer = signed_in.get("/dashboard")
+    assert answer.status_code == 303 and "/dashboard/login" in answer.headers["Location"]
+    # Busy pages do not stretch it: the cookie is not re-sent on each request.
+    login(signed_in)
+    assert "Set-Cookie" not in signed_in.get("/dashboard").headers
+
+
 def test_a_wrong_token_is_a_slow_401(dash, caplog):
     client = dash.test_client()
     page = client.get("/dashboard/login").get_data(as_text=True)
@@ -124,14 +152,38 @@ def test_a_wrong_token_is_a_slow_401(dash, caplog):
     assert ADMIN not in caplog.text and "refused dashboard login" in caplog.text
 
 
-def test_a_next_address_elsewhere_is_ignored(dash):
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/dashboard",
+        "/\\evil.example",
+        "/dashboard\\@evil.example",
+        "/dashboard/../x",
+        "/dashboard/%2e%2e/x",
+        "/dashboard\r\nX-Evil: 1",
+        "/dashboardx",
+        "javascript:alert(1)",
+    ],
+)
+def test_a_next_address_elsewhere_is_ignored(dash, target):
     client = dash.test_client()
     page = client.get("/dashboard/login").get_data(as_text=True)
     answer = client.post(
-        "/dashboard/login",
-        data={"token": ADMIN, "csrf": _csrf(page), "next": "https://evil.example/"},
+        "/dashboard/login", data={"token": ADMIN, "csrf": _csrf(page), "next": target}
     )
+    assert answer.status_code == 303
     assert answer.headers["Location"] == "/dashboard"
+
+
+def test_a_next_page_of_the_dashboard_is_kept(dash):
+    client = dash.test_client()
+    page = client.get("/dashboard/login").get_data(as_text=True)
+    target = "/dashboard/events?event=room_started"
+    answer = client.post(
+        "/dashboard/login", data={"token": ADMIN, "csrf": _csrf(page), "next": target}
+    )
+    assert answer.headers["Location"] == target
 
 
 @pytest.mark.parametrize("path", ["/dashboard/login", "/dashboard/logout"])
@@ -207,8 +259,65 @@ def test_events_page_filters_and_feed(signed_in):
 
     newest = max(r["id"] for r in stored_rows(signed_in.application))
     feed = signed_in.get(f"/dashboard/events/feed?after={newest - 2}").get_json()
-    assert [r["id"] for r in feed["rows"]] == [newest, newest - 1]
+    # Oldest first: a burst larger than a page arrives in full over the next polls.
+    assert [r["id"] for r in feed["rows"]] == [newest - 1, newest]
     assert signed_in.get("/dashboard/events/feed?after=x").status_code == 400
+
+
+def test_the_events_page_pages_back_and_a_burst_reaches_the_feed_in_full(signed_in, monkeypatch):
+    from plugnmeet_webhooks.web import dashboard
+
+    monkeypatch.setattr(dashboard, "PAGE", 10)
+    ids = sorted(r["id"] for r in stored_rows(signed_in.application))
+    first = signed_in.get("/dashboard/events").get_data(as_text=True)
+    assert 'data-live="true"' in first
+    older = re.search(r'href="(/dashboard/events\?before=(\d+)[^"]*)"', first)
+    assert older and int(older.group(2)) == ids[-10]
+    second = signed_in.get(older.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    row_link = r'<th scope="row"><a href="/dashboard/events/(\d+)"'
+    shown = [int(n) for n in re.findall(row_link, second)]
+    assert shown == ids[-20:-10][::-1]
+    assert 'data-live="false"' in second and "Back to the newest events" in second
+    seen: list[int] = []
+    after = 0
+    while rows := signed_in.get(f"/dashboard/events/feed?after={after}").get_json()["rows"]:
+        seen += [r["id"] for r in rows]
+        after = rows[-1]["id"]
+    assert seen == ids
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/dashboard/events/999999999999999999999999999999",
+        "/dashboard/events/feed?after=99999999999999999999",
+        "/dashboard/events/feed?after=-1",
+        "/dashboard/events?before=99999999999999999999999",
+        "/dashboard/events?event=a%00b",
+        "/dashboard/events?room=" + "r" * 300,
+        "/dashboard?since=1970-01-01&until=9998-12-31",
+        "/api/days?since=1970-01-01&until=9998-12-31",
+    ],
+)
+def test_hostile_numbers_and_names_are_clean_answers(signed_in, url):
+    answer = signed_in.get(url, headers={"Authorization": f"Bearer {ADMIN}"})
+    assert answer.status_code in (200, 400, 404)
+    if answer.status_code == 200:
+        text = answer.get_data(as_text=True)
+        assert 'role="alert"' in text or "flash error" in text, text[:300]
+    if "9998" in url:
+        assert "at most 3,660 days" in answer.get_data(as_text=True)
+
+
+def test_hostile_ids_in_actions_are_refused(signed_in):
+    page = signed_in.get("/dashboard/outbox").get_data(as_text=True)
+    csrf = _csrf(page)
+    huge = "9" * 30
+    replayed = signed_in.post(f"/dashboard/events/{huge}/replay", data={"csrf": csrf})
+    assert replayed.status_code == 404
+    retried = signed_in.post("/dashboard/outbox/retry", data={"csrf": csrf, "id": huge})
+    assert retried.status_code == 400
+    assert signed_in.post("/dashboard/outbox/retry", data={"csrf": csrf}).status_code == 400
 
 
 def test_an_event_page_shows_fields_and_body_and_replays_a_failure(signed_in, dash):
@@ -242,6 +351,38 @@ def test_outbox_page_lists_and_retries(signed_in, dash):
     answer = signed_in.post("/dashboard/outbox/retry", data={"csrf": _csrf(page), "id": "1"})
     assert answer.status_code == 303
     assert outbox.counts(engine)[0]["pending"] == 1
+    # A message already sent is not sent again from a stale page.
+    with engine.begin() as conn:
+        conn.execute(outbox.outbox.update().values(state="sent"))
+    again = signed_in.post("/dashboard/outbox/retry", data={"csrf": _csrf(page), "id": "1"})
+    assert again.status_code == 303
+    assert outbox.counts(engine)[0]["sent"] == 1 and outbox.counts(engine)[0]["pending"] == 0
     assert "1 messages are pending again." in signed_in.get("/dashboard/outbox").get_data(
         as_text=True
     )
+
+
+def test_replaying_one_row_takes_that_row_only_when_tenants_share_an_event_id(app, client):
+    from plugnmeet_webhooks.storage.events import EventFilter, count_matching
+    from tests.support.helpers import OTHER_KEY, OTHER_SECRET
+
+    body = CORPUS[2].read_bytes()
+    assert deliver(client, body).status == 200
+    assert deliver(client, body, key=OTHER_KEY, secret=OTHER_SECRET).status == 200
+    rows = stored_rows(app)
+    assert len(rows) == 2 and rows[0]["dedupe_key"] == rows[1]["dedupe_key"]
+    engine = runtime.of(app).database()
+    assert count_matching(engine, EventFilter(row_id=rows[0]["id"])) == 1
+    assert count_matching(engine, EventFilter(event_key=rows[0]["dedupe_key"])) == 2
+
+
+def test_the_days_report_has_a_row_for_every_day_even_with_an_open_end(signed_in, dash):
+    from datetime import date
+
+    from plugnmeet_webhooks.ledger import reports
+
+    rows = report(dash, "days", since=date(2025, 11, 20))["rows"]
+    assert [r["day"] for r in rows] == [f"2025-11-{d}" for d in range(20, 27)]
+    assert [r["billable_minutes"] for r in rows] == [0] * 6 + [43]
+    with pytest.raises(ValueError, match="at most 3,660 days"):
+        reports.check("days", reports.Filters.parse("2000-01-01", "2020-01-01", None))

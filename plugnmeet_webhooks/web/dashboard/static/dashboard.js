@@ -120,7 +120,10 @@ function followEvents() {
   const table = document.getElementById("events");
   if (!table) return;
   const live = document.getElementById("live");
+  if (table.dataset.live !== "true") return;
   let newest = Number(table.dataset.newest || 0);
+  let lastCount = 0;
+  const page = Number(table.dataset.page || 50);
   const poll = async () => {
     try {
       const url = new URL(table.dataset.feed, window.location.href);
@@ -128,8 +131,9 @@ function followEvents() {
       const answer = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
       if (!answer.ok) throw new Error(`HTTP ${answer.status}`);
       const { rows } = await answer.json();
+      lastCount = rows.length;
       const body = table.tBodies[0];
-      for (const e of rows.slice().reverse()) {
+      for (const e of rows) { // oldest first: each goes on top
         body.querySelector("tr.empty")?.remove();
         body.insertBefore(eventRow(e), body.firstChild);
         newest = Math.max(newest, e.id);
@@ -138,7 +142,8 @@ function followEvents() {
     } catch (error) {
       live.textContent = "Live updates paused: the server did not answer. Retrying.";
     }
-    window.setTimeout(poll, 2000);
+    // A full page means more are waiting: fetch them at once.
+    window.setTimeout(poll, lastCount >= page ? 50 : 2000);
   };
   window.setTimeout(poll, 2000);
 }
