@@ -1,11 +1,11 @@
-"""Group commit: one writer thread per process stores whatever deliveries are waiting.
+"""Group commit: whatever deliveries are waiting are stored in one transaction.
 
-With ``synchronous=FULL`` every commit waits for the disk. Request threads hand their
-verified event to the writer and wait; the writer takes every event waiting at that moment,
-stores them in one transaction and commits once, then wakes each thread with its own
-outcome. No delivery is answered before the commit that holds it, and a fault fails only
-the deliveries of that batch: with the database error, which the route answers by its kind
-(503 for an outage, so the sender retries).
+With ``synchronous=FULL`` every commit waits for the disk. A request thread that finds no
+batch in progress stores every event waiting at that moment in one transaction and commits
+once, then wakes each waiting thread with its own outcome; while it commits, the next
+deliveries gather for the next batch. No delivery is answered before the commit that holds
+it, and a fault fails only the deliveries of that batch: with the database error, which the
+route answers by its kind (503 for an outage, so the sender retries).
 """
 
 from __future__ import annotations
@@ -224,15 +224,21 @@ class CommitterStopped(PoolTimeout):
 class _Job:
     delivery: Delivery
     done: threading.Event = field(default_factory=threading.Event)
-    taken: bool = False  # by the writer, into a batch: from then on it will be answered
+    taken: bool = False  # into a batch: from then on it will be answered
+    lead: bool = False  # this delivery's thread stores the next batch
     result: Result | None = None
 
 
 class GroupCommitter:
-    """Store deliveries in batches on a writer thread that starts on demand and ends when idle.
+    """Store deliveries in batches; the thread of one waiting delivery stores each batch.
 
-    ``store`` does the work of one batch on the writer's connection; ``wait_seconds`` bounds
-    how long a delivery waits for its answer; a writer idle for ``idle_seconds`` ends.
+    No thread is handed the work: the first delivery to find no batch in progress stores
+    every delivery waiting at that moment (its own included) in one transaction, answers
+    them, and passes the lead to the oldest delivery still waiting. Others wait for their
+    answer. One connection serves every batch, one batch at a time; after ``idle_seconds``
+    without a batch it is closed and the memory of the burst handed back.
+    ``store`` does the work of one batch; ``wait_seconds`` bounds how long a delivery waits
+    for a batch to take it.
     """
 
     def __init__(
@@ -249,15 +255,18 @@ class GroupCommitter:
         self._idle = idle_seconds
         self._queue: deque[_Job] = deque()
         self._cond = threading.Condition()
-        self._writer: threading.Thread | None = None
-        self._closing = False  # the writer ends once the queue is empty
+        self._leading = False  # a batch is being stored
+        self._conn: Connection | None = None  # used only by the thread that leads
+        self._last_batch = 0.0
+        self._janitor: threading.Thread | None = None
+        self._closing = False
         self._stopped = False  # no delivery is taken any more
 
     @property
     def writer_running(self) -> bool:
-        """Tell whether a writer thread is alive now."""
+        """Tell whether the committer holds a connection now (it lets it go when idle)."""
         with self._cond:
-            return self._writer is not None and self._writer.is_alive()
+            return self._conn is not None or self._leading
 
     def submit(self, delivery: Delivery) -> Outcome:
         """Store one delivery with the next batch; return its outcome once it is committed."""
@@ -266,26 +275,85 @@ class GroupCommitter:
             if self._stopped:
                 raise CommitterStopped("the receiver is stopping; the sender will retry")
             self._queue.append(job)
-            self._ensure_writer()
-            self._cond.notify()
-        if not job.done.wait(self._wait):
+            if not self._leading:
+                self._leading = job.lead = True
+        if not job.lead and not job.done.wait(self._wait):
             with self._cond:
-                if not job.taken:  # never started: it will not be stored, so say so
+                if not job.taken and not job.lead:  # never started: it will not be stored
                     self._queue.remove(job)
-                    raise CommitTimeout(f"the writer did not start it within {self._wait:.0f} s")
-            # Its batch is running: its outcome is on the way, and must not be lost.
-            if not job.done.wait(self._wait):
-                raise CommitTimeout(f"the writer did not commit within {2 * self._wait:.0f} s")
+                    raise CommitTimeout(f"the committer did not start it within {self._wait:.0f} s")
+            # Its batch is running (or it leads the next): its outcome must not be lost.
+            if not job.lead and not job.done.wait(self._wait):
+                raise CommitTimeout(f"its batch did not commit within {2 * self._wait:.0f} s")
+        if job.result is None:  # the lead was passed to it: store the next batch
+            self._lead()
         if isinstance(job.result, BaseException):
             raise job.result
         assert job.result is not None
         return job.result
 
-    def _ensure_writer(self) -> None:
-        if self._writer is None:
-            self._closing = False
-            self._writer = threading.Thread(target=self._run, name="pnm-writer", daemon=True)
-            self._writer.start()
+    def _take(self) -> list[_Job]:
+        with self._cond:
+            batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+            for job in batch:
+                job.taken = True
+            return batch
+
+    def _lead(self) -> None:
+        """Store one batch (this thread's delivery is the oldest waiting), then pass the lead."""
+        batch: list[_Job] = []
+        try:
+            batch = self._take()
+            results = self._store_on_connection([job.delivery for job in batch])
+            self._answer(batch, results)
+        except BaseException as exc:  # every delivery of the batch must hear of it
+            self._answer(batch, [exc] * len(batch))
+            raise
+        finally:
+            with self._cond:
+                self._last_batch = time.monotonic()
+                waiting = next((job for job in self._queue if not job.lead), None)
+                if waiting is not None and not self._stopped:
+                    waiting.lead = True
+                    waiting.done.set()  # wakes it to lead; its result is still None
+                else:
+                    self._leading = False
+                    self._cond.notify_all()
+                self._ensure_janitor()
+
+    def _store_on_connection(self, deliveries: list[Delivery]) -> list[Result]:
+        try:
+            if self._conn is None:
+                self._conn = writer(self._engine)
+            results = self._store(self._conn, deliveries)
+        except Exception as exc:
+            results = [exc] * len(deliveries)
+        if any(isinstance(r, BaseException) for r in results):
+            self._drop_connection()  # start afresh after any fault
+        return results
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _ensure_janitor(self) -> None:
+        """Start the thread that lets the connection go once batches stop (cond held)."""
+        if self._janitor is None and not self._closing:
+            self._janitor = threading.Thread(target=self._tidy, name="pnm-commit-idle", daemon=True)
+            self._janitor.start()
+
+    def _tidy(self) -> None:
+        with self._cond:
+            while not self._closing:
+                idle_for = time.monotonic() - self._last_batch
+                if idle_for >= self._idle and not self._leading:
+                    self._drop_connection()
+                    break
+                self._cond.wait(max(self._idle - idle_for, 0.01))
+            self._janitor = None
+        _release_memory()
 
     def stop_taking(self, grace: float) -> None:
         """Within ``grace`` seconds, stop taking deliveries: answer those still queued and any
@@ -298,60 +366,27 @@ class GroupCommitter:
     def _refuse_queued(self) -> None:
         with self._cond:
             self._stopped = True
-            while self._queue:
-                job = self._queue.popleft()
+            for job in [job for job in self._queue if not job.lead]:
+                self._queue.remove(job)
                 job.result = CommitterStopped("the receiver stopped before storing it")
                 job.done.set()
-            self._cond.notify()
+            self._cond.notify_all()
 
     def close(self, timeout: float | None = None) -> None:
-        """Let the writer finish what is queued, then stop it for good and free its connection."""
+        """Let the batches of deliveries already queued finish, then free the connection."""
+        deadline = time.monotonic() + (self._wait if timeout is None else timeout)
         with self._cond:
-            writer_thread, self._closing = self._writer, True
-            self._cond.notify()
-        if writer_thread is not None:
-            writer_thread.join(timeout=self._wait if timeout is None else timeout)
+            self._cond.wait_for(
+                lambda: not self._leading and not self._queue,
+                max(0.0, deadline - time.monotonic()),
+            )
         self._refuse_queued()
-
-    def _next_batch(self) -> list[_Job] | None:
         with self._cond:
-            self._cond.wait_for(lambda: self._queue or self._closing, self._idle)
-            if not self._queue:
-                self._writer = None  # idle or closing: a later submit starts a new writer
-                return None
-            batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
-            for job in batch:
-                job.taken = True
-            return batch
-
-    def _run(self) -> None:
-        conn: Connection | None = None  # one connection for the writer's life
-        try:
-            while (batch := self._next_batch()) is not None:
-                try:
-                    if conn is None:
-                        conn = writer(self._engine)
-                    results = self._store(conn, [job.delivery for job in batch])
-                except BaseException as exc:  # every waiting delivery must hear of it
-                    results = [exc] * len(batch)
-                    if not isinstance(exc, Exception):
-                        self._answer(batch, results)
-                        raise
-                self._answer(batch, results)
-                if conn is not None and any(isinstance(r, BaseException) for r in results):
-                    with contextlib.suppress(Exception):  # start afresh after any fault
-                        conn.close()
-                    conn = None
-        finally:
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    conn.close()
-            with self._cond:  # however it ended, deliveries still queued get a new writer
-                if self._writer is threading.current_thread():
-                    self._writer = None
-                    if self._queue:
-                        self._ensure_writer()
-            _release_memory()
+            self._cond.wait_for(lambda: not self._leading, max(0.0, deadline - time.monotonic()))
+            self._closing = True
+            if not self._leading:
+                self._drop_connection()
+            self._cond.notify_all()
 
     @staticmethod
     def _answer(batch: list[_Job], results: list[Result]) -> None:

@@ -73,15 +73,38 @@ def test_a_fault_fails_every_delivery_of_its_batch_and_the_writer_recovers(app, 
     assert stored_count(app) == 1
 
 
-def test_a_writer_that_does_not_answer_in_time_is_a_503(app_runtime):
-    def slow(conn, deliveries):
-        time.sleep(1)
+def test_a_batch_that_does_not_commit_in_time_is_a_503_for_those_waiting(app_runtime):
+    calls = []
+
+    def second_is_slow(conn, deliveries):
+        calls.append(len(deliveries))
+        time.sleep(0.15 if len(calls) == 1 else 1.0)
         return [Outcome.ACCEPTED] * len(deliveries)
 
-    writer = GroupCommitter(app_runtime.database(), slow, wait_seconds=0.2)
-    with pytest.raises(CommitTimeout):
-        writer.submit(_delivery(1, "RM_a"))
+    writer = GroupCommitter(app_runtime.database(), second_is_slow, wait_seconds=0.4)
+    answers: dict[int, object] = {}
+
+    def send(n: int) -> None:
+        try:
+            answers[n] = writer.submit(_delivery(n, "RM_a"))
+        except CommitTimeout as exc:
+            answers[n] = exc
+
+    leader = threading.Thread(target=send, args=(1,))
+    leader.start()
+    time.sleep(0.03)
+    behind = [threading.Thread(target=send, args=(n,)) for n in (2, 3)]
+    for t in behind:
+        t.start()
+        time.sleep(0.01)
+    for t in (leader, *behind):
+        t.join(5)
     writer.close()
+    # The first batch held only the first delivery; the second, slow one held the other two.
+    assert calls == [1, 2]
+    assert answers[1] is Outcome.ACCEPTED
+    assert answers[2] is Outcome.ACCEPTED  # it stored the slow batch itself
+    assert isinstance(answers[3], CommitTimeout) and "did not commit" in str(answers[3])
 
 
 def test_the_idle_writer_ends_and_the_next_delivery_starts_another(app, app_runtime):
