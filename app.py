@@ -2,8 +2,8 @@
 
 A delivery goes: :func:`receive` reads the body, checks its size and type, verifies its
 token (``validation``), parses the event, and hands a
-:class:`~plugnmeet_webhooks.storage.commit.Delivery` to the runtime's group committer. The
-writer thread inserts the event and applies it to the ledger in one transaction
+:class:`~plugnmeet_webhooks.storage.commit.Delivery` to the runtime's group committer, which
+inserts the event with others waiting and applies it to the ledger in one transaction
 (``plugnmeet_webhooks.ingest``: normalise, run the handler from ``handlers``, run its
 writes), commits, and only then is the delivery answered 200.
 """
@@ -280,7 +280,7 @@ def receive() -> Response:
             plain(stored.dedupe_key),
         )
         return _reply(200, "duplicate")
-    if outcome is Outcome.CONFLICT:  # the writer has logged both digests
+    if outcome is Outcome.CONFLICT:  # the committer has logged both digests
         return _reply(200, "conflict")
     label = event_label(stored.event, rt.registry.names)
     rt.metrics.events.labels(label).inc()

@@ -1,7 +1,7 @@
 """From a stored event to ledger rows: normalise it, let its handler plan, run the writes.
 
 The webhook route hands a :class:`~plugnmeet_webhooks.storage.commit.Delivery` to the group
-committer; the writer inserts the event and calls :meth:`Ingest.apply_delivery` in the same
+committer; the batch that stores the event calls :meth:`Ingest.apply_delivery` in the same
 transaction. Replays call :meth:`Ingest.apply_stored` on bodies read back from the table.
 """
 
@@ -25,7 +25,7 @@ class Ingest:
     def __init__(self, registry: Registry, workflows: Workflows | None = None) -> None:
         self.registry = registry
         self.workflows = workflows
-        self.queued = 0  # messages queued so far (the writer reads it to wake the dispatcher)
+        self.queued = 0  # messages queued so far (read after a batch, to wake the dispatcher)
 
     def apply(
         self,
@@ -49,7 +49,7 @@ class Ingest:
             )
 
     def apply_delivery(self, conn: Connection, delivery: Delivery) -> None:
-        """Apply a delivery the writer has just inserted (its body is parsed already)."""
+        """Apply a delivery its batch has just inserted (its body is parsed already)."""
         stored = delivery.stored
         self.apply(conn, delivery.payload, stored.dedupe_key, stored.received_at, stored.tenant)
 

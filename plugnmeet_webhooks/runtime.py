@@ -2,7 +2,7 @@
 
 The app factory only makes it; nothing here touches the database until it is needed. The
 engine is made on first use, the schema is checked once (created in an empty database,
-refused with what to run when it is behind), the writer thread starts with the first
+refused with what to run when it is behind), the group committer with the first
 delivery. Gunicorn's worker hooks call :meth:`Runtime.start` and :meth:`Runtime.close`;
 a test makes its own app, registers its own handlers on ``runtime.registry``, and closes it.
 """
@@ -90,7 +90,7 @@ class Runtime:
         return self._committer
 
     def store_deliveries(self, conn: Connection, deliveries: list[Delivery]) -> list[Result]:
-        """Store a batch of deliveries and apply each to the ledger (the writer's work)."""
+        """Store a batch of deliveries and apply each to the ledger (one commit for all)."""
         queued = self.ingest.queued
         results = store_batch(
             self.engine,
@@ -189,7 +189,7 @@ class Runtime:
             self._committer.stop_taking(grace)
 
     def close(self, timeout: float | None = None) -> None:
-        """Finish the deliveries in flight, stop the writer, close every database connection."""
+        """Finish the deliveries in flight, stop the committer, close every database connection."""
         if self._pruner is not None:
             self._pruner.stop()
         if self._dispatcher is not None:

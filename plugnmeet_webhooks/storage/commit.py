@@ -209,7 +209,8 @@ def store_batch(
 
 
 StoreBatch = Callable[[Connection, list[Delivery]], list[Result]]
-"""What the writer calls with its connection and a batch (the runtime binds engine and apply)."""
+"""What a batch's leader calls with the connection and the batch (the runtime binds engine and
+apply)."""
 
 
 class CommitTimeout(PoolTimeout):

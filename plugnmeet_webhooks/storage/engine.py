@@ -89,7 +89,7 @@ def _tune_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
 
 
 def writer(engine: Engine) -> Connection:
-    """Open a connection whose transactions will write (kept open by a writer thread)."""
+    """Open a connection whose transactions will write (kept open by the group committer)."""
     conn = engine.connect()
     conn.execution_options(**{_WRITE: True})
     return conn
