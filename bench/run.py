@@ -473,10 +473,10 @@ def chart(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = ["floor\n(bare Flask)", "guide's listener\n(stores nothing)", "receiver\n(empty db)",
+    labels = ["floor\n(bare Flask)", "guide's\nlistener", "receiver\n(empty db)",
               "receiver\n(1M events)", "receiver\n(with rules)"]  # fmt: skip
     loads = [results[name] for name in ("floor", "guide", "empty", "full", "rules")]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6))
     colors = ["#9e9e9e", "#bdbdbd", "#1f77b4", "#2ca02c", "#ff7f0e"]
     bars = left.bar(labels, [x.rps for x in loads], color=colors)
     left.bar_label(bars, fmt="%.0f")
@@ -492,7 +492,7 @@ def chart(results: dict, path: Path) -> None:
     right.set_ylabel("latency (ms)")
     right.set_title("Latency")
     right.legend()
-    fig.suptitle(f"plugNmeet webhook receiver vs. bare Flask — {results['date']}")
+    fig.suptitle(f"plugNmeet webhook receiver against its peers — {results['date']}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
