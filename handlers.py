@@ -94,7 +94,7 @@ def participant_joined(event: Event, ctx: Context) -> None:
     """Record and log who joined which room."""
     ctx.write(
         ledger.session_write(event, ctx.received_at),
-        ledger.attendance_write(event, ctx.received_at),
+        *ledger.attendance_writes(event, ctx.received_at),
     )
     count = event.room.num_participants
     log.info("%s joined %s (%d in the room).", _who(event), _room(event), count)
@@ -105,7 +105,7 @@ def participant_left(event: Event, ctx: Context) -> None:
     """Record and log who left which room, and after how long when both times are known."""
     ctx.write(
         ledger.session_write(event, ctx.received_at),
-        ledger.attendance_write(event, ctx.received_at),
+        *ledger.attendance_writes(event, ctx.received_at),
     )
     p = event.participant
     stayed = ""

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, func, select
 
-from plugnmeet_webhooks.ledger.tables import attendance, files, usage
+from plugnmeet_webhooks.ledger.tables import attendance, files, participants, usage
 from plugnmeet_webhooks.normalize import camel_name
 from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.events import events
@@ -145,7 +145,7 @@ def forget_participant(
     """
     done = Forgotten(pseudonym=f"forgotten-{secrets.token_hex(6)}")
     with engine.connect() as conn:
-        query = select(attendance.c.name).where(attendance.c.identity == identity)
+        query = select(participants.c.name).where(participants.c.identity == identity)
         done.names.update(name for name in conn.execute(query).scalars() if name)
     for rewrite in (False, True):
         last = 0
@@ -188,26 +188,42 @@ def _ledger(
 ) -> tuple[int, int]:
     """Put the pseudonym in the ledger rows, paths and errors; return rows changed."""
     pseudonym = done.pseudonym
-    mine = attendance.c.identity == identity
+    mine = participants.c.identity == identity
     booked = usage.c.user_id == identity
     in_breakdown = usage.c.breakdown.contains(json.dumps(identity), autoescape=True)
     scope: list[ColumnElement[bool]] = [events.c.handler_error.is_not(None)]
     paths: list[ColumnElement[bool]] = [files.c.path.is_not(None)]
     if tenant is not None:
-        mine = mine & (attendance.c.tenant == tenant)
+        mine = mine & (participants.c.tenant == tenant)
         booked = booked & (usage.c.tenant == tenant)
         in_breakdown = in_breakdown & (usage.c.tenant == tenant)
         scope.append(events.c.tenant == tenant)
         paths.append(files.c.tenant == tenant)
-    # A participant sent without a sid is keyed by their identity: that key goes too.
+    # A participant sent without a sid is keyed by their identity: that key goes too, in
+    # their join and leave marks first, then in their participant row.
+    theirs = (
+        select(participants.c.participant_sid)
+        .where(
+            mine,
+            participants.c.participant_sid == identity,
+            participants.c.tenant == attendance.c.tenant,
+            participants.c.room_sid == attendance.c.room_sid,
+        )
+        .exists()
+    )
     conn.execute(
         attendance.update()
-        .where(mine, attendance.c.participant_sid == identity)
+        .where(attendance.c.participant_sid == identity, theirs)
+        .values(participant_sid=pseudonym)
+    )
+    conn.execute(
+        participants.update()
+        .where(mine, participants.c.participant_sid == identity)
         .values(participant_sid=pseudonym)
     )
     # The name becomes the pseudonym, not empty: a later event cannot fill it in again.
     people = conn.execute(
-        attendance.update().where(mine).values(identity=pseudonym, name=pseudonym)
+        participants.update().where(mine).values(identity=pseudonym, name=pseudonym)
     ).rowcount
     changed = conn.execute(usage.update().where(booked).values(user_id=pseudonym)).rowcount
     columns = (usage.c.tenant, usage.c.artifact_id, usage.c.breakdown)

@@ -9,7 +9,7 @@ from plugnmeet_webhooks.cli.context import database, runtime
 from plugnmeet_webhooks.cli.repair import run_replay
 from plugnmeet_webhooks.ledger.writes import is_empty
 from plugnmeet_webhooks.storage.events import EventFilter, count_events
-from plugnmeet_webhooks.storage.migrate import schema_revisions, upgrade_schema
+from plugnmeet_webhooks.storage.migrate import events_to_replay, schema_revisions, upgrade_schema
 
 
 @click.group("db")
@@ -38,6 +38,13 @@ def db_upgrade(revision: str) -> None:
         result = run_replay(EventFilter(), "Filling the ledger")
         click.echo(
             f"Filled the ledger from {result.events} stored events ({result.failed} failed)."
+        )
+    elif stored and after and (names := events_to_replay(before, after)):
+        # Tables this upgrade reshaped: apply their events again under the new rules.
+        result = run_replay(EventFilter(names=names), f"Applying {', '.join(names)} again")
+        click.echo(
+            f"Applied {result.events} stored {' and '.join(names)} events again "
+            f"({result.failed} failed)."
         )
 
 

@@ -12,9 +12,18 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, and_, case, cast, func, or_, select
+from sqlalchemy import Connection, and_, case, func, select
 
-from plugnmeet_webhooks.ledger.tables import attendance, files, session_end_column, sessions, usage
+from plugnmeet_webhooks.ledger import stays
+from plugnmeet_webhooks.ledger.tables import (
+    attendance,
+    files,
+    participants,
+    session_end_column,
+    sessions,
+    usage,
+)
+from plugnmeet_webhooks.storage.sql import fetch_all
 
 REPORTS = ("sessions", "usage", "rooms", "days", "attendance", "files")
 DAY = 86400
@@ -224,38 +233,75 @@ def usage_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     return {"rows": rows, "total": total}
 
 
-def _attendee_totals(filters: Filters) -> Any:
-    """Per room: distinct attendees, and their minutes (each person's stays in a session
-    added up, then rounded up to whole minutes). A stay with no leave ends with the session."""
-    end = func.coalesce(attendance.c.left_at, session_end_column())
-    stay = case(
-        (or_(attendance.c.joined_at.is_(None), end.is_(None)), None),
-        (end < attendance.c.joined_at, 0),
-        else_=end - attendance.c.joined_at,
-    )
-    same_session = and_(
-        attendance.c.tenant == sessions.c.tenant, attendance.c.room_sid == sessions.c.room_sid
-    )
-    per_person = (
-        select(
-            sessions.c.tenant,
-            sessions.c.room_id,
-            attendance.c.identity,
-            func.sum(stay).label("seconds"),
+@dataclass
+class SessionAttendance:
+    """One session's stays before clipping, and who each participant sid is."""
+
+    tenant: str
+    room_id: str | None
+    room_sid: str
+    start: int | None
+    end: int | None
+    pairs: dict[str, list[tuple[int, int | None]]]  # participant sid: its (join, leave)s
+    people: dict[str, tuple[str, str | None]]  # participant sid: (identity, name)
+
+    @property
+    def identities(self) -> dict[str, str]:
+        """Each participant sid's identity."""
+        return {sid: identity for sid, (identity, _) in self.people.items()}
+
+    def stays(self) -> list[stays.Stay]:
+        """The session's stays, clipped to it, in time order."""
+        return stays.stays_of(self.pairs, self.identities, self.start, self.end)
+
+    def names(self) -> dict[str, str | None]:
+        """A name for each person."""
+        return stays.names_of(self.people.values())
+
+    def seconds_by_person(self) -> dict[str, int | None]:
+        """Each person's time in the session (their stays together, overlaps once)."""
+        return stays.seconds_by_person(self.pairs, self.identities, self.start, self.end)
+
+    def minutes(self) -> int:
+        """The session's attendee minutes: each person's time, rounded up to whole minutes."""
+        return sum(stays.minutes(s) for s in self.seconds_by_person().values())
+
+
+def attendance_by_session(conn: Connection, filters: Filters) -> list[SessionAttendance]:
+    """The attendance of each session that started in the period, from its join and leave
+    marks (see :mod:`plugnmeet_webhooks.ledger.stays` for the rules)."""
+    a, p, s = attendance.c, participants.c, sessions.c
+
+    def in_period(table: Any, *columns: Any) -> Any:
+        query = select(*columns)
+        if filters == Filters():  # every session: no need to look each one up
+            return query
+        same = and_(table.c.tenant == s.tenant, table.c.room_sid == s.room_sid)
+        query = query.select_from(table.join(sessions, same))
+        return _where(query, s.started_at, s.room_id, filters)
+
+    held = select(s.tenant, s.room_sid, s.room_id, s.started_at, session_end_column())
+    found: dict[tuple[str, str], SessionAttendance] = {}
+    for tenant, room_sid, room_id, start, end in fetch_all(
+        conn, _where(held, s.started_at, s.room_id, filters)
+    ):
+        found[tenant, room_sid] = SessionAttendance(
+            tenant, room_id, room_sid, start, end, pairs={}, people={}
         )
-        .select_from(attendance.join(sessions, same_session))
-        .group_by(sessions.c.tenant, sessions.c.room_id, sessions.c.room_sid, attendance.c.identity)
-    )
-    per_person = _where(per_person, sessions.c.started_at, sessions.c.room_id, filters).subquery()
-    return select(
-        per_person.c.tenant,
-        per_person.c.room_id,
-        func.count(func.distinct(per_person.c.identity)).label("attendees"),
-        # PostgreSQL's sum() of bigints is numeric: back to an integer before dividing.
-        func.coalesce(func.sum((cast(per_person.c.seconds, BigInteger) + 59) // 60), 0).label(
-            "minutes"
-        ),
-    ).group_by(per_person.c.tenant, per_person.c.room_id)
+    for tenant, room_sid, sid, identity, name in fetch_all(
+        conn, in_period(participants, p.tenant, p.room_sid, p.participant_sid, p.identity, p.name)
+    ):
+        if (tenant, room_sid) in found:
+            found[tenant, room_sid].people[sid] = (identity, name)
+    marks: dict[tuple[str, str], dict[str, list[tuple[int, str]]]] = {}
+    for tenant, room_sid, sid, kind, at in fetch_all(
+        conn, in_period(attendance, a.tenant, a.room_sid, a.participant_sid, a.kind, a.at)
+    ):
+        if (tenant, room_sid) in found:
+            marks.setdefault((tenant, room_sid), {}).setdefault(sid, []).append((at, kind))
+    for key, own in marks.items():
+        found[key].pairs = {sid: stays.pair(sid_marks) for sid, sid_marks in own.items()}
+    return [found[key] for key in sorted(found) if found[key].pairs]
 
 
 def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
@@ -285,8 +331,13 @@ def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     session_totals = _where(session_totals, sessions.c.started_at, sessions.c.room_id, filters)
     for r in conn.execute(session_totals):
         room(r.tenant, r.room_id).update(sessions=r.sessions, billable_minutes=int(r.minutes))
-    for r in conn.execute(_attendee_totals(filters)):
-        room(r.tenant, r.room_id).update(attendees=r.attendees, attendee_minutes=int(r.minutes))
+    people: dict[tuple[str, str], set[str]] = {}
+    for held in attendance_by_session(conn, filters):
+        row = room(held.tenant, held.room_id)
+        row["attendee_minutes"] += held.minutes()
+        people.setdefault((held.tenant, held.room_id or ""), set()).update(held.seconds_by_person())
+    for key, who in people.items():
+        rooms[key]["attendees"] = len(who)
     cost_totals = select(usage.c.tenant, usage.c.room_id, *_cost_parts()).group_by(
         usage.c.tenant, usage.c.room_id
     )
@@ -373,46 +424,32 @@ def days_report(conn: Connection, filters: Filters) -> dict[str, Any]:
 
 
 def attendance_report(conn: Connection, filters: Filters) -> dict[str, Any]:
-    """Who was in each session when: one row per participant's presence, session by session."""
-    query = select(
-        sessions.c.tenant,
-        sessions.c.room_id,
-        sessions.c.room_sid,
-        attendance.c.identity,
-        attendance.c.name,
-        attendance.c.joined_at,
-        attendance.c.left_at,
-        attendance.c.seconds,
-        session_end_column().label("session_end"),
-    ).select_from(
-        attendance.join(
-            sessions,
-            and_(
-                attendance.c.tenant == sessions.c.tenant,
-                attendance.c.room_sid == sessions.c.room_sid,
-            ),
-        )
-    )
-    query = _where(query, sessions.c.started_at, sessions.c.room_id, filters)
-    found = sorted(
-        conn.execute(query),
-        key=lambda r: (r.tenant, r.room_sid, r.joined_at or 0, r.identity),
-    )
-    rows = [
-        {
-            "tenant": r.tenant,
-            "room_id": r.room_id,
-            "room_sid": r.room_sid,
-            "identity": r.identity,
-            "name": r.name,
-            "joined_at": iso(r.joined_at),
-            "left_at": iso(r.left_at if r.left_at is not None else r.session_end),
-            "left_from": "participant_left" if r.left_at is not None else "session_end",
-            "seconds": r.seconds,
-        }
-        for r in found
-    ]
-    total = {"stays": len(rows), "people": len({(r["room_sid"], r["identity"]) for r in rows})}
+    """Who was in each session when: one row per stay, session by session, in time order."""
+    rows = []
+    minutes = 0
+    for held in attendance_by_session(conn, filters):
+        minutes += held.minutes()
+        names = held.names()
+        for stay in held.stays():
+            rows.append(
+                {
+                    "tenant": held.tenant,
+                    "room_id": held.room_id,
+                    "room_sid": held.room_sid,
+                    "identity": stay.identity,
+                    "name": names.get(stay.identity),
+                    "participant_sid": stay.participant_sid,
+                    "joined_at": iso(stay.joined_at),
+                    "left_at": iso(stay.left_at),
+                    "left_from": stay.closed_by,
+                    "seconds": stay.seconds,
+                }
+            )
+    total = {
+        "stays": len(rows),
+        "people": len({(r["tenant"], r["room_sid"], r["identity"]) for r in rows}),
+        "attendee_minutes": minutes,
+    }
     return {"rows": rows, "total": total}
 
 

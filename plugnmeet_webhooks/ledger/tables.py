@@ -1,6 +1,6 @@
-"""The ledger's tables, and the two SQL functions their merges need on both databases.
+"""The ledger's tables, and the SQL function their merges need on both databases.
 
-Derived figures (duration, billable minutes, seconds present) are generated columns: the
+Derived figures (duration, billable minutes) are generated columns: the
 database computes them from the merged facts, so they cannot disagree.
 """
 
@@ -106,29 +106,34 @@ files = Table(
 )
 Index("ix_files_room", files.c.room_id)
 
-attendance = Table(
-    "attendance",
+# Who each participant sid of a session is: the identity, and the first name it was sent with
+# (a name forgotten on request stays forgotten when a later event names it again).
+participants = Table(
+    "participants",
     metadata,
     Column("room_sid", Text, nullable=False),
     Column("participant_sid", Text, nullable=False),
     Column("identity", Text, nullable=False),
     Column("name", Text),
-    Column("joined_at", BigInteger),
-    Column("left_at", BigInteger),
-    Column(
-        "seconds",
-        BigInteger,
-        Computed(
-            "CASE WHEN joined_at IS NULL OR left_at IS NULL THEN NULL "
-            "WHEN left_at < joined_at THEN 0 ELSE left_at - joined_at END",
-            persisted=True,
-        ),
-    ),
     Column("tenant", Text, nullable=False),
     PrimaryKeyConstraint("tenant", "room_sid", "participant_sid"),
 )
+Index("ix_participants_identity", participants.c.identity)
 
-LEDGER_TABLES = (sessions, usage, files, attendance)
+# Each join and each leave of a participant sid, once: the stays are paired up from these
+# when a report asks (plugnmeet_webhooks.ledger.stays), so no arrival order can change them.
+attendance = Table(
+    "attendance",
+    metadata,
+    Column("room_sid", Text, nullable=False),
+    Column("participant_sid", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # join | leave
+    Column("at", BigInteger, nullable=False),
+    Column("tenant", Text, nullable=False),
+    PrimaryKeyConstraint("tenant", "room_sid", "participant_sid", "kind", "at"),
+)
+
+LEDGER_TABLES = (sessions, usage, files, participants, attendance)
 
 
 class least(GenericFunction):
@@ -137,22 +142,10 @@ class least(GenericFunction):
     inherit_cache = True
 
 
-class greatest(GenericFunction):
-    """The larger of two values, ignoring a NULL (GREATEST on PostgreSQL, MAX on SQLite)."""
-
-    inherit_cache = True
-
-
 @compiles(least, "sqlite")
 def _least_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
     a, b = (compiler.process(arg, **kw) for arg in element.clauses)
     return f"min(coalesce({a}, {b}), coalesce({b}, {a}))"
-
-
-@compiles(greatest, "sqlite")
-def _greatest_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
-    a, b = (compiler.process(arg, **kw) for arg in element.clauses)
-    return f"max(coalesce({a}, {b}), coalesce({b}, {a}))"
 
 
 def session_end_column() -> ColumnElement[Any]:

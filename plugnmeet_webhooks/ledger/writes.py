@@ -31,12 +31,13 @@ from sqlalchemy import (
     tuple_,
 )
 
+from plugnmeet_webhooks.ledger.stays import JOIN, LEAVE
 from plugnmeet_webhooks.ledger.tables import (
     LEDGER_TABLES,
     attendance,
     files,
-    greatest,
     least,
+    participants,
     sessions,
     usage,
 )
@@ -86,18 +87,20 @@ def _session_upsert(dialect_module: Any) -> Any:
     )
 
 
-def _attendance_upsert(dialect_module: Any) -> Any:
-    columns = ["room_sid", "participant_sid", "identity", "name", "joined_at", "left_at"]
-    statement = _insert(dialect_module, attendance, columns)
-    new, old = statement.excluded, attendance.c
+def _participant_upsert(dialect_module: Any) -> Any:
+    columns = ["room_sid", "participant_sid", "identity", "name"]
+    statement = _insert(dialect_module, participants, columns)
+    new, old = statement.excluded, participants.c
+    # The identity stays as first written; a name fills in only where none is known.
     return statement.on_conflict_do_update(
-        index_elements=_key(attendance),
-        set_={
-            "name": func.coalesce(old.name, new.name),
-            "joined_at": least(old.joined_at, new.joined_at),
-            "left_at": greatest(old.left_at, new.left_at),
-        },
+        index_elements=_key(participants), set_={"name": func.coalesce(old.name, new.name)}
     )
+
+
+def _attendance_insert(dialect_module: Any) -> Any:
+    columns = ["room_sid", "participant_sid", "kind", "at"]
+    statement = _insert(dialect_module, attendance, columns)
+    return statement.on_conflict_do_nothing(index_elements=_key(attendance))
 
 
 def _first_copy_upsert(dialect_module: Any, table: Table) -> Any:
@@ -125,6 +128,7 @@ class Statement(Enum):
     """The ledger's upserts, each with the function that builds it."""
 
     SESSION = "session"
+    PARTICIPANT = "participant"
     ATTENDANCE = "attendance"
     USAGE = "usage"
     FILE = "file"
@@ -137,7 +141,8 @@ class Statement(Enum):
 
 _BUILDERS: dict[Statement, Build] = {
     Statement.SESSION: _session_upsert,
-    Statement.ATTENDANCE: _attendance_upsert,
+    Statement.PARTICIPANT: _participant_upsert,
+    Statement.ATTENDANCE: _attendance_insert,
     Statement.USAGE: _usage_upsert,
     Statement.FILE: _file_upsert,
 }
@@ -212,23 +217,31 @@ def session_write(event: Event, received_at: float) -> Write | None:
     return Write(Statement.SESSION, params)
 
 
-def attendance_write(event: Event, received_at: float) -> Write | None:
-    """Describe a join or a leave of a participant in this session."""
+def attendance_writes(event: Event, received_at: float) -> list[Write]:
+    """Describe the marks a join or a leave leaves in this session's attendance.
+
+    A join marks ``participant.joined_at`` (else the event's time); a leave marks the
+    event's time, and its ``participant.joined_at`` too (no later than the leave), so that a
+    stay whose join was lost still counts. The event's time is its ``created_at``, else the
+    time it was received.
+    """
     p = event.participant
     if p is None or not event.room.sid or not (p.sid or p.identity):
-        return None
+        return []
     when = event.created_at or int(received_at)
-    return Write(
-        Statement.ATTENDANCE,
-        {
-            "room_sid": event.room.sid,
-            "participant_sid": p.sid or p.identity,
-            "identity": p.identity or p.sid,
-            "name": p.name or None,
-            "joined_at": p.joined_at or (when if event.event == "participant_joined" else None),
-            "left_at": when if event.event == "participant_left" else None,
-        },
-    )
+    sid = {"room_sid": event.room.sid, "participant_sid": p.sid or p.identity}
+    who = sid | {"identity": p.identity or p.sid, "name": p.name or None}
+    marks = []
+    if event.event == "participant_joined":
+        marks.append((JOIN, p.joined_at or when))
+    elif event.event == "participant_left":
+        marks.append((LEAVE, when))
+        if p.joined_at and p.joined_at <= when:
+            marks.append((JOIN, p.joined_at))
+    return [
+        Write(Statement.PARTICIPANT, who),
+        *(Write(Statement.ATTENDANCE, sid | {"kind": kind, "at": at}) for kind, at in marks),
+    ]
 
 
 def _micros(cost: float | None) -> int | None:

@@ -126,6 +126,7 @@ class EventFilter:
     since: float | None = None
     event_key: str | None = None
     row_id: int | None = None
+    names: tuple[str, ...] = ()  # only these events, when given
     failed_only: bool = False
     pruned: bool = False  # the events whose raw body retention removed, instead of the others
 
@@ -139,6 +140,8 @@ class EventFilter:
             query = query.where(events.c.dedupe_key == self.event_key)
         if self.row_id is not None:
             query = query.where(events.c.id == self.row_id)
+        if self.names:
+            query = query.where(events.c.event.in_(self.names))
         if self.failed_only:
             query = query.where(events.c.handler_status == "failed")
         return query

@@ -11,6 +11,8 @@ from plugnmeet_webhooks.storage.engine import write_transaction
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _PG_MIGRATION_LOCK = 0x706E6D  # any constant shared by every receiver on one database
+# Revisions whose ledger tables are filled again from these stored events after the upgrade.
+REPLAYED_BY = {"0005": ("participant_joined", "participant_left")}
 
 
 class SchemaBehind(RuntimeError):
@@ -35,6 +37,15 @@ def schema_revisions(engine: Engine) -> tuple[str | None, str]:
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
     return current, str(head)
+
+
+def events_to_replay(before: str | None, after: str) -> tuple[str, ...]:
+    """The events to apply again after upgrading from ``before`` to ``after``."""
+    names: list[str] = []
+    for revision, events in sorted(REPLAYED_BY.items()):
+        if before is not None and before < revision <= after:
+            names += [name for name in events if name not in names]
+    return tuple(names)
 
 
 def upgrade_schema(engine: Engine, revision: str = "head") -> None:

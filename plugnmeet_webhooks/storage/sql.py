@@ -61,3 +61,14 @@ def execute(conn: Connection, sql: str, params: Mapping[str, Any]) -> Any:
             dialect=conn.dialect,
         ) from exc  # fmt: skip
     return cursor
+
+
+def fetch_all(conn: Connection, statement: Any) -> list[Any]:
+    """Run a query on the driver's own cursor and return its rows as plain tuples.
+
+    For reports that read many rows: the driver builds its tuples in C, where SQLAlchemy's
+    rows cost a Python call each.
+    """
+    named = _NAMED[conn.dialect.name][1]
+    query = statement.compile(dialect=named)
+    return list(execute(conn, str(query), query.params).fetchall())

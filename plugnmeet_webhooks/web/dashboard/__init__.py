@@ -213,6 +213,33 @@ def overview() -> str:
     )
 
 
+def _timeline(session: dict[str, Any], stays: list[dict[str, Any]]) -> str:
+    """A session's presence chart: a row per person, a bar per stay."""
+    people: dict[str, list[list[str | None]]] = {}
+    labels: dict[str, str] = {}
+    for stay in stays:  # in time order: people in the order they first came
+        people.setdefault(stay["identity"], []).append([stay["joined_at"], stay["left_at"]])
+        labels.setdefault(stay["identity"], stay["name"] or stay["identity"])
+    most = max((len(own) for own in people.values()), default=0)
+    series = [
+        {
+            "label": "present",
+            "data": [own[n] if n < len(own) else None for own in people.values()],
+        }
+        for n in range(most)
+    ]
+    return json.dumps(
+        {
+            "kind": "timeline",
+            "labels": list(labels.values()),
+            "series": series,
+            "start": session["started_at"],
+            "end": session["ended_at"],
+            "unit": "time",
+        }
+    )
+
+
 @bp.get("/rooms/<path:room_id>")
 @login_required
 def room(room_id: str) -> str:
@@ -234,27 +261,7 @@ def room(room_id: str) -> str:
             for s in attendance["rows"]
             if (s["tenant"], s["room_sid"]) == (session["tenant"], session["room_sid"])
         ]
-        timelines.append(
-            {
-                "session": session,
-                "stays": stays,
-                "chart": json.dumps(
-                    {
-                        "kind": "timeline",
-                        "labels": [s["name"] or s["identity"] for s in stays],
-                        "series": [
-                            {
-                                "label": "present",
-                                "data": [[s["joined_at"], s["left_at"]] for s in stays],
-                            }
-                        ],
-                        "start": session["started_at"],
-                        "end": session["ended_at"],
-                        "unit": "time",
-                    }
-                ),
-            }
-        )
+        timelines.append({"session": session, "stays": stays, "chart": _timeline(session, stays)})
     if not (sessions["rows"] or usage["rows"] or files["rows"]):
         flash(f"Nothing is known of room {room_id} in this period.", "note")
     return render_template(

@@ -435,7 +435,7 @@ def test_forget_participant_leaves_minutes_and_no_name(app, client, runner):
     assert "Forgotten as forgotten-" in result.output
     with runtime.of(app).database().connect() as conn:
         bodies = b"".join(map(bytes, conn.execute(text("SELECT body FROM events")).scalars()))
-        people = conn.execute(text("SELECT identity, name FROM attendance")).all()
+        people = conn.execute(text("SELECT identity, name FROM participants")).all()
         users = conn.execute(text("SELECT user_id FROM usage")).scalars().all()
     assert b"u-alice" not in bodies and b"Alice Admin" not in bodies
     assert b"u-bob" in bodies, "the others stay"
@@ -448,7 +448,7 @@ def test_forget_participant_leaves_minutes_and_no_name(app, client, runner):
     runner.invoke(args=["rebuild-ledger", "--yes"])
     assert report(app, "rooms")["rows"][0]["attendee_minutes"] == minutes_before
     with runtime.of(app).database().connect() as conn:
-        names = conn.execute(text("SELECT identity FROM attendance")).scalars().all()
+        names = conn.execute(text("SELECT identity FROM participants")).scalars().all()
     assert "u-alice" not in names
 
 
@@ -492,7 +492,7 @@ def test_a_forgotten_name_does_not_come_back_with_a_later_event(app, client, run
     left |= {"event": "participant_left", "id": "mallory-left", "created_at": "1764172000"}
     assert deliver(client, json.dumps(left).encode()).status == 200
     with runtime.of(app).database().connect() as conn:
-        names = conn.execute(text("SELECT name FROM attendance")).scalars().all()
+        names = conn.execute(text("SELECT name FROM participants")).scalars().all()
     assert all(n.startswith("forgotten-") for n in names), names
 
 
@@ -513,7 +513,7 @@ def test_forgetting_reaches_file_paths_and_recorded_errors(app, client, runner):
     with runtime.of(app).database().connect() as conn:
         everything = " ".join(
             str(value)
-            for table in ("events", "files", "usage", "attendance")
+            for table in ("events", "files", "usage", "participants", "attendance")
             for row in conn.execute(text(f"SELECT * FROM {table}"))  # noqa: S608 - fixed names
             for value in row
         )
@@ -531,7 +531,7 @@ def test_a_deeply_nested_body_does_not_stop_forgetting(app, client, runner):
     result = runner.invoke(args=["forget-participant", "u-mallory", "--yes"])
     assert result.exit_code == 0, result.output
     with runtime.of(app).database().connect() as conn:
-        identities = conn.execute(text("SELECT identity FROM attendance")).scalars().all()
+        identities = conn.execute(text("SELECT identity FROM participants")).scalars().all()
     assert identities and "u-mallory" not in identities
 
 

@@ -68,8 +68,15 @@ def test_corpus_gives_the_exact_ledger(app, client):
     summary_usage = usage["3b91b1f1-3fe9-427a-97ac-63d4595e44bc"]
     assert summary_usage[12] == "fe43ba26-c840-40ea-bc6d-4708dc585515"
 
-    seconds = {row[2]: row[6] for row in ledger["attendance"]}
+    seconds = {r["identity"]: r["seconds"] for r in report(app, "attendance")["rows"]}
     assert seconds == {"u-alice": 2540, "u-bob": 2435, "u-carol": 2400}
+    # Each join and leave once: Alice's, Bob's and Carol's, from the corpus's six events.
+    marks = sorted((row[1], row[2], row[3]) for row in ledger["attendance"])
+    assert marks == [
+        ("PA_a1", "join", 1764171020), ("PA_a1", "leave", 1764173560),
+        ("PA_b2", "join", 1764171065), ("PA_b2", "leave", 1764173500),
+        ("PA_c3", "join", 1764171130), ("PA_c3", "leave", 1764173530),
+    ]  # fmt: skip
 
     files = {row[4]: (row[5], row[6], row[7], row[8]) for row in ledger["files"]}
     assert files == {
@@ -188,7 +195,8 @@ def test_open_session_has_no_length_yet(app, client):
 def test_leave_before_join_gives_the_same_attendance(app, client):
     bodies = corpus_bodies()
     _deliver_all(client, [bodies[12], bodies[3]])  # Bob leaves, then his join arrives
-    assert {row[2]: row[6] for row in ledger_snapshot(app)["attendance"]} == {"u-bob": 2435}
+    stays = report(app, "attendance")["rows"]
+    assert {r["identity"]: r["seconds"] for r in stays} == {"u-bob": 2435}
 
 
 def test_rebuild_ledger_reproduces_it(app, client, runner, caplog):

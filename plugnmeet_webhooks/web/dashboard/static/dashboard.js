@@ -46,14 +46,18 @@ function timelineChart(canvas, spec) {
   const toTime = (iso) => (iso ? Date.parse(iso) : null);
   const start = toTime(spec.start);
   const end = toTime(spec.end);
-  const rows = spec.series[0].data.map(([a, b]) => [toTime(a), toTime(b) ?? end ?? toTime(a)]);
+  // One row per person; each series holds one stay per person (null when they had fewer).
+  const span = (pair) => (pair ? [toTime(pair[0]), toTime(pair[1]) ?? end ?? toTime(pair[0])] : null);
   canvas.parentElement.style.height = `${Math.max(8, spec.labels.length * 2.2 + 4)}rem`;
   const clock = (v) => new Date(v).toISOString().slice(11, 16);
   return new Chart(canvas, {
     type: "bar",
     data: {
       labels: spec.labels,
-      datasets: [{ label: "present", data: rows, backgroundColor: seriesColours()[0], borderSkipped: false }],
+      datasets: spec.series.map((s) => ({
+        label: s.label, data: s.data.map(span), backgroundColor: seriesColours()[0],
+        borderSkipped: false, grouped: false,
+      })),
     },
     options: {
       indexAxis: "y", responsive: true, maintainAspectRatio: false,
