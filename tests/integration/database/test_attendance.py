@@ -56,6 +56,17 @@ def ended(at: int) -> bytes:
     return _body(16, {"created_at": str(at)})
 
 
+def rejoin_under_the_same_sid() -> list[bytes]:
+    """In for 10 minutes, out for 20, in for 10 more, under one participant sid."""
+    return [
+        joined("PA_x", "u-x", START),
+        left("PA_x", "u-x", START + 600, joined_at=START),
+        joined("PA_x", "u-x", START + 1800),
+        left("PA_x", "u-x", START + 2400, joined_at=START + 1800),
+        ended(START + 3000),
+    ]
+
+
 def _deliver_all(client, bodies) -> None:
     answers = [deliver(client, body) for body in bodies]
     assert [a.status for a in answers] == [200] * len(bodies), [a.json for a in answers]
@@ -67,16 +78,7 @@ def _room(app) -> dict:
 
 
 def test_a_rejoin_under_the_same_sid_is_a_second_stay_not_the_gap(app, client):
-    _deliver_all(
-        client,
-        [
-            joined("PA_x", "u-x", START),
-            left("PA_x", "u-x", START + 600, joined_at=START),
-            joined("PA_x", "u-x", START + 1800),
-            left("PA_x", "u-x", START + 2400, joined_at=START + 1800),
-            ended(START + 3000),
-        ],
-    )
+    _deliver_all(client, rejoin_under_the_same_sid())
     stays = report(app, "attendance")["rows"]
     assert [(s["seconds"], s["left_from"]) for s in stays] == [
         (600, "participant_left"),
@@ -258,16 +260,7 @@ def test_db_upgrade_brings_attendance_from_before_to_the_new_rules(app, client, 
     from plugnmeet_webhooks.storage.engine import write_transaction
     from plugnmeet_webhooks.storage.migrate import _alembic_config
 
-    _deliver_all(
-        client,
-        [
-            joined("PA_x", "u-x", START),
-            left("PA_x", "u-x", START + 600, joined_at=START),
-            joined("PA_x", "u-x", START + 1800),
-            left("PA_x", "u-x", START + 2400, joined_at=START + 1800),
-            ended(START + 3000),
-        ],
-    )
+    _deliver_all(client, rejoin_under_the_same_sid())
     engine = runtime.of(app).database()
     with write_transaction(engine) as conn:  # back to the table the version before kept
         command.downgrade(_alembic_config(conn), "0004")
