@@ -89,6 +89,8 @@ def _rewritten(payload: Any, identity: str, names: set[str], pseudonym: str) -> 
         if _get(person, id_field) != identity:
             continue
         _set(person, id_field, pseudonym)
+        if _get(person, "sid") == identity:  # a sid that is the identity spells it too
+            _set(person, "sid", pseudonym)
         if _get(person, name_field) is not None:
             _set(person, name_field, pseudonym)
         if _get(person, "metadata"):  # a participant's own metadata speaks of them
@@ -221,9 +223,10 @@ def _ledger(
         .where(mine, participants.c.participant_sid == identity)
         .values(participant_sid=pseudonym)
     )
-    # The name becomes the pseudonym, not empty: a later event cannot fill it in again.
+    # The name becomes the pseudonym, not empty, dated before any event: a later event
+    # cannot name them again.
     people = conn.execute(
-        participants.update().where(mine).values(identity=pseudonym, name=pseudonym)
+        participants.update().where(mine).values(identity=pseudonym, name=pseudonym, name_at=0)
     ).rowcount
     changed = conn.execute(usage.update().where(booked).values(user_id=pseudonym)).rowcount
     columns = (usage.c.tenant, usage.c.artifact_id, usage.c.breakdown)

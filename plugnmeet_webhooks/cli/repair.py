@@ -19,6 +19,7 @@ from plugnmeet_webhooks.ledger import reports
 from plugnmeet_webhooks.ledger.writes import clear
 from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.events import EventFilter, count_matching
+from plugnmeet_webhooks.storage.migrate import replays_done, replays_due
 from plugnmeet_webhooks.storage.replay import ReplayResult, replay_events
 
 
@@ -128,7 +129,9 @@ def rebuild_ledger(drop_pruned: bool) -> None:
         )
     with write_transaction(engine) as conn:
         clear(conn)
+    due = replays_due(engine)  # a rebuild applies every event again: those too
     result = run_replay(EventFilter(), "Rebuilding")
+    replays_done(engine, due)
     click.echo(f"Rebuilt the ledger from {result.events} events ({result.failed} failed).")
     if result.failed:
         raise click.ClickException(

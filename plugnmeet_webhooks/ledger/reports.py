@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, and_, case, func, select
@@ -243,12 +245,12 @@ class SessionAttendance:
     start: int | None
     end: int | None
     pairs: dict[str, list[tuple[int, int | None]]]  # participant sid: its (join, leave)s
-    people: dict[str, tuple[str, str | None]]  # participant sid: (identity, name)
+    people: dict[str, tuple[str, str | None, int | None]]  # sid: (identity, name, name_at)
 
     @property
     def identities(self) -> dict[str, str]:
         """Each participant sid's identity."""
-        return {sid: identity for sid, (identity, _) in self.people.items()}
+        return {sid: person[0] for sid, person in self.people.items()}
 
     def stays(self) -> list[stays.Stay]:
         """The session's stays, clipped to it, in time order."""
@@ -264,7 +266,7 @@ class SessionAttendance:
 
     def minutes(self) -> int:
         """The session's attendee minutes: each person's time, rounded up to whole minutes."""
-        return sum(stays.minutes(s) for s in self.seconds_by_person().values())
+        return stays.attendee_minutes(self.seconds_by_person())
 
 
 def attendance_by_session(conn: Connection, filters: Filters) -> list[SessionAttendance]:
@@ -288,20 +290,25 @@ def attendance_by_session(conn: Connection, filters: Filters) -> list[SessionAtt
         found[tenant, room_sid] = SessionAttendance(
             tenant, room_id, room_sid, start, end, pairs={}, people={}
         )
-    for tenant, room_sid, sid, identity, name in fetch_all(
-        conn, in_period(participants, p.tenant, p.room_sid, p.participant_sid, p.identity, p.name)
-    ):
-        if (tenant, room_sid) in found:
-            found[tenant, room_sid].people[sid] = (identity, name)
-    marks: dict[tuple[str, str], dict[str, list[tuple[int, str]]]] = {}
-    for tenant, room_sid, sid, kind, at in fetch_all(
-        conn, in_period(attendance, a.tenant, a.room_sid, a.participant_sid, a.kind, a.at)
-    ):
-        if (tenant, room_sid) in found:
-            marks.setdefault((tenant, room_sid), {}).setdefault(sid, []).append((at, kind))
-    for key, own in marks.items():
-        found[key].pairs = {sid: stays.pair(sid_marks) for sid, sid_marks in own.items()}
+    who = in_period(
+        participants, p.tenant, p.room_sid, p.participant_sid, p.identity, p.name, p.name_at
+    )
+    for (tenant, room_sid), rows in groupby(fetch_all(conn, who), _session_key):
+        session = found.get((tenant, room_sid))
+        if session is not None:
+            session.people.update((row[2], row[3:]) for row in rows)
+    # In key order, so that each sid's marks come together (and in time order).
+    marks = in_period(attendance, a.tenant, a.room_sid, a.participant_sid, a.at, a.kind)
+    marks = marks.order_by(a.tenant, a.room_sid, a.participant_sid, a.at, a.kind)
+    for (tenant, room_sid, sid), rows in groupby(fetch_all(conn, marks), _sid_key):
+        session = found.get((tenant, room_sid))
+        if session is not None:
+            session.pairs[sid] = stays.pair([(at, kind) for _, _, _, at, kind in rows])
     return [found[key] for key in sorted(found) if found[key].pairs]
+
+
+_session_key = itemgetter(0, 1)
+_sid_key = itemgetter(0, 1, 2)
 
 
 def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
@@ -333,9 +340,9 @@ def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
         room(r.tenant, r.room_id).update(sessions=r.sessions, billable_minutes=int(r.minutes))
     people: dict[tuple[str, str], set[str]] = {}
     for held in attendance_by_session(conn, filters):
-        row = room(held.tenant, held.room_id)
-        row["attendee_minutes"] += held.minutes()
-        people.setdefault((held.tenant, held.room_id or ""), set()).update(held.seconds_by_person())
+        by_person = held.seconds_by_person()
+        room(held.tenant, held.room_id)["attendee_minutes"] += stays.attendee_minutes(by_person)
+        people.setdefault((held.tenant, held.room_id or ""), set()).update(by_person)
     for key, who in people.items():
         rooms[key]["attendees"] = len(who)
     cost_totals = select(usage.c.tenant, usage.c.room_id, *_cost_parts()).group_by(

@@ -74,6 +74,8 @@ def _clipped(
 ) -> list[tuple[int, int | None, str | None]]:
     """One sid's stays as (joined, left, closed_by), clipped to the session; empty ones go."""
     stays: list[tuple[int, int | None, str | None]] = []
+    if start is not None and end is not None and end < start:
+        end = start  # a session cannot end before it starts: nobody attended it
     for joined, left in pairs:
         closed_by: str | None = LEFT
         if left is None or (end is not None and left > end):
@@ -136,11 +138,18 @@ def minutes(seconds: int | None) -> int:
     return 0 if seconds is None else math.ceil(seconds / 60)
 
 
-def names_of(people: Iterable[tuple[str, str | None]]) -> dict[str, str | None]:
-    """A name for each identity, from its sids' names: the smallest, whatever the order."""
-    names: dict[str, str | None] = {}
-    for identity, name in people:
-        known = names.get(identity)
-        if known is None or (name is not None and name < known):
-            names[identity] = name
-    return names
+def attendee_minutes(seconds_by_person: Mapping[str, int | None]) -> int:
+    """A session's attendee minutes: each person's time rounded up to whole minutes."""
+    return sum(minutes(seconds) for seconds in seconds_by_person.values())
+
+
+def names_of(people: Iterable[tuple[str, str | None, int | None]]) -> dict[str, str | None]:
+    """A name for each identity, from its sids' (identity, name, name_at): the name given
+    earliest (ties, and names of unknown time: the smaller text), whatever the order."""
+    chosen: dict[str, tuple[bool, int, str] | None] = {}
+    for identity, name, name_at in people:
+        candidate = None if name is None else (name_at is None, name_at or 0, name)
+        known = chosen.get(identity)
+        if known is None or (candidate is not None and candidate < known):
+            chosen[identity] = candidate
+    return {identity: None if best is None else best[2] for identity, best in chosen.items()}

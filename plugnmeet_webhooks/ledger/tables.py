@@ -106,8 +106,8 @@ files = Table(
 )
 Index("ix_files_room", files.c.room_id)
 
-# Who each participant sid of a session is: the identity, and the first name it was sent with
-# (a name forgotten on request stays forgotten when a later event names it again).
+# Who each participant sid of a session is: the identity, and the name of the earliest event
+# that gave one (a name forgotten on request stays forgotten when a later event names it).
 participants = Table(
     "participants",
     metadata,
@@ -115,6 +115,7 @@ participants = Table(
     Column("participant_sid", Text, nullable=False),
     Column("identity", Text, nullable=False),
     Column("name", Text),
+    Column("name_at", BigInteger),  # the time of the event that gave the name
     Column("tenant", Text, nullable=False),
     PrimaryKeyConstraint("tenant", "room_sid", "participant_sid"),
 )

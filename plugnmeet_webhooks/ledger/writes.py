@@ -88,12 +88,28 @@ def _session_upsert(dialect_module: Any) -> Any:
 
 
 def _participant_upsert(dialect_module: Any) -> Any:
-    columns = ["room_sid", "participant_sid", "identity", "name"]
+    columns = ["room_sid", "participant_sid", "identity", "name", "name_at"]
     statement = _insert(dialect_module, participants, columns)
     new, old = statement.excluded, participants.c
-    # The identity stays as first written; a name fills in only where none is known.
+    # An identity sent replaces the sid that stood in for it (an event without one), and
+    # then stays. The name is the one of the earliest event that gave one (ties: the smaller
+    # text); a name of unknown time (from before names had times) gives way to any other.
+    earlier_name = and_(
+        new.name.is_not(None),
+        or_(
+            old.name.is_(None),
+            old.name_at.is_(None),
+            tuple_(new.name_at, new.name) < tuple_(old.name_at, old.name),
+        ),
+    )
+    stand_in = old.identity == old.participant_sid
     return statement.on_conflict_do_update(
-        index_elements=_key(participants), set_={"name": func.coalesce(old.name, new.name)}
+        index_elements=_key(participants),
+        set_={
+            "identity": case((stand_in, new.identity), else_=old.identity),
+            "name": case((earlier_name, new.name), else_=old.name),
+            "name_at": case((earlier_name, new.name_at), else_=old.name_at),
+        },
     )
 
 
@@ -230,7 +246,8 @@ def attendance_writes(event: Event, received_at: float) -> list[Write]:
         return []
     when = event.created_at or int(received_at)
     sid = {"room_sid": event.room.sid, "participant_sid": p.sid or p.identity}
-    who = sid | {"identity": p.identity or p.sid, "name": p.name or None}
+    named = {"name": p.name, "name_at": when} if p.name else {"name": None, "name_at": None}
+    who = sid | {"identity": p.identity or p.sid} | named
     marks = []
     if event.event == "participant_joined":
         marks.append((JOIN, p.joined_at or when))

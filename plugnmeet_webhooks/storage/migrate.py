@@ -5,14 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Column, Connection, Engine, Table, Text, inspect, select
 
 from plugnmeet_webhooks.storage.engine import write_transaction
+from plugnmeet_webhooks.storage.sql import metadata
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _PG_MIGRATION_LOCK = 0x706E6D  # any constant shared by every receiver on one database
-# Revisions whose ledger tables are filled again from these stored events after the upgrade.
-REPLAYED_BY = {"0005": ("participant_joined", "participant_left")}
+
+# The stored events an upgrade needs applied again under its new rules. A migration adds
+# the rows in its own transaction; a row goes only once its replay has finished.
+pending_replays = Table("pending_replays", metadata, Column("event", Text, primary_key=True))
 
 
 class SchemaBehind(RuntimeError):
@@ -39,13 +42,20 @@ def schema_revisions(engine: Engine) -> tuple[str | None, str]:
     return current, str(head)
 
 
-def events_to_replay(before: str | None, after: str) -> tuple[str, ...]:
-    """The events to apply again after upgrading from ``before`` to ``after``."""
-    names: list[str] = []
-    for revision, events in sorted(REPLAYED_BY.items()):
-        if before is not None and before < revision <= after:
-            names += [name for name in events if name not in names]
-    return tuple(names)
+def replays_due(engine: Engine) -> tuple[str, ...]:
+    """The events an upgrade still needs applied again (none before schema 0006)."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table(pending_replays.name):
+            return ()
+        query = select(pending_replays.c.event).order_by(pending_replays.c.event)
+        return tuple(conn.execute(query).scalars())
+
+
+def replays_done(engine: Engine, names: tuple[str, ...]) -> None:
+    """Record that the stored ``names`` events have been applied again, all of them."""
+    if names:
+        with write_transaction(engine) as conn:
+            conn.execute(pending_replays.delete().where(pending_replays.c.event.in_(names)))
 
 
 def upgrade_schema(engine: Engine, revision: str = "head") -> None:

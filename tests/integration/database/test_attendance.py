@@ -270,10 +270,161 @@ def test_db_upgrade_brings_attendance_from_before_to_the_new_rules(app, client, 
 
     result = app.test_cli_runner().invoke(args=["db", "upgrade"])
     assert result.stdout.splitlines() == [
-        "Database schema upgraded from 0004 to 0005.",
+        "Database schema upgraded from 0004 to 0006.",
         "Applied 4 stored participant_joined and participant_left events again (0 failed).",
     ]
     runtime.of(app).forget_schema_check()
     stays = report(app, "attendance")["rows"]
     assert [s["seconds"] for s in stays] == [600, 600]
     assert _room(app)["attendee_minutes"] == 20
+
+
+def _changed(body: bytes, **participant: str) -> bytes:
+    """The same delivery with some participant fields changed, under a new event id."""
+    payload = json.loads(body)
+    payload["participant"].update(participant)
+    payload["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(payload, sort_keys=True)))
+    return json.dumps(payload).encode()
+
+
+def _people(app) -> list[tuple]:
+    rows = report(app, "attendance")["rows"]
+    return sorted((r["identity"], r["name"], r["participant_sid"], r["seconds"]) for r in rows)
+
+
+def _in_both_orders(app, client, first: list[bytes], rest: list[bytes]) -> list:
+    """The rooms report and the stays after ``first`` then ``rest``, and after the reverse."""
+    seen = []
+    for order in (first + rest, first[::-1] + rest):
+        reset_database(app)
+        _deliver_all(client, order)
+        seen.append((_room(app)["attendees"], _room(app)["attendee_minutes"], _people(app)))
+    return seen
+
+
+def test_an_identity_sent_later_replaces_the_sid_that_stood_in_for_it(app, client):
+    """A leave sent without an identity keys the person by sid until an event names them."""
+    unnamed_leave = _changed(left("PA_a", "u-x", START + 600, joined_at=START), identity="")
+    first = [joined("PA_a", "u-x", START), unnamed_leave]
+    rest = [joined("PA_b", "u-x", START), left("PA_b", "u-x", START + 600, joined_at=START)]
+    a, b = _in_both_orders(app, client, first, [*rest, ended(START + 1200)])
+    assert a == b
+    assert a[:2] == (1, 10)  # one person, two devices over the same ten minutes
+    assert {identity for identity, *_ in a[2]} == {"u-x"}
+
+
+def test_a_sid_is_known_by_the_name_of_its_earliest_event_whatever_the_order(app, client):
+    first = [
+        _changed(joined("PA_a", "u-x", START), name="Zed"),
+        _changed(left("PA_a", "u-x", START + 600, joined_at=START), name="Alice"),
+    ]
+    a, b = _in_both_orders(app, client, first, [ended(START + 1200)])
+    assert a == b
+    assert [name for _, name, *_ in a[2]] == ["Zed"]
+
+
+def test_a_person_with_two_sids_is_known_by_the_name_given_earliest(app, client):
+    first = [
+        _changed(joined("PA_b", "u-x", START + 60), name="Alice"),
+        _changed(joined("PA_a", "u-x", START), name="Zed"),
+    ]
+    a, b = _in_both_orders(app, client, first, [ended(START + 1200)])
+    assert a == b
+    assert {name for _, name, *_ in a[2]} == {"Zed"}
+
+
+def test_a_session_that_ends_before_it_starts_has_no_attendance(app, client):
+    end = json.loads(ended(START - 100))
+    del end["room"]["creation_time"]  # nothing to refuse it by: the end is kept as sent
+    end["id"] = "end-without-a-start"
+    stay = [joined("PA_a", "u-x", START + 10), left("PA_a", "u-x", START + 500, START + 10)]
+    _deliver_all(client, [*stay, json.dumps(end).encode()])
+    [session] = report(app, "sessions")["rows"]
+    assert session["billable_minutes"] == 0
+    assert _room(app)["attendee_minutes"] == 0
+    assert report(app, "attendance")["rows"] == []
+
+
+def _downgraded_to_0004(app):
+    from alembic import command
+
+    from plugnmeet_webhooks import runtime
+    from plugnmeet_webhooks.storage.engine import write_transaction
+    from plugnmeet_webhooks.storage.migrate import _alembic_config
+
+    engine = runtime.of(app).database()
+    with write_transaction(engine) as conn:
+        command.downgrade(_alembic_config(conn), "0004")
+    return engine
+
+
+def _upgraded(app) -> list[str]:
+    from plugnmeet_webhooks import runtime
+
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    runtime.of(app).forget_schema_check()
+    return result.stdout.splitlines()
+
+
+def test_db_upgrade_keeps_no_join_from_a_leave_stamped_before_its_join(app, client):
+    from sqlalchemy import text
+
+    # A leave whose joined_at is after its own time: ingested now, it leaves no join mark.
+    _deliver_all(client, [left("PA_x", "u-x", START + 100, joined_at=START + 160)])
+    _deliver_all(client, [ended(START + 1200)])
+    fresh = _people(app), _room(app)
+    engine = _downgraded_to_0004(app)
+    with engine.begin() as conn:  # the version before kept that joined_at as sent
+        conn.execute(text("UPDATE attendance SET joined_at = :at"), {"at": START + 160})
+    _upgraded(app)
+    assert (_people(app), _room(app)) == fresh
+    assert fresh[1]["attendee_minutes"] == 0
+
+
+def test_db_upgrade_takes_up_a_replay_that_was_cut_short(app, client):
+    from plugnmeet_webhooks import runtime
+    from plugnmeet_webhooks.storage.migrate import replays_due, upgrade_schema
+
+    _deliver_all(client, rejoin_under_the_same_sid())
+    engine = _downgraded_to_0004(app)
+    upgrade_schema(engine)  # the schema step commits; the replay after it never ran
+    runtime.of(app).forget_schema_check()
+    assert replays_due(engine) == ("participant_joined", "participant_left")
+    assert _room(app)["attendee_minutes"] == 40  # the old row's gap, until the replay
+    check = app.test_cli_runner().invoke(args=["db", "check"])
+    assert "run 'flask --app app db upgrade'" in check.stdout
+
+    assert _upgraded(app) == [
+        "Database schema already at revision 0006.",
+        "An earlier upgrade did not finish applying its events again; resuming.",
+        "Applied 4 stored participant_joined and participant_left events again (0 failed).",
+    ]
+    assert replays_due(engine) == ()
+    assert _room(app)["attendee_minutes"] == 20
+    assert _upgraded(app) == ["Database schema already at revision 0006."]
+
+
+def test_db_upgrade_of_an_empty_database_leaves_no_replay_due(app):
+    from plugnmeet_webhooks import runtime
+    from plugnmeet_webhooks.storage.migrate import replays_due
+
+    engine = runtime.of(app).database()
+    assert replays_due(engine) == ()
+    _downgraded_to_0004(app)
+    assert _upgraded(app) == ["Database schema upgraded from 0004 to 0006."]
+    assert replays_due(engine) == ()
+
+
+def test_db_downgrade_and_upgrade_twice_keep_every_figure(app, client):
+    bodies = [
+        *rejoin_under_the_same_sid(),
+        joined("PA_y", "u-y", START + 5),
+        _changed(joined("PA_z", "u-z", START), name=""),
+    ]
+    _deliver_all(client, bodies)
+    fresh = _people(app), _room(app)
+    for _ in range(2):
+        _downgraded_to_0004(app)
+        _upgraded(app)
+        assert (_people(app), _room(app)) == fresh

@@ -496,6 +496,35 @@ def test_a_forgotten_name_does_not_come_back_with_a_later_event(app, client, run
     assert all(n.startswith("forgotten-") for n in names), names
 
 
+def test_a_participant_whose_sid_is_their_identity_is_forgotten_in_both(app, client, runner):
+    joined = json.loads(_mallory(sid="u-mallory", name="Mallory Example"))
+    joined["id"] = "mallory-joined"  # an id of its own: this one would spell the name
+    left = joined | {"event": "participant_left", "id": "mallory-left", "created_at": "1764172000"}
+    for body in (json.dumps(joined).encode(), json.dumps(left).encode()):
+        assert deliver(client, body).status == 200
+    before = report(app, "rooms")["rows"][0]
+    assert runner.invoke(args=["forget-participant", "u-mallory", "--yes"]).exit_code == 0
+    runner.invoke(args=["rebuild-ledger", "--yes"])
+
+    with runtime.of(app).database().connect() as conn:
+        stored = " ".join(
+            str(value)
+            for query in (
+                "SELECT * FROM events",
+                "SELECT * FROM participants",
+                "SELECT * FROM attendance",
+            )
+            for row in conn.execute(text(query))
+            for value in row
+        )
+    assert "u-mallory" not in stored and "Mallory Example" not in stored
+    after = report(app, "rooms")["rows"][0]
+    assert (after["attendees"], after["attendee_minutes"]) == (
+        before["attendees"],
+        before["attendee_minutes"],
+    )
+
+
 def test_forgetting_reaches_file_paths_and_recorded_errors(app, client, runner):
     artifact = json.loads(CORPUS[24].read_bytes())  # a meeting summary file
     artifact["room_artifact"]["metadata"]["file_info"]["file_path"] = "summaries/u-dave/x.txt"

@@ -170,7 +170,7 @@ def test_older_schema_is_refused_until_db_upgrade_which_fills_the_ledger(setting
 
         result = runner.invoke(args=["db", "upgrade"])
         assert result.stdout.splitlines() == [
-            "Database schema upgraded from 0001 to 0005.",
+            "Database schema upgraded from 0001 to 0006.",
             "Filled the ledger from 1 stored events (0 failed).",
         ]
         [session] = report(app, "sessions")["rows"]

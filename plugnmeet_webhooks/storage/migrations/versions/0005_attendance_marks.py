@@ -2,10 +2,10 @@
 
 The old table kept one row per participant sid: its earliest join and its latest leave, so
 a sid that left and came back was billed for the gap. Here each sid keeps its identity and
-name in ``participants``, and each old row becomes two marks (its join and its leave);
-'flask db upgrade' then replays the stored participant events, which adds every join and
-leave in between. Events whose raw body retention removed keep the two marks of their old
-row.
+name in ``participants``, and each old row becomes two marks (its join and its leave, the
+join only when it is not after the leave); 'flask db upgrade' then replays the stored
+participant events, which adds every join and leave in between. Events whose raw body
+retention removed keep the marks of their old row.
 
 Revision ID: 0005
 Revises: 0004
@@ -50,8 +50,12 @@ def upgrade() -> None:
     columns = [OLD.c[c] for c in (*SID, "identity", "name")]
     op.execute(people.insert().from_select(list(people.c.keys()), sa.select(*columns)))
     marks = sa.table("attendance", *(sa.column(c) for c in (*SID, "kind", "at")))
-    for kind, at in (("join", OLD.c.joined_at), ("leave", OLD.c.left_at)):
+    # A join later than its leave came from a skewed leave's joined_at: no join at all.
+    sound_join = sa.or_(OLD.c.left_at.is_(None), OLD.c.joined_at <= OLD.c.left_at)
+    for kind, at, sound in (("join", OLD.c.joined_at, sound_join), ("leave", OLD.c.left_at, None)):
         picked = sa.select(*(OLD.c[c] for c in SID), sa.literal(kind), at).where(at.is_not(None))
+        if sound is not None:
+            picked = picked.where(sound)
         op.execute(marks.insert().from_select(list(marks.c.keys()), picked))
     op.drop_table("attendance_0004")
 
