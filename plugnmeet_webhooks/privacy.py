@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, func, select
 
-from plugnmeet_webhooks.ledger.tables import attendance, files, participants, usage
+from plugnmeet_webhooks.ledger.tables import FORGOTTEN, attendance, files, participants, usage
 from plugnmeet_webhooks.normalize import camel_name
 from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.events import events
@@ -39,6 +39,15 @@ class Forgotten:
     attendance_rows: int = 0
     usage_rows: int = 0
     names: set[str] = field(default_factory=set)
+    sids: set[str] = field(default_factory=set)  # their participant sids
+
+
+def _theirs(person: dict[str, Any], id_field: str, identity: str, sids: set[str]) -> bool:
+    """Whether a person in a body is the one forgotten: by identity, or, sent without one,
+    by one of their participant sids."""
+    if _get(person, id_field) == identity:
+        return True
+    return id_field == "identity" and not _get(person, "identity") and _get(person, "sid") in sids
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -68,12 +77,16 @@ def _people(payload: Any) -> list[tuple[dict[str, Any], str, str]]:
     return found
 
 
-def _names_of(payload: Any, identity: str, found: set[str]) -> None:
-    """Collect the names a person went by where an event gives them with their identity."""
+def _names_of(payload: Any, identity: str, done: Forgotten) -> None:
+    """Collect the names and participant sids a person went by where an event names them."""
     for person, id_field, name_field in _people(payload):
-        name = _get(person, name_field)
-        if _get(person, id_field) == identity and isinstance(name, str) and name:
-            found.add(name)
+        if not _theirs(person, id_field, identity, done.sids):
+            continue
+        name, sid = _get(person, name_field), _get(person, "sid")
+        if isinstance(name, str) and name:
+            done.names.add(name)
+        if id_field == "identity" and isinstance(sid, str) and sid:
+            done.sids.add(sid)
 
 
 def _in_text(text: str, personal: list[str], pseudonym: str) -> str:
@@ -82,11 +95,12 @@ def _in_text(text: str, personal: list[str], pseudonym: str) -> str:
     return text
 
 
-def _rewritten(payload: Any, identity: str, names: set[str], pseudonym: str) -> bool:
+def _rewritten(payload: Any, identity: str, done: Forgotten) -> bool:
     """Replace the person in an event's parsed body, in place; say whether it changed."""
     changed = False
+    names, pseudonym = done.names, done.pseudonym
     for person, id_field, name_field in _people(payload):
-        if _get(person, id_field) != identity:
+        if not _theirs(person, id_field, identity, done.sids):
             continue
         _set(person, id_field, pseudonym)
         if _get(person, "sid") == identity:  # a sid that is the identity spells it too
@@ -147,8 +161,14 @@ def forget_participant(
     """
     done = Forgotten(pseudonym=f"forgotten-{secrets.token_hex(6)}")
     with engine.connect() as conn:
-        query = select(participants.c.name).where(participants.c.identity == identity)
-        done.names.update(name for name in conn.execute(query).scalars() if name)
+        query = select(participants.c.name, participants.c.participant_sid).where(
+            participants.c.identity == identity
+        )
+        if tenant is not None:
+            query = query.where(participants.c.tenant == tenant)
+        for name, sid in conn.execute(query):
+            done.names.update([name] if name else [])
+            done.sids.add(sid)
     for rewrite in (False, True):
         last = 0
         while True:
@@ -157,8 +177,8 @@ def forget_participant(
                 for row in rows:
                     payload = _parsed(row.body)
                     if not rewrite:
-                        _names_of(payload, identity, done.names)
-                    elif _rewritten(payload, identity, done.names, done.pseudonym):
+                        _names_of(payload, identity, done)
+                    elif _rewritten(payload, identity, done):
                         _store(conn, row.id, payload)
                         done.events += 1
             if not rows:
@@ -225,9 +245,8 @@ def _ledger(
     )
     # The name becomes the pseudonym, not empty, dated before any event: a later event
     # cannot name them again.
-    people = conn.execute(
-        participants.update().where(mine).values(identity=pseudonym, name=pseudonym, name_at=0)
-    ).rowcount
+    forgotten = {"identity": pseudonym, "name": pseudonym, "name_at": FORGOTTEN}
+    people = conn.execute(participants.update().where(mine).values(forgotten)).rowcount
     changed = conn.execute(usage.update().where(booked).values(user_id=pseudonym)).rowcount
     columns = (usage.c.tenant, usage.c.artifact_id, usage.c.breakdown)
     for row in conn.execute(select(*columns).where(in_breakdown)).all():

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import click
 from flask.cli import with_appcontext
+from sqlalchemy import Connection
 
 from plugnmeet_webhooks.cli.context import database, runtime
 from plugnmeet_webhooks.cli.repair import run_replay
 from plugnmeet_webhooks.ledger.writes import is_empty
-from plugnmeet_webhooks.storage.events import EventFilter, count_events
+from plugnmeet_webhooks.storage.events import EventFilter, count_events, has_events
 from plugnmeet_webhooks.storage.migrate import (
+    EVERY_EVENT,
+    replay_due,
     replays_done,
     replays_due,
+    revision_of,
     schema_revisions,
     upgrade_schema,
 )
@@ -30,17 +34,28 @@ def db_upgrade(revision: str) -> None:
     rt = runtime()
     engine = rt.engine
     before, _ = schema_revisions(engine)
-    upgrade_schema(engine, revision)
+    fill = False
+
+    def ledger_to_fill(conn: Connection) -> None:
+        # The ledger arrived with this upgrade: it is filled from the events already stored,
+        # and this is recorded with the schema change, so a fill cut short is taken up again.
+        nonlocal fill
+        fill = revision_of(conn) != before and has_events(conn) and is_empty(conn)
+        if fill:
+            replay_due(conn, EVERY_EVENT)
+
+    upgrade_schema(engine, revision, then=ledger_to_fill)
     rt.forget_schema_check()
     after, _ = schema_revisions(engine)
     if before == after:
         click.echo(f"Database schema already at revision {after}.")
     else:
         click.echo(f"Database schema upgraded from {before or 'empty'} to {after}.")
-    due = replays_due(engine)
     stored = count_events(engine)
-    if before != after and stored and is_empty(engine):
-        # The ledger arrived with this upgrade: derive it from the events already stored.
+    due = replays_due(engine)
+    if fill or (stored and EVERY_EVENT in due):
+        if not fill:
+            click.echo("An earlier upgrade did not finish filling the ledger; resuming.")
         result = run_replay(EventFilter(), "Filling the ledger")
         click.echo(
             f"Filled the ledger from {result.events} stored events ({result.failed} failed)."
@@ -78,7 +93,8 @@ def db_check() -> None:
     revision, _ = schema_revisions(engine)
     click.echo(f"Database schema at revision {revision}, as this version needs.")
     if due := replays_due(engine):
+        which = "" if EVERY_EVENT in due else f" {' and '.join(due)}"
         click.echo(
-            f"The stored {' and '.join(due)} events are still to be applied again after an "
-            "upgrade, so some figures follow the old rules: run 'flask --app app db upgrade'."
+            f"The stored{which} events are still to be applied again after an upgrade, so "
+            "some figures are missing or follow the old rules: run 'flask --app app db upgrade'."
         )

@@ -107,7 +107,9 @@ files = Table(
 Index("ix_files_room", files.c.room_id)
 
 # Who each participant sid of a session is: the identity, and the name of the earliest event
-# that gave one (a name forgotten on request stays forgotten when a later event names it).
+# that gave one. A person forgotten on request has the pseudonym as both, dated FORGOTTEN,
+# before any event, so that no later event can name them again.
+FORGOTTEN = 0
 participants = Table(
     "participants",
     metadata,

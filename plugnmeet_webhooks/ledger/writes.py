@@ -20,12 +20,12 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Engine,
     Table,
     and_,
     bindparam,
     case,
     func,
+    literal_column,
     or_,
     select,
     tuple_,
@@ -33,6 +33,7 @@ from sqlalchemy import (
 
 from plugnmeet_webhooks.ledger.stays import JOIN, LEAVE
 from plugnmeet_webhooks.ledger.tables import (
+    FORGOTTEN,
     LEDGER_TABLES,
     attendance,
     files,
@@ -91,9 +92,10 @@ def _participant_upsert(dialect_module: Any) -> Any:
     columns = ["room_sid", "participant_sid", "identity", "name", "name_at"]
     statement = _insert(dialect_module, participants, columns)
     new, old = statement.excluded, participants.c
-    # An identity sent replaces the sid that stood in for it (an event without one), and
-    # then stays. The name is the one of the earliest event that gave one (ties: the smaller
-    # text); a name of unknown time (from before names had times) gives way to any other.
+    # An identity sent replaces the sid that stood in for it (an event without one); of two
+    # identities sent for one sid, the smaller stays, and a forgotten person's pseudonym
+    # (name_at 0) always does. The name is the one of the earliest event that gave one
+    # (ties: the smaller text); a name of unknown time gives way to any other.
     earlier_name = and_(
         new.name.is_not(None),
         or_(
@@ -102,11 +104,18 @@ def _participant_upsert(dialect_module: Any) -> Any:
             tuple_(new.name_at, new.name) < tuple_(old.name_at, old.name),
         ),
     )
-    stand_in = old.identity == old.participant_sid
+    forgotten = old.name_at == literal_column(str(FORGOTTEN))  # a constant, not a parameter
+    identity = case(
+        (forgotten, old.identity),
+        (old.identity == old.participant_sid, new.identity),
+        (new.identity == new.participant_sid, old.identity),
+        (new.identity < old.identity, new.identity),
+        else_=old.identity,
+    )
     return statement.on_conflict_do_update(
         index_elements=_key(participants),
         set_={
-            "identity": case((stand_in, new.identity), else_=old.identity),
+            "identity": identity,
             "name": case((earlier_name, new.name), else_=old.name),
             "name_at": case((earlier_name, new.name_at), else_=old.name_at),
         },
@@ -340,10 +349,9 @@ def recording_write(event: Event, event_key: str, received_at: float) -> Write |
     )
 
 
-def is_empty(engine: Engine) -> bool:
+def is_empty(conn: Connection) -> bool:
     """Tell whether no ledger table holds a row."""
-    with engine.connect() as conn:
-        return all(conn.execute(select(t).limit(1)).first() is None for t in LEDGER_TABLES)
+    return all(conn.execute(select(t).limit(1)).first() is None for t in LEDGER_TABLES)
 
 
 def clear(conn: Connection) -> None:

@@ -159,6 +159,11 @@ def count_events(engine: Engine) -> int:
         return conn.execute(select(func.count()).select_from(events)).scalar_one()
 
 
+def has_events(conn: Connection) -> bool:
+    """Tell whether any event is stored."""
+    return conn.execute(select(events.c.id).limit(1)).first() is not None
+
+
 def list_events(engine: Engine, *, limit: int = 20) -> list[dict[str, Any]]:
     """Return the newest stored events, without their bodies."""
     columns = [c for c in events.c if c.name != "body"]

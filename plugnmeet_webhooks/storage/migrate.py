@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ _PG_MIGRATION_LOCK = 0x706E6D  # any constant shared by every receiver on one da
 # The stored events an upgrade needs applied again under its new rules. A migration adds
 # the rows in its own transaction; a row goes only once its replay has finished.
 pending_replays = Table("pending_replays", metadata, Column("event", Text, primary_key=True))
+EVERY_EVENT = "*"  # a replay of every stored event: the ledger is filled from scratch
 
 
 class SchemaBehind(RuntimeError):
@@ -33,12 +35,11 @@ def _alembic_config(conn: Connection | None = None) -> Any:
 
 def schema_revisions(engine: Engine) -> tuple[str | None, str]:
     """Return the database's schema revision (None for an empty database) and this code's."""
-    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     with engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
+        current = revision_of(conn)
     return current, str(head)
 
 
@@ -51,6 +52,22 @@ def replays_due(engine: Engine) -> tuple[str, ...]:
         return tuple(conn.execute(query).scalars())
 
 
+def replay_due(conn: Connection, name: str) -> None:
+    """Record that the stored ``name`` events (or EVERY_EVENT) are to be applied again; with
+    a schema from before 0006, which has no such record, nothing is kept."""
+    if inspect(conn).has_table(pending_replays.name):
+        exists = select(pending_replays.c.event).where(pending_replays.c.event == name)
+        if conn.execute(exists).first() is None:
+            conn.execute(pending_replays.insert().values(event=name))
+
+
+def revision_of(conn: Connection) -> str | None:
+    """The schema revision of the database ``conn`` is on (None when it is empty)."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
 def replays_done(engine: Engine, names: tuple[str, ...]) -> None:
     """Record that the stored ``names`` events have been applied again, all of them."""
     if names:
@@ -58,8 +75,13 @@ def replays_done(engine: Engine, names: tuple[str, ...]) -> None:
             conn.execute(pending_replays.delete().where(pending_replays.c.event.in_(names)))
 
 
-def upgrade_schema(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database to ``revision``; several processes may call this at once."""
+def upgrade_schema(
+    engine: Engine, revision: str = "head", *, then: Callable[[Connection], None] | None = None
+) -> None:
+    """Migrate the database to ``revision``; several processes may call this at once.
+
+    ``then`` runs in the same transaction, after the migrations (to record work they need).
+    """
     from alembic import command
 
     with write_transaction(engine) as conn:
@@ -67,6 +89,8 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
         command.upgrade(_alembic_config(conn), revision)
+        if then is not None:
+            then(conn)
 
 
 def _known(revision: str) -> bool:

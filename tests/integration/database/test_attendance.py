@@ -428,3 +428,47 @@ def test_db_downgrade_and_upgrade_twice_keep_every_figure(app, client):
         _downgraded_to_0004(app)
         _upgraded(app)
         assert (_people(app), _room(app)) == fresh
+
+
+def test_two_identities_sent_for_one_sid_give_the_same_person_in_any_order(app, client):
+    joined_as_x = joined("PA_a", "u-x", START)
+    left_as_y = _changed(left("PA_a", "u-x", START + 600, joined_at=START), identity="u-y")
+    a, b = _in_both_orders(app, client, [joined_as_x, left_as_y], [ended(START + 1200)])
+    assert a == b
+    assert {identity for identity, *_ in a[2]} == {"u-x"}  # the smaller
+
+
+def test_a_sid_equal_to_another_persons_identity_gives_one_answer_in_any_order(app, client):
+    from itertools import permutations
+
+    bodies = [
+        _changed(joined("", "alice", START), sid=""),  # no sid: keyed by her identity
+        _changed(joined("alice", "bob", START + 60), name="Bob"),  # a sid spelled "alice"
+        _changed(left("alice", "carol", START + 600, START + 60), name="Carol"),
+    ]
+    seen = set()
+    for order in permutations(bodies):
+        reset_database(app)
+        _deliver_all(client, [*order, ended(START + 1200)])
+        seen.add(repr((_room(app), _people(app))))
+    assert len(seen) == 1, seen
+
+
+def test_a_person_forgotten_before_names_had_times_stays_forgotten(app, client, runner):
+    from alembic import command
+
+    from plugnmeet_webhooks import runtime
+    from plugnmeet_webhooks.storage.engine import write_transaction
+    from plugnmeet_webhooks.storage.migrate import _alembic_config
+
+    _deliver_all(client, [joined("PA_m", "u-m", START + 100)])
+    assert runner.invoke(args=["forget-participant", "u-m", "--yes"]).exit_code == 0
+    engine = runtime.of(app).database()
+    with write_transaction(engine) as conn:  # as the version before left it: no name_at
+        command.downgrade(_alembic_config(conn), "0005")
+    _upgraded(app)
+    # Arriving late, but stamped before every event the name was dated from.
+    late = _changed(joined("PA_m", "u-m", START + 50), name="Mallory Real")
+    _deliver_all(client, [late, ended(START + 1200)])
+    [stay] = report(app, "attendance")["rows"]
+    assert stay["name"].startswith("forgotten-") and stay["identity"] == stay["name"]

@@ -525,6 +525,37 @@ def test_a_participant_whose_sid_is_their_identity_is_forgotten_in_both(app, cli
     )
 
 
+def _stored_text(app) -> str:
+    with runtime.of(app).database().connect() as conn:
+        return " ".join(
+            str(value)
+            for query in ("SELECT * FROM events", "SELECT * FROM participants")
+            for row in conn.execute(text(query))
+            for value in row
+        )
+
+
+@pytest.mark.parametrize("forget", ["u-mallory", "PA_m"])
+def test_events_sent_without_the_identity_are_forgotten_by_their_sid(app, client, runner, forget):
+    """Forgetting by identity reaches that person's events sent without one (through their
+    participant sid); with no identity ever sent, the sid standing in for it is forgotten."""
+    joined = json.loads(_mallory(name="Mallory Example"))
+    joined |= {"id": "mallory-joined"}
+    joined["participant"] |= {"identity": ""}
+    left = json.loads(_mallory(name="Mallory Example"))
+    left |= {"event": "participant_left", "id": "mallory-left", "created_at": "1764172000"}
+    if forget == "PA_m":
+        left["participant"] |= {"identity": ""}
+    for body in (joined, left):
+        assert deliver(client, json.dumps(body).encode()).status == 200
+    assert runner.invoke(args=["forget-participant", forget, "--yes"]).exit_code == 0
+    assert "Mallory Example" not in _stored_text(app)
+    runner.invoke(args=["rebuild-ledger", "--yes"])
+    assert "Mallory Example" not in _stored_text(app)
+    [stay] = report(app, "attendance")["rows"]
+    assert stay["name"].startswith("forgotten-")
+
+
 def test_forgetting_reaches_file_paths_and_recorded_errors(app, client, runner):
     artifact = json.loads(CORPUS[24].read_bytes())  # a meeting summary file
     artifact["room_artifact"]["metadata"]["file_info"]["file_path"] = "summaries/u-dave/x.txt"

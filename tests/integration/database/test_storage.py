@@ -236,3 +236,48 @@ def test_an_insert_bug_is_a_500_so_the_sender_retries_and_nothing_is_stored(app,
     assert "database error (a bug), answered 500" in caplog.text
     with runtime.of(app).engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM events_elsewhere").scalar() == 0
+
+
+def test_a_ledger_fill_cut_short_is_taken_up_by_the_next_db_upgrade(settings, monkeypatch):
+    import plugnmeet_webhooks.cli.repair as repair
+    from plugnmeet_webhooks.storage.migrate import replays_due
+
+    engine = make_engine(settings.database_url)
+    upgrade_schema(engine, "0001")
+    with write_transaction(engine) as conn:  # an event stored before the ledger existed
+        conn.execute(
+            text(
+                "INSERT INTO events (dedupe_key, event_id, event, room_id, room_sid, created_at,"
+                " received_at, api_key, body_sha256, body) VALUES ('old-1', 'old-1',"
+                " 'session_ended', 'weekly-standup', 'RM_hK3v9QpZt2Lx', 1764173565,"
+                " 1764173566.0, :key, :digest, :body)"
+            ),
+            {"key": KEY, "digest": "0" * 64, "body": BODY},
+        )
+    engine.dispose()
+    app = create_app(settings)
+    runner = app.test_cli_runner()
+    try:
+        replay = repair.replay_events
+
+        def cut_short(*args, **kwargs):
+            raise KeyboardInterrupt  # Ctrl-C once the schema change has committed
+
+        monkeypatch.setattr(repair, "replay_events", cut_short)
+        assert runner.invoke(args=["db", "upgrade"]).exit_code != 0
+        assert replays_due(runtime.of(app).engine) == ("*",)
+        assert report(app, "sessions")["rows"] == []
+        check = runner.invoke(args=["db", "check"]).stdout
+        assert "The stored events are still to be applied again" in check
+
+        monkeypatch.setattr(repair, "replay_events", replay)
+        assert runner.invoke(args=["db", "upgrade"]).stdout.splitlines() == [
+            "Database schema already at revision 0006.",
+            "An earlier upgrade did not finish filling the ledger; resuming.",
+            "Filled the ledger from 1 stored events (0 failed).",
+        ]
+        assert replays_due(runtime.of(app).engine) == ()
+        [session] = report(app, "sessions")["rows"]
+        assert session["billable_minutes"] == 43
+    finally:
+        runtime.of(app).close()

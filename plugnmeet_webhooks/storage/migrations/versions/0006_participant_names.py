@@ -24,6 +24,13 @@ REPLAYED = ("participant_joined", "participant_left")
 
 def upgrade() -> None:
     op.add_column("participants", sa.Column("name_at", sa.BigInteger))
+    # People forgotten before: their pseudonym stays their name, whatever comes later.
+    people = sa.table("participants", *(sa.column(c) for c in ("identity", "name", "name_at")))
+    op.execute(
+        people.update()
+        .where(people.c.identity.startswith("forgotten-"), people.c.name == people.c.identity)
+        .values(name_at=0)
+    )
     op.create_table("pending_replays", sa.Column("event", sa.Text, primary_key=True))
     stored = sa.table("events", sa.column("event"))
     pending = sa.table("pending_replays", sa.column("event"))
