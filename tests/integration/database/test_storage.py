@@ -146,7 +146,8 @@ def test_transient_database_error_in_a_handler_is_503_and_keeps_nothing(app, cli
     assert deliver(client, BODY).json == {"status": "accepted"}
 
 
-def test_older_schema_is_refused_until_db_upgrade_which_fills_the_ledger(settings, caplog):
+def _an_event_from_before_the_ledger(settings) -> None:
+    """A database at schema 0001 holding one event stored before the ledger existed."""
     engine = make_engine(settings.database_url)
     upgrade_schema(engine, "0001")
     with write_transaction(engine) as conn:  # an event stored before the ledger existed
@@ -160,6 +161,10 @@ def test_older_schema_is_refused_until_db_upgrade_which_fills_the_ledger(setting
             {"key": KEY, "digest": "0" * 64, "body": BODY},
         )
     engine.dispose()
+
+
+def test_older_schema_is_refused_until_db_upgrade_which_fills_the_ledger(settings, caplog):
+    _an_event_from_before_the_ledger(settings)
 
     app = create_app(settings)
     client, runner = app.test_client(), app.test_cli_runner()
@@ -242,19 +247,7 @@ def test_a_ledger_fill_cut_short_is_taken_up_by_the_next_db_upgrade(settings, mo
     import plugnmeet_webhooks.cli.repair as repair
     from plugnmeet_webhooks.storage.migrate import replays_due
 
-    engine = make_engine(settings.database_url)
-    upgrade_schema(engine, "0001")
-    with write_transaction(engine) as conn:  # an event stored before the ledger existed
-        conn.execute(
-            text(
-                "INSERT INTO events (dedupe_key, event_id, event, room_id, room_sid, created_at,"
-                " received_at, api_key, body_sha256, body) VALUES ('old-1', 'old-1',"
-                " 'session_ended', 'weekly-standup', 'RM_hK3v9QpZt2Lx', 1764173565,"
-                " 1764173566.0, :key, :digest, :body)"
-            ),
-            {"key": KEY, "digest": "0" * 64, "body": BODY},
-        )
-    engine.dispose()
+    _an_event_from_before_the_ledger(settings)
     app = create_app(settings)
     runner = app.test_cli_runner()
     try:
