@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,9 @@ class Forgotten:
     usage_rows: int = 0
     names: set[str] = field(default_factory=set)
     sids: set[str] = field(default_factory=set)  # their participant sids
+    # What is looked for in file paths and recorded errors, the longest first (once the
+    # names are all known).
+    personal: list[str] = field(default_factory=list)
 
 
 def _theirs(person: dict[str, Any], id_field: str, identity: str, sids: set[str]) -> bool:
@@ -98,7 +101,7 @@ def _in_text(text: str, personal: list[str], pseudonym: str) -> str:
 def _rewritten(payload: Any, identity: str, done: Forgotten) -> bool:
     """Replace the person in an event's parsed body, in place; say whether it changed."""
     changed = False
-    names, pseudonym = done.names, done.pseudonym
+    pseudonym = done.pseudonym
     for person, id_field, name_field in _people(payload):
         if not _theirs(person, id_field, identity, done.sids):
             continue
@@ -116,17 +119,32 @@ def _rewritten(payload: Any, identity: str, done: Forgotten) -> bool:
         if isinstance(breakdown, dict) and identity in breakdown:
             breakdown[pseudonym] = breakdown.pop(identity)
             changed = True
-    personal = sorted({identity, *(n for n in names if len(n) >= MIN_NAME)}, key=len, reverse=True)
     for holder, path_field in (
         (_get(metadata, "file_info"), "file_path"),
         (_get(payload, "recording_info"), "file_path"),
         (_get(metadata, "provider_job_info"), "file_name"),
     ):
         path = _get(holder, path_field)
-        if isinstance(path, str) and (new := _in_text(path, personal, pseudonym)) != path:
+        if isinstance(path, str) and (new := _in_text(path, done.personal, pseudonym)) != path:
             _set(holder, path_field, new)
             changed = True
     return changed
+
+
+def _in_batches(
+    engine: Engine, tenant: str | None, size: int, *, write: bool
+) -> Iterator[tuple[Connection, list[Any]]]:
+    """The stored bodies, a batch at a time, each in its own transaction (a read-only one
+    unless ``write``)."""
+    last = 0
+    while True:
+        with write_transaction(engine) if write else engine.connect() as conn:
+            rows = _bodies(conn, tenant, last, size)
+            if rows:
+                yield conn, rows
+        if not rows:
+            return
+        last = rows[-1].id
 
 
 def _bodies(conn: Connection, tenant: str | None, after: int, size: int) -> list[Any]:
@@ -169,23 +187,19 @@ def forget_participant(
         for name, sid in conn.execute(query):
             done.names.update([name] if name else [])
             done.sids.add(sid)
-    for rewrite in (False, True):
-        last = 0
-        while True:
-            with write_transaction(engine) as conn:
-                rows = _bodies(conn, tenant, last, batch_size)
-                for row in rows:
-                    payload = _parsed(row.body)
-                    if not rewrite:
-                        _names_of(payload, identity, done)
-                    elif _rewritten(payload, identity, done):
-                        _store(conn, row.id, payload)
-                        done.events += 1
-            if not rows:
-                break
-            last = rows[-1].id
-            if progress is not None and rewrite:
-                progress(len(rows))
+    for _, rows in _in_batches(engine, tenant, batch_size, write=False):
+        for row in rows:
+            _names_of(_parsed(row.body), identity, done)
+    names = (n for n in done.names if len(n) >= MIN_NAME)
+    done.personal = sorted({identity, *names}, key=len, reverse=True)
+    for conn, rows in _in_batches(engine, tenant, batch_size, write=True):
+        for row in rows:
+            payload = _parsed(row.body)
+            if _rewritten(payload, identity, done):
+                _store(conn, row.id, payload)
+                done.events += 1
+        if progress is not None:
+            progress(len(rows))
     with write_transaction(engine) as conn:
         done.attendance_rows, done.usage_rows = _ledger(conn, identity, done, tenant)
     return done
@@ -259,10 +273,7 @@ def _ledger(
                 .values(breakdown=json.dumps(parts, sort_keys=True))
             )
             changed += 1
-    personal = sorted(
-        {identity, *(n for n in done.names if len(n) >= MIN_NAME)}, key=len, reverse=True
-    )
-    for value in personal:
+    for value in done.personal:
         conn.execute(
             files.update()
             .where(*paths, files.c.path.contains(value, autoescape=True))

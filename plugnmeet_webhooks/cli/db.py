@@ -9,7 +9,7 @@ from sqlalchemy import Connection
 from plugnmeet_webhooks.cli.context import database, runtime
 from plugnmeet_webhooks.cli.repair import run_replay
 from plugnmeet_webhooks.ledger.writes import is_empty
-from plugnmeet_webhooks.storage.events import EventFilter, count_events, has_events
+from plugnmeet_webhooks.storage.events import EventFilter, has_events
 from plugnmeet_webhooks.storage.migrate import (
     EVERY_EVENT,
     replay_due,
@@ -51,7 +51,8 @@ def db_upgrade(revision: str) -> None:
         click.echo(f"Database schema already at revision {after}.")
     else:
         click.echo(f"Database schema upgraded from {before or 'empty'} to {after}.")
-    stored = count_events(engine)
+    with engine.connect() as conn:
+        stored = has_events(conn)
     due = replays_due(engine)
     if fill or (stored and EVERY_EVENT in due):
         if not fill:

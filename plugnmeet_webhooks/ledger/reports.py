@@ -7,7 +7,7 @@ the README. Times are ISO 8601 in UTC, costs are in the plugNmeet server's curre
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
@@ -32,6 +32,7 @@ DAY = 86400
 MAX_DAYS = 3660  # the days report has a row per day: ten years at most
 
 
+MICROS = 1_000_000  # costs are kept in micro-units of the currency
 FIRST_DAY = date(1970, 1, 1)
 LAST_DAY = date(9998, 12, 31)
 MAX_NAME = 200
@@ -110,7 +111,7 @@ def iso(seconds: int | None) -> str | None:
 
 def cost(micros: int | None) -> float | None:
     """Turn micro-units back into the currency unit, exactly to 6 decimals."""
-    return None if micros is None else round(int(micros) / 1_000_000, 6)
+    return None if micros is None else round(int(micros) / MICROS, 6)
 
 
 def _where(query: Any, column: Any, room_column: Any, filters: Filters) -> Any:
@@ -163,13 +164,10 @@ def sessions_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     return {"rows": rows, "total": total}
 
 
-def _sum_costs(micros: list[int | None]) -> float | None:
+def _sum_costs(micros: Sequence[int | None]) -> float | None:
     """Add costs exactly, in micro-units; None when none was reported."""
     reported = [int(m) for m in micros if m is not None]
     return cost(sum(reported)) if reported else None
-
-
-MICROS = 1_000_000
 
 
 def _cost_parts() -> list[Any]:
@@ -185,6 +183,11 @@ def _cost_parts() -> list[Any]:
     ]
 
 
+def _without_cost() -> Any:
+    """How many artifacts of a group came with no cost."""
+    return func.sum(case((usage.c.cost_micros.is_(None), 1), else_=0)).label("without_cost")
+
+
 def _joined(row: Any) -> int | None:
     """The exact micro-unit sum of a row made with :func:`_cost_parts`; None when none."""
     if row.cost_units is None:
@@ -194,7 +197,6 @@ def _joined(row: Any) -> int | None:
 
 def usage_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     """AI usage per room and artifact type: quantity, unit, estimated cost; and a grand total."""
-    no_cost = func.sum(case((usage.c.cost_micros.is_(None), 1), else_=0))
     query = select(
         usage.c.tenant,
         usage.c.room_id,
@@ -203,7 +205,7 @@ def usage_report(conn: Connection, filters: Filters) -> dict[str, Any]:
         func.count().label("artifacts"),
         func.sum(usage.c.quantity).label("quantity"),
         *_cost_parts(),
-        no_cost.label("without_cost"),
+        _without_cost(),
     ).group_by(usage.c.tenant, usage.c.room_id, usage.c.artifact_type, usage.c.unit)
     query = _where(query, usage.c.created_at, usage.c.room_id, filters)
     found = sorted(
@@ -263,10 +265,6 @@ class SessionAttendance:
     def seconds_by_person(self) -> dict[str, int | None]:
         """Each person's time in the session (their stays together, overlaps once)."""
         return stays.seconds_by_person(self.pairs, self.identities, self.start, self.end)
-
-    def minutes(self) -> int:
-        """The session's attendee minutes: each person's time, rounded up to whole minutes."""
-        return stays.attendee_minutes(self.seconds_by_person())
 
 
 def attendance_by_session(conn: Connection, filters: Filters) -> list[SessionAttendance]:
@@ -361,7 +359,7 @@ def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
         "sessions": sum(r["sessions"] for r in rows),
         "billable_minutes": sum(r["billable_minutes"] for r in rows),
         "attendee_minutes": sum(r["attendee_minutes"] for r in rows),
-        "ai_cost": _sum_costs(list(micros)),
+        "ai_cost": _sum_costs(micros),
     }
     return {"rows": rows, "total": total}
 
@@ -394,8 +392,7 @@ def days_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     for r in conn.execute(per_day):
         day(_day(int(r.day))).update(sessions=r.sessions, billable_minutes=int(r.minutes))
     created = (usage.c.created_at // DAY).label("day")
-    no_cost = func.sum(case((usage.c.cost_micros.is_(None), 1), else_=0)).label("without_cost")
-    costs = select(created, usage.c.artifact_type, no_cost, *_cost_parts()).group_by(
+    costs = select(created, usage.c.artifact_type, _without_cost(), *_cost_parts()).group_by(
         created, usage.c.artifact_type
     )
     micros: list[int] = []
@@ -424,7 +421,7 @@ def days_report(conn: Connection, filters: Filters) -> dict[str, Any]:
         "days": len(rows),
         "sessions": sum(r["sessions"] for r in rows),
         "billable_minutes": sum(r["billable_minutes"] for r in rows),
-        "ai_cost": _sum_costs(list(micros)),
+        "ai_cost": _sum_costs(micros),
         "artifacts_without_cost": without_cost,
     }
     return {"rows": rows, "total": total}
@@ -435,9 +432,10 @@ def attendance_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     rows = []
     minutes = 0
     for held in attendance_by_session(conn, filters):
-        minutes += held.minutes()
+        held_stays = held.stays()
+        minutes += stays.attendee_minutes(stays.per_person(held_stays))
         names = held.names()
-        for stay in held.stays():
+        for stay in held_stays:
             rows.append(
                 {
                     "tenant": held.tenant,

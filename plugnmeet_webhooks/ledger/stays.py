@@ -18,7 +18,7 @@ So a person's attendance in a session never exceeds the session's length.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 JOIN, LEAVE = "join", "leave"
@@ -74,8 +74,6 @@ def _clipped(
 ) -> list[tuple[int, int | None, str | None]]:
     """One sid's stays as (joined, left, closed_by), clipped to the session; empty ones go."""
     stays: list[tuple[int, int | None, str | None]] = []
-    if start is not None and end is not None and end < start:
-        end = start  # a session cannot end before it starts: nobody attended it
     for joined, left in pairs:
         closed_by: str | None = LEFT
         if left is None or (end is not None and left > end):
@@ -83,39 +81,45 @@ def _clipped(
         if start is not None and joined < start:
             joined = start
         if end is not None and joined > end:
-            joined = end
+            joined = end  # so a session that ends before it starts keeps no stay at all
         if left is None:
             stays.append((joined, None, None))  # open, with its session
-            continue
-        if start is not None and left < start:
-            left = start
-        if left > joined:
+        elif left > joined:
             stays.append((joined, left, closed_by))
     return stays
+
+
+def _each(
+    pairs: Pairs, identity_of: Mapping[str, str], start: int | None, end: int | None
+) -> Iterator[Stay]:
+    for sid, own in pairs.items():
+        identity = identity_of.get(sid, sid)
+        for joined, left, closed_by in _clipped(own, start, end):
+            yield Stay(sid, identity, joined, left, closed_by)
 
 
 def stays_of(
     pairs: Pairs, identity_of: Mapping[str, str], start: int | None, end: int | None
 ) -> list[Stay]:
     """The stays of a session, in time order, clipped to its ``start`` and ``end``."""
-    stays = [
-        Stay(sid, identity_of.get(sid, sid), joined, left, closed_by)
-        for sid, own in pairs.items()
-        for joined, left, closed_by in _clipped(own, start, end)
-    ]
+    stays = _each(pairs, identity_of, start, end)
     return sorted(stays, key=lambda s: (s.joined_at, s.identity, s.participant_sid))
 
 
 def seconds_by_person(
     pairs: Pairs, identity_of: Mapping[str, str], start: int | None, end: int | None
 ) -> dict[str, int | None]:
-    """Each person's time in a session: their stays together, overlaps once; None while
-    one of their stays is still open."""
+    """Each person's time in a session, from its pairs (see :func:`per_person`)."""
+    return per_person(_each(pairs, identity_of, start, end))
+
+
+def per_person(stays: Iterable[Stay]) -> dict[str, int | None]:
+    """Each person's time in stays of one session: their stays together, overlaps once;
+    None while one of their stays is still open."""
     spans: dict[str, list[tuple[int, int | None]]] = {}
-    for sid, own in pairs.items():
-        mine = spans.setdefault(identity_of.get(sid, sid), [])
-        mine.extend((joined, left) for joined, left, _ in _clipped(own, start, end))
-    return {who: _covered(own) for who, own in spans.items() if own}
+    for stay in stays:
+        spans.setdefault(stay.identity, []).append((stay.joined_at, stay.left_at))
+    return {who: _covered(own) for who, own in spans.items()}
 
 
 def _covered(spans: list[tuple[int, int | None]]) -> int | None:
@@ -133,14 +137,10 @@ def _covered(spans: list[tuple[int, int | None]]) -> int | None:
     return total
 
 
-def minutes(seconds: int | None) -> int:
-    """Whole minutes of attendance, rounded up; an open attendance counts nothing yet."""
-    return 0 if seconds is None else math.ceil(seconds / 60)
-
-
 def attendee_minutes(seconds_by_person: Mapping[str, int | None]) -> int:
-    """A session's attendee minutes: each person's time rounded up to whole minutes."""
-    return sum(minutes(seconds) for seconds in seconds_by_person.values())
+    """A session's attendee minutes: each person's time rounded up to whole minutes; an
+    open attendance counts nothing yet."""
+    return sum(math.ceil(s / 60) for s in seconds_by_person.values() if s is not None)
 
 
 def names_of(people: Iterable[tuple[str, str | None, int | None]]) -> dict[str, str | None]:

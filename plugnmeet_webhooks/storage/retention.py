@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 DAY = 24 * 3600
 
 
-def cutoff(days: int, now: float | None = None) -> float:
+def cutoff(days: int) -> float:
     """Return the receipt time before which bodies are older than ``days`` days."""
-    return (time.time() if now is None else now) - days * DAY
+    return time.time() - days * DAY
 
 
 def _older(before: float) -> list[ColumnElement[bool]]:
