@@ -22,7 +22,7 @@ from plugnmeet_webhooks.workflows.messages import Workflows
 class Ingest:
     """Apply stored events to the ledger with one registry of handlers, then their rules."""
 
-    def __init__(self, registry: Registry, workflows: Workflows | None = None) -> None:
+    def __init__(self, registry: Registry, workflows: Workflows) -> None:
         self.registry = registry
         self.workflows = workflows
         self.queued = 0  # messages queued so far (read after a batch, to wake the dispatcher)
@@ -43,7 +43,7 @@ class Ingest:
         check_times(event, received_at)
         ctx = Context(event_key=event_key, received_at=received_at)
         run(conn, self.registry.plan(event, ctx), tenant)
-        if notify and self.workflows is not None:
+        if notify:
             self.queued += self.workflows.enqueue(
                 conn, event, tenant=tenant, event_key=event_key, received_at=received_at
             )
@@ -54,14 +54,15 @@ class Ingest:
         self.apply(conn, delivery.payload, stored.dedupe_key, stored.received_at, stored.tenant)
 
     def apply_stored(
-        self, conn: Connection, body: bytes, event_key: str, received_at: float, tenant: str
+        self,
+        conn: Connection,
+        body: bytes,
+        event_key: str,
+        received_at: float,
+        tenant: str,
+        *,
+        notify: bool = False,
     ) -> None:
-        """Apply a stored raw body again (replays, rebuilds); its rules send nothing."""
-        self.apply(conn, json.loads(body), event_key, received_at, tenant, notify=False)
-
-    def apply_stored_and_notify(
-        self, conn: Connection, body: bytes, event_key: str, received_at: float, tenant: str
-    ) -> None:
-        """Apply a stored raw body again and queue its rules' messages (``replay --notify``);
-        a message queued before is not queued again."""
-        self.apply(conn, json.loads(body), event_key, received_at, tenant)
+        """Apply a stored raw body again (replays, rebuilds); its rules send nothing unless
+        ``notify`` (``replay --notify``: a message queued before is not queued again)."""
+        self.apply(conn, json.loads(body), event_key, received_at, tenant, notify=notify)

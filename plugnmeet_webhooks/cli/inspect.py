@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
-
 import click
 from flask.cli import with_appcontext
 
 from plugnmeet_webhooks.cli.context import database
-from plugnmeet_webhooks.cli.output import REPORT_FORMATS, table
+from plugnmeet_webhooks.cli.output import REPORT_FORMATS, as_json, table, utc_time
 from plugnmeet_webhooks.ledger import reports
 from plugnmeet_webhooks.storage import events as stored_events
 
@@ -26,7 +23,7 @@ def events(fmt: str, limit: int) -> None:
     """List the stored events, newest first."""
     rows = stored_events.list_events(database(), limit=limit)
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        click.echo(as_json(rows))
         return
     if not rows:
         click.echo(
@@ -37,7 +34,7 @@ def events(fmt: str, limit: int) -> None:
     lines = [
         (
             str(r["id"]),
-            datetime.fromtimestamp(r["received_at"], UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            utc_time(r["received_at"]),
             r["tenant"],
             r["event"],
             r["room_id"] or "",

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from plugnmeet_webhooks.text import printable, spreadsheet_safe
@@ -31,9 +32,19 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     )
 
 
+def as_json(value: Any) -> str:
+    """Render what a command shows as JSON: indented, text as it is."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
 def report_json(report: dict[str, Any]) -> str:
     """Render a report as indented JSON (the stable form)."""
-    return json.dumps(report, indent=2, ensure_ascii=False)
+    return as_json(report)
+
+
+def utc_time(seconds: float) -> str:
+    """A time stamp as a table shows it: UTC, to the second."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def report_csv(report: dict[str, Any]) -> str:

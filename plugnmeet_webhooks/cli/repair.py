@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -43,7 +44,7 @@ def run_replay(which: EventFilter, label: str, *, notify: bool = False) -> Repla
     With ``notify``, their rules queue their messages too (those not queued before).
     """
     rt, engine = runtime(), database()
-    apply = rt.ingest.apply_stored_and_notify if notify else rt.ingest.apply_stored
+    apply = functools.partial(rt.ingest.apply_stored, notify=notify)
     total = count_matching(engine, which)
     with (
         _quiet(rt.registry.logger_names),

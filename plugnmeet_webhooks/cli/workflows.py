@@ -6,7 +6,6 @@ import json
 import signal
 import sys
 import threading
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -15,13 +14,13 @@ from sqlalchemy import select
 
 from config import ConfigError
 from plugnmeet_webhooks.cli.context import database, runtime
-from plugnmeet_webhooks.cli.output import table
+from plugnmeet_webhooks.cli.output import as_json, table, utc_time
 from plugnmeet_webhooks.cli.repair import first_second, parse_json_file
 from plugnmeet_webhooks.ledger import reports
 from plugnmeet_webhooks.normalize import NormalizationError, normalize
 from plugnmeet_webhooks.storage import outbox
-from plugnmeet_webhooks.storage.engine import write_transaction
-from plugnmeet_webhooks.storage.events import events
+from plugnmeet_webhooks.storage.engine import write_transaction, writer
+from plugnmeet_webhooks.storage.events import EventFilter, events, now
 from plugnmeet_webhooks.workflows.rules import load_rules
 
 
@@ -63,20 +62,13 @@ def rules_test(event_file: str, tenant: str | None) -> None:
         raise click.BadParameter(f"{exc}.", param_hint="EVENT_FILE") from None
     tenant = tenant or rt.settings.tenant_of(next(iter(rt.settings.api_keys)))
     key = str(payload.get("id") or "rules-test")
-    made: list[outbox.Message] = []
-
-    class _Undo(Exception):
-        pass
-
-    try:
-        with write_transaction(database()) as conn:
-            rt.ingest.apply(conn, payload, key, datetime.now(UTC).timestamp(), tenant, notify=False)
-            made = rt.workflows.messages(
-                conn, event, tenant=tenant, event_key=key, received_at=datetime.now(UTC).timestamp()
-            )
-            raise _Undo
-    except _Undo:
-        pass
+    received = now()
+    with writer(database()) as conn, conn.begin() as undone:
+        rt.ingest.apply(conn, payload, key, received, tenant, notify=False)
+        made = rt.workflows.messages(
+            conn, event, tenant=tenant, event_key=key, received_at=received
+        )
+        undone.rollback()  # nothing the test did stays
     matched = [r.name for r in rt.rules.for_event(event.event)]
     if not made:
         click.echo(f"No rule sends anything for this {event.event} event.")
@@ -87,7 +79,7 @@ def rules_test(event_file: str, tenant: str | None) -> None:
         return
     for message in made:
         click.echo(f"rule {message.rule} -> {message.destination}  ({message.message_id})")
-        click.echo(json.dumps(json.loads(message.body), indent=2, ensure_ascii=False))
+        click.echo(as_json(json.loads(message.body)))
 
 
 @rules.command("backfill")
@@ -109,17 +101,11 @@ def rules_backfill(rule: str, since: str) -> None:
         raise click.BadParameter(f"no rule is named {rule!r}; the rules are: {known}.")
     engine = database()
     start = first_second(since)
-    query = (
-        select(
-            events.c.id, events.c.body, events.c.dedupe_key, events.c.received_at, events.c.tenant
-        )
-        .where(
-            events.c.received_at >= start,
-            events.c.event.in_(sorted(wanted[0].on)),
-            events.c.pruned_at.is_(None),
-        )
-        .order_by(events.c.id)
-    )
+    columns = (
+        events.c.id, events.c.body, events.c.dedupe_key, events.c.received_at, events.c.tenant
+    )  # fmt: skip
+    which = EventFilter(since=start, names=tuple(sorted(wanted[0].on)))
+    query = which.apply(select(*columns)).order_by(events.c.id)
     queued = seen = 0
     last = 0
     while True:
@@ -152,9 +138,7 @@ def outbox_group() -> None:
 
 def _row(message: dict[str, Any]) -> list[str]:
     def when(seconds: float | None) -> str:
-        if seconds is None:
-            return "-"
-        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return "-" if seconds is None else utc_time(seconds)
 
     return [
         str(message["id"]),
@@ -183,7 +167,7 @@ def outbox_list(state: str | None, limit: int, fmt: str) -> None:
     """
     found = outbox.list_messages(database(), outbox.State(state) if state else None, limit=limit)
     if fmt == "json":
-        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+        click.echo(as_json(found))
         return
     if not found:
         click.echo("No messages." if state is None else f"No {state} messages.")

@@ -112,9 +112,9 @@ def queued_already(conn: Connection, message: str) -> bool:
     return found.fetchone() is not None
 
 
-def enqueue(conn: Connection, messages: Sequence[Message], now: float | None = None) -> int:
+def enqueue(conn: Connection, messages: Sequence[Message]) -> int:
     """Queue messages in the caller's transaction; one already queued is left as it is."""
-    when = time.time() if now is None else now
+    when = time.time()
     sql = compiled(conn.dialect, _insert)
     queued = 0
     for message in messages:
@@ -265,10 +265,9 @@ def retry(
     Given ids may name sent messages too (to send one again), unless ``only_dead``."""
     condition = outbox.c.state == State.DEAD.value
     if ids:
-        kept = State.DEAD.value if only_dead else None
-        condition = outbox.c.id.in_(list(ids)) & (
-            outbox.c.state == kept if kept else outbox.c.state != State.SENDING.value
-        )
+        state = outbox.c.state
+        kept = state == State.DEAD.value if only_dead else state != State.SENDING.value
+        condition = outbox.c.id.in_(list(ids)) & kept
     elif not dead:
         return 0
     with write_transaction(engine) as conn:

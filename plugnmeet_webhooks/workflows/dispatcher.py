@@ -19,13 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 import urllib3
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from config import DEFAULT_OUTBOX_RETRIES
+from plugnmeet_webhooks.metrics import Metrics
 from plugnmeet_webhooks.storage.errors import describe
 from plugnmeet_webhooks.storage.outbox import Claimed, Settlement, State, cycle, due_destinations
 from plugnmeet_webhooks.workflows.rules import Destination
@@ -36,6 +36,8 @@ CONNECT_TIMEOUT = 3.0
 TOTAL_TIMEOUT = 10.0
 MAX_RETRY_AFTER = 24 * 3600.0
 SLOTS_PER_DESTINATION = 4
+POLL_SECONDS = 1.0  # a cycle at least this often
+GATHER_SECONDS = 0.25  # after a wake, for more wakes to come: one transaction for them all
 USER_AGENT = "plugnmeet-webhooks"
 
 
@@ -157,18 +159,12 @@ class Dispatcher:
         *,
         schedule: tuple[float, ...] = DEFAULT_OUTBOX_RETRIES,
         lease: float = 60.0,
-        poll: float = 1.0,
-        gather: float = 0.25,
-        slots: int = SLOTS_PER_DESTINATION,
-        metrics: Any = None,
+        metrics: Metrics,
     ) -> None:
         self._engine = engine
         self._destinations = dict(destinations)
         self._schedule = schedule
         self._lease = lease
-        self._poll = poll
-        self._gather = gather
-        self._slots = slots
         self._metrics = metrics
         self._busy: Counter[str] = Counter()
         self._settled: list[Settlement] = []
@@ -177,13 +173,16 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._http = urllib3.PoolManager(num_pools=max(4, len(self._destinations)), maxsize=slots)
+        self._http = urllib3.PoolManager(
+            num_pools=max(4, len(self._destinations)), maxsize=SLOTS_PER_DESTINATION
+        )
 
     def start(self) -> Dispatcher:
         """Start sending in the background."""
         if self._thread is None and self._destinations:
             self._pool = ThreadPoolExecutor(
-                max_workers=self._slots * len(self._destinations), thread_name_prefix="pnm-send"
+                max_workers=SLOTS_PER_DESTINATION * len(self._destinations),
+                thread_name_prefix="pnm-send",
             )
             self._thread = threading.Thread(target=self._run, name="pnm-dispatcher", daemon=True)
             self._thread.start()
@@ -223,7 +222,7 @@ class Dispatcher:
         """Record the attempts that ended and claim what is due; return how many were claimed."""
         with self._lock:
             settled, self._settled = self._settled, []
-            free = {name: self._slots - self._busy[name] for name in self._destinations}
+            free = {name: SLOTS_PER_DESTINATION - self._busy[name] for name in self._destinations}
         wanted = {name: n for name, n in free.items() if n > 0} if claim else {}
         if wanted:
             due = due_destinations(self._engine, list(wanted))
@@ -251,8 +250,8 @@ class Dispatcher:
                 log.warning(
                     "dispatcher could not use the outbox, will try again: %s", describe(exc)
                 )
-            if self._wake.wait(self._poll) and not self._stop.is_set():
-                time.sleep(self._gather)  # let more wakes come: one transaction for them all
+            if self._wake.wait(POLL_SECONDS) and not self._stop.is_set():
+                time.sleep(GATHER_SECONDS)
             self._wake.clear()
 
     def _deliver(self, claimed: Claimed) -> None:
@@ -298,7 +297,6 @@ class Dispatcher:
         )
 
     def _count(self, destination: str, outcome: str, latency: float | None = None) -> None:
-        if self._metrics is not None:
-            self._metrics.outbox_attempts.labels(destination, outcome).inc()
-            if latency is not None:
-                self._metrics.outbox_latency.observe(max(0.0, latency))
+        self._metrics.outbox_attempts.labels(destination, outcome).inc()
+        if latency is not None:
+            self._metrics.outbox_latency.observe(max(0.0, latency))

@@ -133,6 +133,7 @@ class Facts:
     def __init__(self, conn: Connection, event: Event, tenant: str, received_at: float) -> None:
         when = event.created_at or int(received_at)
         self.event = event
+        self.tenant = tenant
         self.when = when
         self.room = RoomFacts(event.room, conn, tenant, when)
         self.session = SessionFacts(conn, tenant, event.room.sid)
@@ -199,9 +200,9 @@ def _slack_body(rule: Rule, facts: Facts) -> dict[str, Any]:
     return {"text": text, "blocks": [section]}
 
 
-def _webhook_body(rule: Rule, facts: Facts, tenant: str) -> dict[str, Any]:
+def _webhook_body(rule: Rule, facts: Facts) -> dict[str, Any]:
     event = facts.event
-    data: dict[str, Any] = {"tenant": tenant, "rule": rule.name}
+    data: dict[str, Any] = {"tenant": facts.tenant, "rule": rule.name}
     if rule.text is not None:
         data["text"] = rule.text.render(facts.context)
     data["event"] = dataclasses.asdict(event)
@@ -216,13 +217,10 @@ def _webhook_body(rule: Rule, facts: Facts, tenant: str) -> dict[str, Any]:
     }
 
 
-def render(rule: Rule, destination: Destination, facts: Facts, tenant: str) -> bytes:
+def render(rule: Rule, destination: Destination, facts: Facts) -> bytes:
     """The exact bytes a destination gets for this rule and event."""
-    if destination.kind == "slack":
-        body = _slack_body(rule, facts)
-    else:
-        body = _webhook_body(rule, facts, tenant)
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    make = _slack_body if destination.kind == "slack" else _webhook_body
+    return json.dumps(make(rule, facts), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class Workflows:
@@ -263,7 +261,7 @@ class Workflows:
                 continue
             for name in rule.send:
                 try:
-                    body = render(rule, self.rules.destinations[name], facts, tenant)
+                    body = render(rule, self.rules.destinations[name], facts)
                 except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError) as exc:
                     log.error(
                         "rule %s could not render its message for %s event %s: %s: %s",
@@ -296,9 +294,7 @@ class Workflows:
         only: str | None = None,
     ) -> int:
         """Queue the messages of one event in the caller's transaction; return how many."""
-        if event.event not in self._by_event:
-            return 0
         made = self.messages(
             conn, event, tenant=tenant, event_key=event_key, received_at=received_at, only=only
         )
-        return enqueue(conn, made) if made else 0
+        return enqueue(conn, made)

@@ -162,7 +162,6 @@ class Rules:
 
     destinations: Mapping[str, Destination]
     rules: tuple[Rule, ...]
-    source: str = ""
 
     def for_event(self, name: str) -> list[Rule]:
         """Return the rules that take events of this name."""
@@ -377,10 +376,9 @@ def _rule(
     enabled = read.get("enabled", bool, hint="true")
     conditions = _conditions(read.get("where", dict, hint="{ ... }") or {}, where)
     read.done()
-    if enabled is False:
-        names.add(name)
-        return Rule(name=name, on=frozenset(), send=tuple(send))
     names.add(name)
+    if enabled is False:
+        return Rule(name=name, on=frozenset(), send=tuple(send))
     return Rule(
         name=name,
         on=frozenset(on),
@@ -394,7 +392,7 @@ def _rule(
     )
 
 
-def parse_rules(text: str, env: Mapping[str, str] | None = None, source: str = "") -> Rules:
+def parse_rules(text: str, env: Mapping[str, str] | None = None) -> Rules:
     """Read a rules file's text, or say in one sentence what is wrong and where."""
     env = os.environ if env is None else env
     try:
@@ -411,7 +409,7 @@ def parse_rules(text: str, env: Mapping[str, str] | None = None, source: str = "
     top.done()
     names: set[str] = set()
     rules = tuple(_rule(n, table, destinations, names) for n, table in enumerate(listed, 1))
-    return Rules(destinations=destinations, rules=rules, source=source)
+    return Rules(destinations=destinations, rules=rules)
 
 
 def load_rules(path: str | None, env: Mapping[str, str] | None = None) -> Rules:
@@ -426,6 +424,6 @@ def load_rules(path: str | None, env: Mapping[str, str] | None = None) -> Rules:
             f"PNM_RULES_FILE names {path}, which cannot be read ({reason})."
         ) from None
     try:
-        return parse_rules(text, env, source=path)
+        return parse_rules(text, env)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc.message}") from None
