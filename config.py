@@ -69,6 +69,12 @@ class Settings:
         """Return the tenant whose data a delivery signed with ``api_key`` is."""
         return self.tenants.get(api_key, api_key)
 
+    @property
+    def commit_wait(self) -> float:
+        """How long a delivery waits for its batch to be stored: the writer may wait for a
+        lock (db_timeout) before it fails and once more when it retries; that and more."""
+        return 2 * self.db_timeout + 10
+
 
 DATABASES = ("sqlite", "postgresql")
 

@@ -48,7 +48,7 @@ threads = _server.threads
 timeout = 20
 # On SIGTERM a worker answers what it holds: deliveries not yet being stored get 503 after
 # a second, and the batch being stored ends within its budget of two database waits.
-graceful_timeout = max(20, round(2 * _settings.db_timeout + 10))
+graceful_timeout = max(20, round(_settings.commit_wait))
 # Request line and header limits stay at gunicorn's defaults (4094 / 8190 bytes).
 accesslog = "-" if os.environ.get("PNM_ACCESS_LOG", "").lower() in ("1", "true", "yes") else None
 errorlog = "-"

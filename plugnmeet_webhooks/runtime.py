@@ -80,12 +80,8 @@ class Runtime:
             engine = self.engine
             with self._lock:
                 if self._committer is None:
-                    # The writer may wait for a lock (db_timeout) before it fails; give it that
-                    # and more.
                     self._committer = GroupCommitter(
-                        engine,
-                        self.store_deliveries,
-                        wait_seconds=2 * self.settings.db_timeout + 10,
+                        engine, self.store_deliveries, wait_seconds=self.settings.commit_wait
                     )
         return self._committer
 
