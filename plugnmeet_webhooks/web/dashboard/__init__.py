@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import (
@@ -94,9 +94,8 @@ def _number(value: int | None) -> str:
 def _when(value: float | str | None) -> str:
     if value is None:
         return "–"
-    if isinstance(value, str):
-        return value.replace("T", " ").removesuffix("Z")
-    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    text = value if isinstance(value, str) else reports.iso(int(value))
+    return str(text).replace("T", " ").removesuffix("Z")
 
 
 @bp.app_template_global("csrf_token")
@@ -134,7 +133,7 @@ def _period() -> tuple[reports.Filters, dict[str, Any]]:
         problem = f"{exc}."
         days = 30
         try:
-            tenant = reports.Filters.parse(None, None, None, args.get("tenant")).tenant
+            tenant = reports.checked_name("tenant", args.get("tenant"))
         except ValueError:
             tenant = None
         filters = reports.Filters(since=today - timedelta(days=29), until=today, tenant=tenant)
@@ -247,20 +246,19 @@ def room(room_id: str) -> str:
     engine = _engine()
     filters, period = _period()
     try:
-        filters = replace(filters, room=reports.Filters.parse(None, None, room_id).room)
+        filters = replace(filters, room=reports.checked_name("room", room_id))
     except ValueError:
         abort(404)
     sessions = _build(engine, "sessions", filters)
     attendance = _build(engine, "attendance", filters)
     usage = _build(engine, "usage", filters)
     files = _build(engine, "files", filters)
+    by_session: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for stay in attendance["rows"]:
+        by_session.setdefault((stay["tenant"], stay["room_sid"]), []).append(stay)
     timelines = []
     for session in sessions["rows"]:
-        stays = [
-            s
-            for s in attendance["rows"]
-            if (s["tenant"], s["room_sid"]) == (session["tenant"], session["room_sid"])
-        ]
+        stays = by_session.get((session["tenant"], session["room_sid"]), [])
         timelines.append({"session": session, "stays": stays, "chart": _timeline(session, stays)})
     if not (sessions["rows"] or usage["rows"] or files["rows"]):
         flash(f"Nothing is known of room {room_id} in this period.", "note")
@@ -307,13 +305,12 @@ def _event_query(
             query = query.where(column == value)
     if chosen["handler"] in HANDLER_STATES:
         query = query.where(events.c.handler_status == chosen["handler"])
-    for name, bound in (("since", "start"), ("until", "end")):
-        if chosen[name]:
-            day = reports.parse_day(name, chosen[name])
-            if bound == "start":
-                query = query.where(events.c.received_at >= reports.epoch(day))
-            else:
-                query = query.where(events.c.received_at < reports.epoch(day + timedelta(days=1)))
+    day = {n: reports.parse_day(n, chosen[n]) if chosen[n] else None for n in ("since", "until")}
+    start, end = reports.Filters(since=day["since"], until=day["until"]).bounds()
+    if start is not None:
+        query = query.where(events.c.received_at >= start)
+    if end is not None:
+        query = query.where(events.c.received_at < end)
     if after is not None:
         query = query.where(events.c.id > after)
     if before is not None:
@@ -478,8 +475,3 @@ def outbox_retry() -> ResponseReturnValue:
     return redirect(
         url_for("dashboard.outbox_page", state=request.form.get("state") or None), code=303
     )
-
-
-def today() -> date:
-    """The current UTC day (the dashboard's periods end on it)."""
-    return datetime.now(UTC).date()
