@@ -34,6 +34,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
 )
 
 from plugnmeet_webhooks.storage.engine import write_transaction
@@ -70,9 +71,20 @@ outbox = Table(
     Column("sent_at", Float),
     Column("last_status", Integer),
     Column("last_error", Text),
+    Column("rate_limited", Integer, nullable=False, server_default="0"),
+    Column("pruned_at", Float),
 )
 Index("ix_outbox_due", outbox.c.state, outbox.c.next_attempt_at)
 Index("ix_outbox_destination", outbox.c.destination, outbox.c.state)
+_WAITING = text("state IN ('pending', 'sending')")
+# The messages still to send, apart from the many sent ones: what the dispatcher polls.
+Index(
+    "ix_outbox_waiting",
+    outbox.c.destination,
+    outbox.c.next_attempt_at,
+    sqlite_where=_WAITING,
+    postgresql_where=_WAITING,
+)
 
 
 def message_id(tenant: str, rule: str, destination: str, key: str) -> str:

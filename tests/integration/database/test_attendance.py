@@ -270,7 +270,7 @@ def test_db_upgrade_brings_attendance_from_before_to_the_new_rules(app, client, 
 
     result = app.test_cli_runner().invoke(args=["db", "upgrade"])
     assert result.stdout.splitlines() == [
-        "Database schema upgraded from 0004 to 0006.",
+        "Database schema upgraded from 0004 to 0007.",
         "Applied 4 stored participant_joined and participant_left events again (0 failed).",
     ]
     runtime.of(app).forget_schema_check()
@@ -396,13 +396,13 @@ def test_db_upgrade_takes_up_a_replay_that_was_cut_short(app, client):
     assert "run 'flask --app app db upgrade'" in check.stdout
 
     assert _upgraded(app) == [
-        "Database schema already at revision 0006.",
+        "Database schema already at revision 0007.",
         "An earlier upgrade did not finish applying its events again; resuming.",
         "Applied 4 stored participant_joined and participant_left events again (0 failed).",
     ]
     assert replays_due(engine) == ()
     assert _room(app)["attendee_minutes"] == 20
-    assert _upgraded(app) == ["Database schema already at revision 0006."]
+    assert _upgraded(app) == ["Database schema already at revision 0007."]
 
 
 def test_db_upgrade_of_an_empty_database_leaves_no_replay_due(app):
@@ -412,7 +412,7 @@ def test_db_upgrade_of_an_empty_database_leaves_no_replay_due(app):
     engine = runtime.of(app).database()
     assert replays_due(engine) == ()
     _downgraded_to_0004(app)
-    assert _upgraded(app) == ["Database schema upgraded from 0004 to 0006."]
+    assert _upgraded(app) == ["Database schema upgraded from 0004 to 0007."]
     assert replays_due(engine) == ()
 
 
