@@ -70,6 +70,11 @@ class Settings:
         return self.tenants.get(api_key, api_key)
 
     @property
+    def tenant_names(self) -> tuple[str, ...]:
+        """Every tenant the keys deliver into, sorted."""
+        return tuple(sorted({self.tenant_of(key) for key in self.api_keys}))
+
+    @property
     def commit_wait(self) -> float:
         """How long a delivery waits for its batch to be stored: the writer may wait for a
         lock (db_timeout) before it fails and once more when it retries; that and more."""

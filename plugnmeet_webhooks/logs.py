@@ -42,3 +42,11 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.log_level)
     # Alembic narrates every schema check at INFO; 'flask db upgrade' reports what it did.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    quiet_http_client()
+
+
+def quiet_http_client() -> None:
+    """Keep urllib3's own log lines out, whatever ``PNM_LOG_LEVEL`` says: at DEBUG it writes
+    each request line, with a Slack URL's secret path and any ``?token=``, and some of its
+    WARNINGs hold a URL too."""
+    logging.getLogger("urllib3").setLevel(logging.ERROR)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -93,24 +95,72 @@ def event_label(name: str, known: frozenset[str]) -> str:
     return name if name in known else "other"
 
 
-class OutboxCollector(Collector):
-    """The outbox's messages by state and the age of the oldest waiting, read at each scrape."""
+@dataclass(frozen=True, slots=True)
+class OutboxFigures:
+    """What the metrics say of the outbox: messages by state, the creation time of the
+    oldest waiting one, and the messages waiting per destination."""
 
-    def __init__(self, read: Callable[[], tuple[dict[str, int], float | None]]) -> None:
+    by_state: dict[str, int]
+    oldest_waiting: float | None
+    backlog: dict[str, int]
+
+
+class CachedRead:
+    """A read of the database kept for a few seconds, so that scrapes of several workers,
+    or several scrapers, do not each count a large table."""
+
+    def __init__(
+        self,
+        read: Callable[[], OutboxFigures],
+        seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._read = read
+        self._seconds = seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._kept: tuple[float, OutboxFigures] | None = None
+
+    def __call__(self) -> OutboxFigures:
+        """Return the figures, read again only when the kept ones are older than allowed."""
+        with self._lock:
+            now = self._clock()
+            if self._kept is None or now - self._kept[0] >= self._seconds:
+                self._kept = (now, self._read())
+            return self._kept[1]
+
+
+class OutboxCollector(Collector):
+    """The outbox's messages by state, its backlog per destination and the age of the oldest
+    waiting message, read at a scrape (through a :class:`CachedRead`)."""
+
+    def __init__(self, read: Callable[[], OutboxFigures], destinations: Iterable[str]) -> None:
+        self._read = read
+        self._destinations = tuple(destinations)
 
     def collect(self) -> Iterator[Metric]:
         """Yield the gauges; nothing when the database does not answer (the page still does)."""
         try:
-            by_state, oldest = self._read()
+            figures = self._read()
         except Exception:  # a scrape must not fail for the database
             return
         states = GaugeMetricFamily(
             "pnm_outbox_messages", "Outbox messages, by state.", labels=["state"]
         )
-        for state, count in by_state.items():
+        for state, count in figures.by_state.items():
             states.add_metric([state], count)
         yield states
+        backlog = GaugeMetricFamily(
+            "pnm_outbox_backlog",
+            "Messages waiting to be sent (pending or being sent), per destination.",
+            labels=["destination"],
+        )
+        # Every configured destination has a series, 0 when nothing waits; names the rules
+        # file no longer has are left out (a bounded set of series).
+        for name in self._destinations:
+            backlog.add_metric([name], figures.backlog.get(name, 0))
+        yield backlog
+        oldest = figures.oldest_waiting
         age = 0.0 if oldest is None else max(0.0, time.time() - oldest)
         yield GaugeMetricFamily(
             "pnm_outbox_oldest_pending_seconds",

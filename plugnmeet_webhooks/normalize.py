@@ -30,6 +30,7 @@ MAX_KEY = (
     200  # ids and keys (room, participant, artifact): every index on both databases holds them
 )
 MAX_PATH = 500  # file paths, which also key recordings
+MAX_NAME = 200  # a person's display name, cut (never refused): it goes in the ledger, in messages
 MAX_COUNT = 2**32 - 1  # the uint32 counts of the protocol
 MAX_QUANTITY = 10**9  # tokens, seconds or characters in one artifact
 MAX_COST = 10**6  # currency units of one artifact's estimated cost
@@ -138,7 +139,19 @@ def text(maximum: int) -> Converter:
     return bounded
 
 
+def cut_text(maximum: int) -> Converter:
+    """Build a converter for text a person chooses (a display name): cut to ``maximum``
+    characters, not refused, so that nobody can keep an event about them out of the ledger
+    by choosing a long name."""
+
+    def bounded(value: Any, path: str) -> str:
+        return to_str(value, path)[:maximum]
+
+    return bounded
+
+
 key_text = text(MAX_KEY)
+name_text = cut_text(MAX_NAME)
 _title_text = text(500)
 path_text = text(MAX_PATH)
 count_int = at_most(to_int, MAX_COUNT)
@@ -247,7 +260,7 @@ class Participant:
 
     sid: str = _f(key_text, "")
     identity: str = _f(key_text, "")
-    name: str = _f(to_str, "")
+    name: str = _f(name_text, "")
     state: str = _f(enum("JOINING", "JOINED", "ACTIVE", "DISCONNECTED"), "JOINING")
     metadata: str = _f(to_str, "")
     joined_at: int = _f(to_time, 0)
@@ -260,7 +273,7 @@ class Track:
 
     sid: str = _f(key_text, "")
     type: str = _f(enum("AUDIO", "VIDEO", "DATA"), "AUDIO")
-    name: str = _f(to_str, "")
+    name: str = _f(name_text, "")
     source: str = _f(
         enum("UNKNOWN", "CAMERA", "MICROPHONE", "SCREEN_SHARE", "SCREEN_SHARE_AUDIO"), "UNKNOWN"
     )
@@ -300,7 +313,7 @@ class UserInfo:
     """Who an artifact belongs to."""
 
     user_id: str = _f(key_text, "")
-    name: str = _f(to_str, "")
+    name: str = _f(name_text, "")
 
 
 @dataclass(frozen=True, slots=True)

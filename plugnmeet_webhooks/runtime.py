@@ -20,15 +20,15 @@ from config import Settings
 from plugnmeet_webhooks.dispatch import Registry
 from plugnmeet_webhooks.ingest import Ingest
 from plugnmeet_webhooks.logs import configure_logging
-from plugnmeet_webhooks.metrics import Metrics, OutboxCollector
+from plugnmeet_webhooks.metrics import CachedRead, Metrics, OutboxCollector, OutboxFigures
+from plugnmeet_webhooks.storage import outbox
 from plugnmeet_webhooks.storage.commit import Delivery, GroupCommitter, Result, store_batch
 from plugnmeet_webhooks.storage.engine import PoolTimeout, make_engine
 from plugnmeet_webhooks.storage.migrate import SchemaBehind, prepare_schema
-from plugnmeet_webhooks.storage.outbox import counts as outbox_counts
 from plugnmeet_webhooks.storage.retention import Pruner
 from plugnmeet_webhooks.workflows.dispatcher import Dispatcher
 from plugnmeet_webhooks.workflows.messages import Workflows
-from plugnmeet_webhooks.workflows.rules import NO_RULES, Rules
+from plugnmeet_webhooks.workflows.rules import NO_RULES, Rules, tenant_warnings
 from validation import Verifier
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Runtime:
         self.settings = settings
         self.registry = registry
         self.rules = rules
-        self.workflows = Workflows(rules)
+        self.workflows = Workflows(rules, several_tenants=len(settings.tenant_names) > 1)
         self.verifier = Verifier(settings.api_keys, leeway=settings.clock_leeway)
         self.metrics = Metrics()
         self.ingest = Ingest(registry, self.workflows)
@@ -61,6 +61,7 @@ class Runtime:
         self._logging_checked = False
         self._pruner: Pruner | None = None
         self._dispatcher: Dispatcher | None = None
+        self._outbox_figures = CachedRead(self._read_outbox)
 
     @property
     def engine(self) -> Engine:
@@ -115,7 +116,13 @@ class Runtime:
         """The Prometheus page: the counters, and the outbox as the database has it."""
         if not self.rules.destinations:
             return self.metrics.render()
-        return self.metrics.render(OutboxCollector(lambda: outbox_counts(self.engine)))
+        return self.metrics.render(
+            OutboxCollector(self._outbox_figures, sorted(self.rules.destinations))
+        )
+
+    def _read_outbox(self) -> OutboxFigures:
+        by_state, oldest = outbox.counts(self.engine)
+        return OutboxFigures(by_state, oldest, outbox.backlog(self.engine))
 
     def schema_problem(self) -> str | None:
         """Check the schema once; return what is wrong with it, or None when it is current.
@@ -172,6 +179,8 @@ class Runtime:
             self.schema_problem()
         except SQLAlchemyError as exc:  # deliveries get 503 until it answers
             log.warning("database not reachable at start (%s); will try again", type(exc).__name__)
+        for warning in tenant_warnings(self.rules, self.settings.tenant_names):
+            log.warning("%s", warning)
         if self.settings.dispatcher and self.rules.destinations:
             self.dispatcher().start()
         days = self.settings.retention_days

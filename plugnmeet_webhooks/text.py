@@ -1,6 +1,9 @@
-"""Sender text made safe to show: on one log line, in a terminal, in a spreadsheet."""
+"""Sender text made safe to show: on one log line, in a terminal, in a spreadsheet, in a chat."""
 
 from __future__ import annotations
+
+import re
+import unicodedata
 
 
 def shown(text: str, limit: int = 120) -> str:
@@ -26,3 +29,54 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 def spreadsheet_safe(text: str) -> str:
     """Keep a spreadsheet from reading a cell as a formula: prefix such a cell with a quote."""
     return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
+
+
+# The characters that format, link or mention in Slack's mrkdwn or in the Markdown of
+# Mattermost, Rocket.Chat and Discord, each replaced by a look-alike that does nothing there.
+# (Slack's & < > need no entities once they are look-alikes: no tag can be opened.)
+_CHAT_LOOKALIKES = str.maketrans(
+    {
+        "&": "\uff06",  # fullwidth ampersand
+        "<": "\u2039",  # single left angle quotation mark
+        ">": "\u203a",  # single right angle quotation mark
+        "*": "\u2217",  # asterisk operator
+        "~": "\u223c",  # tilde operator
+        "`": "\u02cb",  # modifier letter grave accent
+        "|": "\u2223",  # divides
+        "[": "\uff3b",  # fullwidth left square bracket
+        "]": "\uff3d",  # fullwidth right square bracket
+        "#": "\uff03",  # fullwidth number sign
+        "@": "\uff20",  # fullwidth commercial at (no @channel, @all, @here or @someone)
+        ":": "\u2236",  # ratio (no emoji codes, no https://)
+    }
+)
+# An underscore inside a word formats nothing; at a word's edge it can start or end italics.
+_EDGE_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+# A dot between letters or digits makes a bare domain (example.com) that chats turn into links.
+_DOMAIN_DOT = re.compile(r"(?<=[0-9A-Za-z])\.(?=[0-9A-Za-z])")
+_SPACES = re.compile(r" {2,}")
+CHAT_VALUE_CHARS = 200
+
+
+def _blank(c: str) -> bool:
+    """Whether a character breaks or hides text: a line or paragraph break, a control or
+    format character (direction overrides, zero-width ones; the emoji joiner stays)."""
+    return c.isspace() or (unicodedata.category(c) in ("Cc", "Cf") and c != "\u200d")
+
+
+def chat_text(value: object, limit: int = CHAT_VALUE_CHARS) -> str:
+    """Make a value from an event plain text in a chat message: one line, at most ``limit``
+    characters, with nothing that formats, links or mentions on Slack, Mattermost,
+    Rocket.Chat or Discord."""
+    text = "" if value is None else str(value)
+    if not text.isprintable() or "  " in text:
+        text = _SPACES.sub(" ", "".join(" " if _blank(c) else c for c in text))
+    text = text.strip().translate(_CHAT_LOOKALIKES)
+    # One dot leader, and modifier letter low macron.
+    text = _DOMAIN_DOT.sub("\u2024", _EDGE_UNDERSCORE.sub("\u02cd", text))
+    return cut(text, limit)
+
+
+def cut(text: str, limit: int) -> str:
+    """Cut text to at most ``limit`` characters, marking a cut with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"

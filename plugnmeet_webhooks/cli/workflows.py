@@ -21,7 +21,7 @@ from plugnmeet_webhooks.normalize import NormalizationError, normalize
 from plugnmeet_webhooks.storage import outbox
 from plugnmeet_webhooks.storage.engine import write_transaction, writer
 from plugnmeet_webhooks.storage.events import EventFilter, events, now
-from plugnmeet_webhooks.workflows.rules import load_rules
+from plugnmeet_webhooks.workflows.rules import load_rules, tenant_warnings
 
 
 @click.group("rules")
@@ -34,7 +34,8 @@ def rules() -> None:
 @with_appcontext
 def rules_check(file: str | None) -> None:
     """Check a rules file (default: PNM_RULES_FILE): its destinations, rules and templates."""
-    path = file or runtime().settings.rules_file
+    settings = runtime().settings
+    path = file or settings.rules_file
     if not path:
         raise click.UsageError("give a rules file, or set PNM_RULES_FILE.")
     checked = load_rules(path)
@@ -45,6 +46,8 @@ def rules_check(file: str | None) -> None:
     for rule in checked.rules:
         on = ", ".join(sorted(rule.on)) or "(disabled)"
         click.echo(f"  {rule.name}: on {on} -> {', '.join(rule.send)}")
+    for warning in tenant_warnings(checked, settings.tenant_names):
+        click.echo(f"warning: {warning}", err=True)
 
 
 @rules.command("test")

@@ -38,8 +38,6 @@ def instance_key(engine: Engine, name: str) -> bytes:
         made = secrets.token_hex(32)
         with write_transaction(engine) as conn:
             module = __import__(f"sqlalchemy.dialects.{conn.dialect.name}", fromlist=["insert"])
-            conn.execute(
-                _insert(module).values(name=name, value=made, created_at=time.time())
-            )
+            conn.execute(_insert(module).values(name=name, value=made, created_at=time.time()))
             found = conn.execute(query).scalar_one()
     return bytes.fromhex(found)

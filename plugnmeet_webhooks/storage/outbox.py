@@ -5,7 +5,9 @@ A message's id is derived from what it is (tenant, rule, destination, and the ev
 a replay with ``--notify`` or a backfill finds it there already. Dispatchers claim messages
 with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite), and
 a message whose dispatcher died is claimed again once its lease runs out: delivery is at
-least once, and every attempt carries the same id.
+least once, and every attempt carries the same id. While a dispatcher holds a message, its
+``next_attempt_at`` is the end of the lease, so "due" is one test on the waiting messages
+(pending or sending), which a partial index holds apart from the sent ones.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     bindparam,
+    case,
     func,
-    or_,
     select,
     text,
 )
@@ -75,7 +78,6 @@ outbox = Table(
     Column("pruned_at", Float),
 )
 Index("ix_outbox_due", outbox.c.state, outbox.c.next_attempt_at)
-Index("ix_outbox_destination", outbox.c.destination, outbox.c.state)
 _WAITING = text("state IN ('pending', 'sending')")
 # The messages still to send, apart from the many sent ones: what the dispatcher polls.
 Index(
@@ -149,29 +151,35 @@ class Claimed:
     destination: str
     body: bytes
     attempts: int  # this attempt included
+    rate_limited: int  # the earlier attempts a destination answered "slow down" (429)
     created_at: float
     lease_token: str
+
+
+# Literal, not bound: the planners use the partial index only for a query whose WHERE
+# clause states its condition.
+_WAITING_NOW = text("outbox.state IN ('pending', 'sending')")
+
+
+def _due_now(now: float) -> Any:
+    return and_(_WAITING_NOW, outbox.c.next_attempt_at <= now)
+
+
+def due_query(names: Sequence[str], now: float) -> Any:
+    """The dispatcher's poll: which of these destinations have a message due at ``now``."""
+    return (
+        select(outbox.c.destination)
+        .where(outbox.c.destination.in_(list(names)), _due_now(now))
+        .distinct()
+    )
 
 
 def due_destinations(engine: Engine, names: Sequence[str]) -> set[str]:
     """Return which of these destinations have a message due now (a read, no lock taken)."""
     if not names:
         return set()
-    now = time.time()
-    query = (
-        select(outbox.c.destination)
-        .where(outbox.c.destination.in_(list(names)), _due_now(now))
-        .distinct()
-    )
     with engine.connect() as conn:
-        return set(conn.execute(query).scalars())
-
-
-def _due_now(now: float) -> Any:
-    return or_(
-        (outbox.c.state == State.PENDING.value) & (outbox.c.next_attempt_at <= now),
-        (outbox.c.state == State.SENDING.value) & (outbox.c.lease_until < now),
-    )
+        return set(conn.execute(due_query(names, time.time())).scalars())
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,18 +192,31 @@ class Settlement:
     error: str | None = None
     next_attempt_at: float | None = None  # for a retry
     sent_at: float | None = None
+    rate_limited: bool = False  # the destination asked to slow down: no retry spent
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A message a dispatcher still holds (its attempt is open): its lease is renewed."""
+
+    id: int
+    lease_token: str
 
 
 def cycle(
-    engine: Engine, settled: Sequence[Settlement], wanted: dict[str, int], lease: float
+    engine: Engine,
+    settled: Sequence[Settlement],
+    wanted: dict[str, int],
+    lease: float,
+    renew: Sequence[Held] = (),
 ) -> list[Claimed]:
-    """Record finished attempts and claim due messages, in one transaction.
+    """Record finished attempts, renew held leases and claim due messages, in one transaction.
 
     ``wanted`` says how many messages to take per destination. A claimed message is
     ``sending`` under a lease of ``lease`` seconds; one whose lease ran out (its dispatcher
-    died mid-send) is due again. An attempt is recorded only if this dispatcher still holds
-    its message. One transaction a cycle keeps the outbox from taking the database's write
-    lock once a message, away from the deliveries.
+    died mid-send) is due again. An attempt is recorded, and a lease renewed, only if this
+    dispatcher still holds its message. One transaction a cycle keeps the outbox from
+    taking the database's write lock once a message, away from the deliveries.
     """
     now = time.time()
     token = secrets.token_hex(16)
@@ -210,6 +231,8 @@ def cycle(
                 values["next_attempt_at"] = done.next_attempt_at
             if done.sent_at is not None:
                 values["sent_at"] = done.sent_at
+            if done.rate_limited:
+                values["rate_limited"] = outbox.c.rate_limited + 1
             conn.execute(
                 outbox.update()
                 .where(
@@ -217,6 +240,16 @@ def cycle(
                     outbox.c.lease_token == done.claimed.lease_token,
                 )
                 .values(**values)
+            )
+        for held in renew:
+            conn.execute(
+                outbox.update()
+                .where(
+                    outbox.c.id == held.id,
+                    outbox.c.lease_token == held.lease_token,
+                    outbox.c.state == State.SENDING.value,
+                )
+                .values(lease_until=now + lease, next_attempt_at=now + lease)
             )
         for destination, limit in wanted.items():
             if limit > 0:
@@ -244,6 +277,7 @@ def _claim(
         .values(
             state=State.SENDING.value,
             lease_until=now + lease,
+            next_attempt_at=now + lease,  # due again, to anyone, only if the lease runs out
             lease_token=token,
             attempts=outbox.c.attempts + 1,
         )
@@ -251,7 +285,7 @@ def _claim(
     rows = conn.execute(
         select(
             outbox.c.id, outbox.c.message_id, outbox.c.destination, outbox.c.body,
-            outbox.c.attempts, outbox.c.created_at,
+            outbox.c.attempts, outbox.c.rate_limited, outbox.c.created_at,
         ).where(outbox.c.id.in_(ids)).order_by(outbox.c.id)
     ).all()  # fmt: skip
     return [Claimed(*row, lease_token=token) for row in rows]
@@ -274,7 +308,8 @@ def retry(
 ) -> int:
     """Put dead (or given) messages back to pending, due now, with their attempts reset.
 
-    Given ids may name sent messages too (to send one again), unless ``only_dead``."""
+    Given ids may name sent messages too (to send one again), unless ``only_dead``. A
+    message whose body retention pruned cannot be sent again."""
     condition = outbox.c.state == State.DEAD.value
     if ids:
         state = outbox.c.state
@@ -285,9 +320,12 @@ def retry(
     with write_transaction(engine) as conn:
         result = conn.execute(
             outbox.update()
-            .where(condition)
-            .values(state=State.PENDING.value, next_attempt_at=time.time(), attempts=0)
-        )
+            .where(condition, outbox.c.pruned_at.is_(None))
+            .values(
+                state=State.PENDING.value, next_attempt_at=time.time(), attempts=0,
+                rate_limited=0,
+            )
+        )  # fmt: skip
         return int(result.rowcount)
 
 
@@ -300,6 +338,60 @@ def purge_sent(engine: Engine, before: float) -> int:
         return int(result.rowcount)
 
 
+def _old(before: float) -> list[Any]:
+    """Messages made before ``before`` that still have a body and no dispatcher holds."""
+    return [
+        outbox.c.created_at < before,
+        outbox.c.pruned_at.is_(None),
+        outbox.c.state != State.SENDING.value,
+    ]
+
+
+def count_prunable(engine: Engine, before: float) -> int:
+    """Count the messages made before ``before`` that still have their body."""
+    with engine.connect() as conn:
+        query = select(func.count()).select_from(outbox).where(*_old(before))
+        return int(conn.execute(query).scalar_one())
+
+
+def prune(engine: Engine, before: float, *, batch_size: int = 1000) -> int:
+    """Retention: delete the sent messages made before ``before``, and empty the bodies of
+    the others (a pending one becomes dead: it cannot be sent without its body).
+
+    Returns how many messages went or lost their body."""
+    done = 0
+    while True:
+        with write_transaction(engine) as conn:
+            rows = conn.execute(
+                select(outbox.c.id, outbox.c.state)
+                .where(*_old(before))
+                .order_by(outbox.c.id)
+                .limit(batch_size)
+            ).all()
+            sent = [row.id for row in rows if row.state == State.SENT.value]
+            kept = [row.id for row in rows if row.state != State.SENT.value]
+            if sent:
+                conn.execute(outbox.delete().where(outbox.c.id.in_(sent)))
+            if kept:
+                never_sent = outbox.c.state == State.PENDING.value
+                conn.execute(
+                    outbox.update()
+                    .where(outbox.c.id.in_(kept))
+                    .values(
+                        body=b"",
+                        pruned_at=time.time(),
+                        last_error=case(
+                            (never_sent, "pruned by retention before it could be sent"),
+                            else_=outbox.c.last_error,
+                        ),
+                        state=case((never_sent, State.DEAD.value), else_=outbox.c.state),
+                    )
+                )
+        if not rows:
+            return done
+        done += len(rows)
+
+
 def counts(engine: Engine) -> tuple[dict[str, int], float | None]:
     """Return how many messages are in each state, and the creation time of the oldest pending."""
     with engine.connect() as conn:
@@ -309,9 +401,16 @@ def counts(engine: Engine) -> tuple[dict[str, int], float | None]:
                 select(outbox.c.state, func.count()).group_by(outbox.c.state)
             )
         }
-        oldest = conn.execute(
-            select(func.min(outbox.c.created_at)).where(
-                outbox.c.state.in_([State.PENDING.value, State.SENDING.value])
-            )
-        ).scalar()
+        oldest = conn.execute(select(func.min(outbox.c.created_at)).where(_WAITING_NOW)).scalar()
     return {s.value: by_state.get(s.value, 0) for s in State}, oldest
+
+
+def backlog(engine: Engine) -> dict[str, int]:
+    """Return how many messages wait to be sent (pending or sending), per destination."""
+    with engine.connect() as conn:
+        query = (
+            select(outbox.c.destination, func.count())
+            .where(_WAITING_NOW)
+            .group_by(outbox.c.destination)
+        )
+        return {destination: int(n) for destination, n in conn.execute(query)}

@@ -2,15 +2,21 @@
 
 Each destination has its own few sending slots, so a slow or dead one holds only its own
 messages. A message is claimed under a lease, sent once with its stable id, and settled:
-sent; due again after a back-off (connection errors, timeouts, 429 and 5xx, ``Retry-After``
-honoured); or dead (any other answer, or the last attempt spent). A dispatcher that dies
-mid-send leaves its messages to be claimed again when their leases run out.
+sent; due again after a back-off (connection errors, timeouts, 408, 429 and 5xx, the longer
+of ``Retry-After`` and the schedule); or dead (any other answer, or the retries spent). An
+attempt has a hard deadline, and the lease of a message is renewed while its attempt is
+open, so no other dispatcher sends it meanwhile. A destination that answers 429 is paced:
+one message at a time, spaced, for a while; its "slow down" answers spend no retries, only
+a budget of time. A dispatcher that dies mid-send leaves its messages to be claimed again
+when their leases run out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -19,22 +25,37 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import urllib3
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from config import DEFAULT_OUTBOX_RETRIES
+from plugnmeet_webhooks.logs import quiet_http_client
 from plugnmeet_webhooks.metrics import Metrics
 from plugnmeet_webhooks.storage.errors import describe
-from plugnmeet_webhooks.storage.outbox import Claimed, Settlement, State, cycle, due_destinations
+from plugnmeet_webhooks.storage.outbox import (
+    Claimed,
+    Held,
+    Settlement,
+    State,
+    cycle,
+    due_destinations,
+)
 from plugnmeet_webhooks.workflows.rules import Destination
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 3.0
-TOTAL_TIMEOUT = 10.0
+TOTAL_TIMEOUT = 10.0  # an attempt's hard deadline, from its start to the end of the answer
 MAX_RETRY_AFTER = 24 * 3600.0
+RATE_LIMIT_BUDGET = 24 * 3600.0  # how long "slow down" answers may keep a message waiting
+PACE_SECONDS = 60.0  # a destination that said "slow down" is paced this long after it
+MIN_SPACING = 1.0  # while paced, sends to it are at least this far apart
+MAX_SPACING = 60.0
 SLOTS_PER_DESTINATION = 4
 POLL_SECONDS = 1.0  # a cycle at least this often
 GATHER_SECONDS = 0.25  # after a wake, for more wakes to come: one transaction for them all
@@ -58,6 +79,11 @@ class Attempt:
     def may_pass(self) -> bool:
         """A failure worth another attempt: no answer, 408, 429 or 5xx."""
         return self.status is None or self.status in (408, 429) or self.status >= 500
+
+    @property
+    def rate_limited(self) -> bool:
+        """The destination asked to slow down (429)."""
+        return self.status == 429
 
 
 def retry_after(value: str | None, now: float) -> float | None:
@@ -93,8 +119,87 @@ def headers_for(destination: Destination, claimed: Claimed, now: float) -> dict[
     return headers
 
 
-def _failure(exc: Exception) -> str:
+class Watch:
+    """One attempt's deadline: past it, the attempt's connection is shut, whatever the
+    destination is doing (a read timeout alone restarts with every byte a slow peer drips)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.expired = False
+        self._lock = threading.Lock()
+        self._connection: Any = None
+
+    def attach(self, connection: Any) -> None:
+        """Follow the connection the attempt is using now."""
+        with self._lock:
+            self._connection = connection
+            if self.expired:
+                self._shut(connection)
+
+    def detach(self) -> None:
+        """Stop following the connection: the attempt is over, the connection may serve
+        another one."""
+        with self._lock:
+            self._connection = None
+
+    def expire(self) -> None:
+        """End the attempt now: shut its connection (its reads then fail at once)."""
+        with self._lock:  # not while the connection is being handed to another attempt
+            self.expired = True
+            if self._connection is not None:
+                self._shut(self._connection)
+
+    @staticmethod
+    def _shut(connection: Any) -> None:
+        sock = getattr(connection, "sock", None)
+        if sock is None:
+            return
+        # The plain socket's shutdown, also under TLS: it ends a read blocked in another
+        # thread without tearing the TLS object from under it.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+_watching = threading.local()
+
+
+class _Watched:
+    """A connection that reports itself to the attempt running in this thread."""
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        watch: Watch | None = getattr(_watching, "watch", None)
+        if watch is not None:
+            watch.attach(self)
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTP(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPS(_Watched, HTTPSConnection):
+    pass
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTP
+
+
+class _TLSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPS
+
+
+def http_client(destinations: int) -> urllib3.PoolManager:
+    """A connection pool per destination whose attempts a :class:`Watch` can end."""
+    http = urllib3.PoolManager(num_pools=max(4, destinations), maxsize=SLOTS_PER_DESTINATION)
+    http.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
+    return http
+
+
+def _failure(exc: Exception, watch: Watch | None = None) -> str:
     """Say what went wrong without the URL, which the library's message would hold."""
+    if watch is not None and watch.expired:
+        return f"no whole answer within {TOTAL_TIMEOUT:.0f} s"
     # NewConnectionError is a ConnectTimeoutError too, for history's sake: it comes first.
     if isinstance(exc, urllib3.exceptions.NewConnectionError):
         return "connection refused or unreachable"
@@ -109,9 +214,15 @@ def _failure(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def send(http: urllib3.PoolManager, destination: Destination, claimed: Claimed) -> Attempt:
-    """POST one message to its destination, once."""
+def send(
+    http: urllib3.PoolManager,
+    destination: Destination,
+    claimed: Claimed,
+    watch: Watch | None = None,
+) -> Attempt:
+    """POST one message to its destination, once; ``watch`` can end it at its deadline."""
     now = time.time()
+    _watching.watch = watch
     try:
         response = http.request(
             "POST",
@@ -125,14 +236,22 @@ def send(http: urllib3.PoolManager, destination: Destination, claimed: Claimed) 
             redirect=False,
             preload_content=False,
         )
-    except urllib3.exceptions.HTTPError as exc:
-        return Attempt(status=None, error=_failure(exc))
+    except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        if watch is not None:
+            watch.detach()
+        return Attempt(status=None, error=_failure(exc, watch))
+    finally:
+        _watching.watch = None
     try:
         response.read(64 * 1024, decode_content=False)  # enough to free the connection
-    except urllib3.exceptions.HTTPError:
+    except (urllib3.exceptions.HTTPError, OSError, ValueError):
         pass
     finally:
+        if watch is not None:
+            watch.detach()
         response.release_conn()
+    if watch is not None and watch.expired:  # a status line, but no whole answer in time
+        return Attempt(status=None, error=_failure(TimeoutError(), watch))
     status = response.status
     if 200 <= status < 300:
         return Attempt(status=status)
@@ -143,13 +262,25 @@ def send(http: urllib3.PoolManager, destination: Destination, claimed: Claimed) 
     )
 
 
+@dataclass(slots=True)
+class Pace:
+    """How a destination that said "slow down" is sent to: one message at a time, no sooner
+    than ``not_before``, each ``spacing`` seconds after the last, until ``until``."""
+
+    not_before: float
+    spacing: float
+    until: float
+
+
 class Dispatcher:
     """Send the outbox's messages from background threads until stopped.
 
-    One thread runs cycles: each records the attempts that ended and claims what is due, in
-    one transaction, then hands the claimed messages to the sending threads. Cycles follow
-    a wake (a delivery queued messages, a send ended) after a short gathering pause, or the
-    poll interval; with nothing to record and nothing due, a cycle writes nothing.
+    One thread runs cycles: each records the attempts that ended, renews the leases of the
+    attempts still open, and claims what is due, in one transaction, then hands the claimed
+    messages to the sending threads. Cycles follow a wake (a delivery queued messages, a
+    send ended) after a short gathering pause, or the poll interval; with nothing to record
+    and nothing due, a cycle writes nothing. Each cycle also ends the attempts past their
+    deadline.
     """
 
     def __init__(
@@ -160,22 +291,25 @@ class Dispatcher:
         schedule: tuple[float, ...] = DEFAULT_OUTBOX_RETRIES,
         lease: float = 60.0,
         metrics: Metrics,
+        rate_limit_budget: float = RATE_LIMIT_BUDGET,
     ) -> None:
         self._engine = engine
         self._destinations = dict(destinations)
         self._schedule = schedule
         self._lease = lease
         self._metrics = metrics
+        self._rate_limit_budget = rate_limit_budget
         self._busy: Counter[str] = Counter()
         self._settled: list[Settlement] = []
+        self._open: dict[int, tuple[Claimed, Watch, float]] = {}  # id: claim, watch, lease end
+        self._paced: dict[str, Pace] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._http = urllib3.PoolManager(
-            num_pools=max(4, len(self._destinations)), maxsize=SLOTS_PER_DESTINATION
-        )
+        quiet_http_client()
+        self._http = http_client(len(self._destinations))
 
     def start(self) -> Dispatcher:
         """Start sending in the background."""
@@ -207,6 +341,7 @@ class Dispatcher:
             self._pool.shutdown(wait=False, cancel_futures=True)
             deadline = time.monotonic() + timeout
             while self._in_flight() and time.monotonic() < deadline:
+                self._end_overdue()
                 time.sleep(0.05)
             try:
                 self.run_once(claim=False)
@@ -218,32 +353,74 @@ class Dispatcher:
         with self._lock:
             return sum(self._busy.values())
 
+    def _free_slots(self, now: float) -> dict[str, int]:
+        """How many messages each destination may take now: its free slots, or, while it is
+        paced, one at a time and no sooner than its pace allows."""
+        free = {}
+        for name in self._destinations:
+            slots = SLOTS_PER_DESTINATION - self._busy[name]
+            pace = self._paced.get(name)
+            if pace is not None and now >= pace.until and now >= pace.not_before:
+                del self._paced[name]
+            elif pace is not None:
+                slots = 0 if now < pace.not_before else min(slots, 1 - self._busy[name])
+            free[name] = slots
+        return free
+
     def run_once(self, *, claim: bool = True) -> int:
-        """Record the attempts that ended and claim what is due; return how many were claimed."""
+        """Record the attempts that ended, renew the leases of open ones, and claim what is
+        due; return how many were claimed."""
+        now = time.time()
         with self._lock:
             settled, self._settled = self._settled, []
-            free = {name: SLOTS_PER_DESTINATION - self._busy[name] for name in self._destinations}
+            free = self._free_slots(now)
+            # Renewed once half the lease is gone: an attempt still open keeps its message.
+            renew = [
+                Held(claimed.id, claimed.lease_token)
+                for claimed, _, lease_end in self._open.values()
+                if lease_end - now < self._lease / 2
+            ]
         wanted = {name: n for name, n in free.items() if n > 0} if claim else {}
         if wanted:
             due = due_destinations(self._engine, list(wanted))
             wanted = {name: n for name, n in wanted.items() if name in due}
-        if not settled and not wanted:
+        if not settled and not wanted and not renew:
             return 0
         try:
-            claimed = cycle(self._engine, settled, wanted, self._lease)
+            claimed = cycle(self._engine, settled, wanted, self._lease, renew)
         except BaseException:
             with self._lock:  # record them with the next cycle
                 self._settled[:0] = settled
             raise
-        for message in claimed:
-            with self._lock:
+        now = time.time()
+        with self._lock:
+            for held in renew:
+                if held.id in self._open:
+                    message, watch, _ = self._open[held.id]
+                    self._open[held.id] = (message, watch, now + self._lease)
+            for message in claimed:
                 self._busy[message.destination] += 1
+                watch = Watch(time.monotonic() + TOTAL_TIMEOUT)
+                self._open[message.id] = (message, watch, now + self._lease)
+                pace = self._paced.get(message.destination)
+                if pace is not None:
+                    pace.not_before = now + pace.spacing
+        for message in claimed:
             assert self._pool is not None
             self._pool.submit(self._deliver, message)
         return len(claimed)
 
+    def _end_overdue(self) -> None:
+        """End the attempts past their deadline (their connections are shut)."""
+        now = time.monotonic()
+        with self._lock:
+            overdue = [watch for _, watch, _ in self._open.values() if watch.deadline <= now]
+        for watch in overdue:
+            watch.expire()
+
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._end_overdue()
             try:
                 self.run_once()
             except SQLAlchemyError as exc:
@@ -256,14 +433,17 @@ class Dispatcher:
 
     def _deliver(self, claimed: Claimed) -> None:
         settlement: Settlement | None = None
+        with self._lock:
+            watch = self._open[claimed.id][1]
         try:
-            attempt = send(self._http, self._destinations[claimed.destination], claimed)
+            attempt = send(self._http, self._destinations[claimed.destination], claimed, watch)
             settlement = self._settlement(claimed, attempt)
         except Exception:  # a bug must not keep the slot: the lease runs out, it is sent again
             log.exception("dispatcher failed on message %s", claimed.message_id)
         finally:
             with self._lock:
                 self._busy[claimed.destination] -= 1
+                self._open.pop(claimed.id, None)
                 if settlement is not None:
                     self._settled.append(settlement)
             self._wake.set()
@@ -276,25 +456,63 @@ class Dispatcher:
             self._count(name, "sent", now - claimed.created_at)
             return Settlement(claimed, State.SENT, status=attempt.status, sent_at=now)
         error = attempt.error or "failed"
-        if not attempt.may_pass or claimed.attempts > len(self._schedule):
-            why = "refused for good" if not attempt.may_pass else "out of attempts"
+        limited = attempt.rate_limited
+        # The attempts that count against the schedule: not the destination's "slow down".
+        failures = claimed.attempts - claimed.rate_limited - (1 if limited else 0)
+        why = None
+        if not attempt.may_pass:
+            why = "refused for good"
+        elif limited and now - claimed.created_at > self._rate_limit_budget:
+            why = f"rate-limited for over {self._rate_limit_budget / 3600:g} h"
+        elif not limited and failures > len(self._schedule):
+            why = "out of attempts"
+        if why is not None:
             log.error(
                 "message %s to %s is dead (%s after %d attempts): %s",
                 claimed.message_id, name, why, claimed.attempts, error,
             )  # fmt: skip
             self._count(name, "dead")
-            return Settlement(claimed, State.DEAD, status=attempt.status, error=error)
-        delay = self._schedule[claimed.attempts - 1] * random.uniform(0.9, 1.1)  # noqa: S311
-        if attempt.retry_after is not None:
-            delay = attempt.retry_after
+            return Settlement(
+                claimed, State.DEAD, status=attempt.status, error=error, rate_limited=limited
+            )
+        step = (
+            self._schedule[min(max(failures, 1), len(self._schedule)) - 1] if self._schedule else 0
+        )
+        delay = max(step * random.uniform(0.9, 1.1), attempt.retry_after or 0.0)  # noqa: S311
+        if limited:
+            self._slow_down(name, attempt.retry_after, now)
         log.warning(
             "message %s to %s failed (%s), attempt %d; next in %.0f s",
             claimed.message_id, name, error, claimed.attempts, delay,
         )  # fmt: skip
-        self._count(name, "retry")
+        self._count(name, "rate_limited" if limited else "retry")
         return Settlement(
-            claimed, State.PENDING, status=attempt.status, error=error, next_attempt_at=now + delay
+            claimed,
+            State.PENDING,
+            status=attempt.status,
+            error=error,
+            next_attempt_at=now + delay,
+            rate_limited=limited,
         )
+
+    def _slow_down(self, destination: str, retry_after: float | None, now: float) -> None:
+        """Pace a destination that answered 429: nothing before its ``Retry-After``, then
+        one message at a time, spaced, for :data:`PACE_SECONDS` after its last 429."""
+        wait = retry_after or 0.0
+        spacing = min(max(wait, MIN_SPACING), MAX_SPACING)
+        with self._lock:
+            pace = self._paced.get(destination)
+            not_before = now + max(wait, spacing)
+            if pace is None:
+                self._paced[destination] = Pace(not_before, spacing, now + PACE_SECONDS)
+            else:
+                pace.not_before = max(pace.not_before, not_before)
+                pace.spacing = max(pace.spacing, spacing)
+                pace.until = now + PACE_SECONDS
+        log.warning(
+            "destination %s asked to slow down: one message at a time, %.0f s apart, for %.0f s",
+            destination, spacing, PACE_SECONDS,
+        )  # fmt: skip
 
     def _count(self, destination: str, outcome: str, latency: float | None = None) -> None:
         self._metrics.outbox_attempts.labels(destination, outcome).inc()

@@ -23,13 +23,13 @@ from plugnmeet_webhooks.ledger.tables import session_end_column, sessions, usage
 from plugnmeet_webhooks.normalize import Event, Room
 from plugnmeet_webhooks.storage.outbox import Message, enqueue, message_id, queued_already
 from plugnmeet_webhooks.storage.sql import compiled, execute
-from plugnmeet_webhooks.text import plain
+from plugnmeet_webhooks.text import chat_text, cut, plain
 from plugnmeet_webhooks.workflows.rules import (
     SESSION_FIELDS,
     Destination,
     Rule,
     Rules,
-    slack_escape,
+    chat_value,
 )
 
 log = logging.getLogger(__name__)
@@ -176,11 +176,24 @@ class Facts:
         }[rule.once_per]
 
 
-def _slack_body(rule: Rule, facts: Facts) -> dict[str, Any]:
+# Slack's Block Kit limits: a longer section or field is refused with a 400, which would
+# kill the message (and a participant could then suppress an alert about themselves).
+SECTION_CHARS = 3000
+FIELD_CHARS = 2000
+MAX_FIELDS = 10
+
+
+def _slack_body(rule: Rule, facts: Facts, several_tenants: bool) -> dict[str, Any]:
     assert rule.slack_text is not None
-    text = rule.slack_text.render(facts.context)
     event = facts.event
-    fields = [("Room", event.room.room_id or event.room.sid)]
+    room = event.room.room_id or event.room.sid
+    text = rule.slack_text.render(facts.context).strip() or chat_text(f"{event.event} {room}")
+    fields: list[tuple[str, Any]] = []
+    if several_tenants:  # whose event it is, when the rule hears more than one tenant
+        text = f"[{chat_text(facts.tenant)}] {text}"
+        fields.append(("Tenant", facts.tenant))
+    text = cut(text, SECTION_CHARS)
+    fields.append(("Room", room))
     who = event.participant
     if who is not None:
         fields.append(("Who", who.name or who.identity))
@@ -192,10 +205,10 @@ def _slack_body(rule: Rule, facts: Facts) -> dict[str, Any]:
         "type": "section",
         "text": {"type": "mrkdwn", "text": text},
         "fields": [
-            {"type": "mrkdwn", "text": f"*{label}*\n{slack_escape(value)}"}
+            {"type": "mrkdwn", "text": cut(f"*{label}*\n{chat_value(value)}", FIELD_CHARS)}
             for label, value in fields
             if value not in (None, "")
-        ],
+        ][:MAX_FIELDS],
     }
     return {"text": text, "blocks": [section]}
 
@@ -217,17 +230,23 @@ def _webhook_body(rule: Rule, facts: Facts) -> dict[str, Any]:
     }
 
 
-def render(rule: Rule, destination: Destination, facts: Facts) -> bytes:
+def render(
+    rule: Rule, destination: Destination, facts: Facts, *, several_tenants: bool = False
+) -> bytes:
     """The exact bytes a destination gets for this rule and event."""
-    make = _slack_body if destination.kind == "slack" else _webhook_body
-    return json.dumps(make(rule, facts), ensure_ascii=False, separators=(",", ":")).encode()
+    if destination.kind == "slack":
+        body = _slack_body(rule, facts, several_tenants)
+    else:
+        body = _webhook_body(rule, facts)
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class Workflows:
     """The rules of one runtime, applied to events as they are stored."""
 
-    def __init__(self, rules: Rules) -> None:
+    def __init__(self, rules: Rules, *, several_tenants: bool = False) -> None:
         self.rules = rules
+        self.several_tenants = several_tenants  # chat messages then say whose event it is
         self._by_event = {name: rules.for_event(name) for name in rules.events}
 
     def messages(
@@ -261,7 +280,12 @@ class Workflows:
                 continue
             for name in rule.send:
                 try:
-                    body = render(rule, self.rules.destinations[name], facts)
+                    body = render(
+                        rule,
+                        self.rules.destinations[name],
+                        facts,
+                        several_tenants=self.several_tenants,
+                    )
                 except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError) as exc:
                     log.error(
                         "rule %s could not render its message for %s event %s: %s: %s",

@@ -25,6 +25,7 @@ from standardwebhooks.webhooks import Webhook
 
 from config import ConfigError
 from plugnmeet_webhooks import normalize
+from plugnmeet_webhooks.text import chat_text
 
 KINDS = ("slack", "webhook")
 ONCE_PER = ("event", "session", "participant", "room", "room-day", "day")
@@ -145,7 +146,7 @@ class Rule:
     send: tuple[str, ...]
     conditions: tuple[Condition, ...] = ()
     text: jinja2.Template | None = None
-    slack_text: jinja2.Template | None = None  # the same text, sender values escaped for Slack
+    slack_text: jinja2.Template | None = None  # the same text, sender values plain for chat
     text_source: str = ""
     once_per: str = "event"
     tenant: str | None = None
@@ -176,18 +177,33 @@ class Rules:
 NO_RULES = Rules(destinations={}, rules=())
 
 
-def slack_escape(value: Any) -> str:
-    """Keep sender text from making Slack links or mentions (<!channel>): & < > escaped."""
-    text = "" if value is None else str(value)
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def tenant_warnings(rules: Rules, tenants: tuple[str, ...]) -> list[str]:
+    """Warn of the rules that hear every tenant's events, when there is more than one."""
+    if len(tenants) < 2:
+        return []
+    return [
+        f"rule {rule.name!r} has no tenant, so it takes the events of every tenant "
+        f"({', '.join(tenants)}) and its chat messages name the tenant; add "
+        f'tenant = "{tenants[0]}" to keep it to one.'
+        for rule in rules.rules
+        if rule.tenant is None and rule.on
+    ]
+
+
+def chat_value(value: Any) -> Any:
+    """A value a template puts in a chat message: numbers as they are, anything else as
+    plain text that cannot format, link or mention (:func:`~plugnmeet_webhooks.text.chat_text`)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    return chat_text(value)
 
 
 # Templates render in a sandbox: no file access, no unsafe attributes. Missing values render
-# as nothing. For Slack every value a template puts in is escaped (the template's own text
-# is not, so a rule may mention <!here> on purpose).
+# as nothing. For chat every value a template puts in is made plain text (the template's own
+# text is not, so a rule may use *bold*, :emoji: or mention <!here> on purpose).
 _ENV = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.ChainableUndefined)
 _SLACK_ENV = jinja2.sandbox.SandboxedEnvironment(
-    undefined=jinja2.ChainableUndefined, finalize=slack_escape
+    undefined=jinja2.ChainableUndefined, finalize=chat_value
 )
 
 

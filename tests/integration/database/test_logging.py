@@ -84,3 +84,24 @@ def test_under_any_other_server_the_first_request_sets_logging_up(settings, root
         runtime.of(app).close()
     assert [h for h in root_logger.handlers if getattr(h, "_pnm_handler", False)]
     assert root_logger.level == logging.INFO
+
+
+def test_no_destination_secret_reaches_the_log_even_at_debug(settings, capsys, root_logger):
+    import urllib3
+
+    from plugnmeet_webhooks.storage.outbox import Claimed
+    from plugnmeet_webhooks.workflows.dispatcher import send
+    from plugnmeet_webhooks.workflows.rules import Destination
+    from tests.support.sink import Sink
+
+    configure_logging(replace(settings, log_level="DEBUG"))
+    path = "/services/T0/B0/path-secret-123?token=query-secret-456"
+    with Sink() as slack:
+        destination = Destination(name="ops", kind="slack", url=slack.url(path))
+        claimed = Claimed(1, "msg_1", "ops", b"{}", 1, 0, 0.0, "t")
+        assert send(urllib3.PoolManager(), destination, claimed).sent
+        slack.wait_for(path, 1)
+    logging.getLogger("test").debug("debug lines are on")
+    err = capsys.readouterr().err
+    assert "debug lines are on" in err
+    assert "path-secret-123" not in err and "query-secret-456" not in err

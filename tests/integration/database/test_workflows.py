@@ -14,7 +14,8 @@ from standardwebhooks.webhooks import Webhook
 from app import create_app
 from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.storage import outbox
-from tests.support.helpers import CORPUS, ROOT, deliver
+from tests.support.helpers import CORPUS, KEY, ROOT, deliver
+from tests.support.helpers import SECRET as API_SECRET
 from tests.support.sink import Answer, Sink
 
 SECRET = "whsec_" + base64.b64encode(b"billing-app-secret-0123456789abc").decode()
@@ -44,8 +45,15 @@ def example_rules(tmp_path: Path, base: str, monkeypatch: pytest.MonkeyPatch) ->
 @pytest.fixture
 def workflow_app(settings, tmp_path, sink, monkeypatch):
     rules = example_rules(tmp_path, sink.url(""), monkeypatch)
+    # One plugNmeet server, as in the README's example: messages name no tenant.
     application = create_app(
-        replace(settings, rules_file=rules, outbox_retries=(0.05, 0.05, 0.05), outbox_lease=5)
+        replace(
+            settings,
+            api_keys={KEY: API_SECRET},
+            rules_file=rules,
+            outbox_retries=(0.05, 0.05, 0.05),
+            outbox_lease=5,
+        )
     )
     yield application
     runtime.of(application).close()
@@ -288,7 +296,9 @@ def test_sender_text_cannot_mention_a_slack_channel(workflow_app, sink):
     assert deliver(workflow_app.test_client(), json.dumps(vip).encode()).status == 200
     _drain(workflow_app, {"/slack": 1}, sink)
     text = sink.at("/slack")[0].json()["text"]
-    assert text == ":star: &lt;!channel&gt; &amp; &lt;https://evil|click&gt; joined weekly-standup"
+    # No < & | left to open a Slack tag; look-alikes show the name as it was written.
+    name = "\u2039!channel\u203a \uff06 \u2039https\u2236//evil\u2223click\u203a"
+    assert text == f":star: {name} joined weekly-standup"
 
 
 def test_metrics_show_the_outbox_and_readiness_ignores_destinations(workflow_app, sink):

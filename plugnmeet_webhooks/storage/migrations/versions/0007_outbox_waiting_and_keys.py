@@ -43,6 +43,7 @@ def upgrade() -> None:
         sqlite_where=sa.text(WAITING),
         postgresql_where=sa.text(WAITING),
     )
+    op.drop_index("ix_outbox_destination", table_name="outbox")  # the new index serves its uses
     op.create_table(
         "instance_keys",
         sa.Column("name", sa.Text, primary_key=True),
@@ -53,6 +54,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("instance_keys")
+    op.create_index("ix_outbox_destination", "outbox", ["destination", "state"])
     op.drop_index("ix_outbox_waiting", table_name="outbox")
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("pruned_at")
