@@ -28,12 +28,12 @@ def _room(event: Event) -> str:
 
 
 def _who(event: Event) -> str:
+    """Name a participant for the log by their identity (or sid), never by their name:
+    log files are kept apart from the database, where forgetting cannot reach."""
     p = event.participant
     if p is None:
-        return "someone"
-    if p.name and p.identity:
-        return f"{shown(p.name)} ({plain(p.identity)})"
-    return shown(p.name or p.identity or p.sid or "?")
+        return "Someone"
+    return f"Participant {plain(p.identity or p.sid or '?')}"
 
 
 # --- rooms and sessions ----------------------------------------------------------

@@ -5,6 +5,8 @@ attendance minutes, and the AI usage and cost booked to them. Only the fields th
 person change (a participant's identity, name and metadata; an artifact's user; the keys of
 a usage breakdown; the file paths that spell their id or name), so no other data is
 touched. A rebuild of the ledger from the rewritten bodies gives the same pseudonymous rows.
+The outbox's messages (pending, dead and sent alike) are rewritten too, so a message sent
+again carries the pseudonym.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +26,8 @@ from plugnmeet_webhooks.ledger.tables import FORGOTTEN, attendance, files, parti
 from plugnmeet_webhooks.normalize import camel_name
 from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.events import events
+from plugnmeet_webhooks.storage.outbox import outbox
+from plugnmeet_webhooks.text import chat_text
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +43,14 @@ class Forgotten:
     events: int = 0
     attendance_rows: int = 0
     usage_rows: int = 0
+    messages: int = 0  # outbox messages rewritten
     names: set[str] = field(default_factory=set)
     sids: set[str] = field(default_factory=set)  # their participant sids
     # What is looked for in file paths and recorded errors, the longest first (once the
     # names are all known).
     personal: list[str] = field(default_factory=list)
+    # The events that spoke of them (tenant, event key): their messages may name them.
+    rewritten: set[tuple[str, str]] = field(default_factory=set)
 
 
 def _theirs(person: dict[str, Any], id_field: str, identity: str, sids: set[str]) -> bool:
@@ -148,7 +156,7 @@ def _in_batches(
 
 
 def _bodies(conn: Connection, tenant: str | None, after: int, size: int) -> list[Any]:
-    query = select(events.c.id, events.c.body).where(
+    query = select(events.c.id, events.c.tenant, events.c.dedupe_key, events.c.body).where(
         events.c.id > after, events.c.pruned_at.is_(None)
     )
     if tenant is not None:
@@ -198,18 +206,26 @@ def forget_participant(
             if _rewritten(payload, identity, done):
                 _store(conn, row.id, payload)
                 done.events += 1
+                done.rewritten.add((row.tenant, row.dedupe_key))
         if progress is not None:
             progress(len(rows))
     with write_transaction(engine) as conn:
         done.attendance_rows, done.usage_rows = _ledger(conn, identity, done, tenant)
+    done.messages = _forget_in_outbox(engine, identity, done, tenant, batch_size)
     return done
+
+
+def _encoded(payload: Any) -> bytes | None:
+    try:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    except RecursionError:  # a body nested past what can be written again
+        return None
 
 
 def _store(conn: Connection, row_id: int, payload: Any) -> None:
     """Write a rewritten body back, unless retention pruned it meanwhile."""
-    try:
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    except RecursionError:  # a body nested past what can be written again: left as it is
+    body = _encoded(payload)
+    if body is None:
         log.warning("event %d is nested too deeply to rewrite; its body stays as it was", row_id)
         return
     conn.execute(
@@ -285,3 +301,77 @@ def _ledger(
             .values(handler_error=func.replace(events.c.handler_error, value, pseudonym))
         )
     return people, changed
+
+
+def _pattern(values: Any, *, whole_words: bool, any_case: bool) -> re.Pattern[str] | None:
+    """One expression finding any of ``values``, the longest first."""
+    ordered = sorted({v for v in values if v}, key=len, reverse=True)
+    if not ordered:
+        return None
+    found = "|".join(re.escape(v) for v in ordered)
+    flags = re.IGNORECASE if any_case else 0
+    return re.compile(rf"(?<!\w)(?:{found})(?!\w)" if whole_words else found, flags)
+
+
+def _scrubbed(value: Any, patterns: list[re.Pattern[str]], pseudonym: str) -> Any:
+    """The value with every match of ``patterns`` in its text replaced by the pseudonym."""
+    if isinstance(value, str):
+        for pattern in patterns:
+            value = pattern.sub(pseudonym, value)
+        return value
+    if isinstance(value, list):
+        return [_scrubbed(item, patterns, pseudonym) for item in value]
+    if isinstance(value, dict):
+        return {key: _scrubbed(item, patterns, pseudonym) for key, item in value.items()}
+    return value
+
+
+def _forget_in_outbox(
+    engine: Engine, identity: str, done: Forgotten, tenant: str | None, size: int
+) -> int:
+    """Put the pseudonym in the outbox's messages; return how many changed.
+
+    A message's text holds a person as the template wrote them: their identity or a name,
+    raw, or as plain chat text. A webhook's copy of the event is rewritten field by field,
+    like a stored body.
+    """
+    forms = {f for value in (identity, *done.names) for f in (value, chat_text(value))}
+    long = [f for f in forms if len(f) >= MIN_NAME]
+    short = [f for f in forms if len(f) < MIN_NAME]
+    # A message about them: their names wherever they appear, in any case (a template may
+    # have changed it); short ones as whole words. Any other message: whole words only.
+    about_them = [
+        p
+        for p in (
+            _pattern(long, whole_words=False, any_case=True),
+            _pattern(short, whole_words=True, any_case=True),
+        )
+        if p is not None
+    ]
+    elsewhere = [p for p in (_pattern(long, whole_words=True, any_case=False),) if p is not None]
+    changed = 0
+    last = 0
+    while True:
+        with write_transaction(engine) as conn:
+            query = select(outbox.c.id, outbox.c.tenant, outbox.c.event_key, outbox.c.body).where(
+                outbox.c.id > last, outbox.c.pruned_at.is_(None)
+            )
+            if tenant is not None:
+                query = query.where(outbox.c.tenant == tenant)
+            rows = conn.execute(query.order_by(outbox.c.id).limit(size)).all()
+            for row in rows:
+                payload = _parsed(row.body)
+                if payload is None:
+                    continue
+                data = payload.get("data") if isinstance(payload, dict) else None
+                if isinstance(data, dict) and isinstance(data.get("event"), dict):
+                    _rewritten(data["event"], identity, done)
+                about = (row.tenant, row.event_key) in done.rewritten
+                patterns = about_them if about else elsewhere
+                body = _encoded(_scrubbed(payload, patterns, done.pseudonym))
+                if body is not None and body != bytes(row.body):
+                    conn.execute(outbox.update().where(outbox.c.id == row.id).values(body=body))
+                    changed += 1
+        if not rows:
+            return changed
+        last = rows[-1].id

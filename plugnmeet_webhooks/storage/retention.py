@@ -2,7 +2,8 @@
 
 A raw body holds names and user ids. Pruning keeps the event's row (its id, type, room,
 times, digest) and every ledger row it gave, so minutes and costs stay as they were; only a
-replay or a rebuild of that event is no longer possible.
+replay or a rebuild of that event is no longer possible. The outbox's messages of the same
+age go the same way: sent ones are deleted, the others keep their row without their body.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from sqlalchemy import ColumnElement, Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from plugnmeet_webhooks.storage import outbox
 from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.errors import describe
 from plugnmeet_webhooks.storage.events import events
@@ -104,12 +106,16 @@ class Pruner:
             self._thread.join(timeout)
 
     def run_once(self) -> int:
-        """Prune what is due now; return how many bodies went."""
-        pruned = prune_bodies(self._engine, cutoff(self._days))
+        """Prune what is due now; return how many event bodies went."""
+        before = cutoff(self._days)
+        pruned = prune_bodies(self._engine, before)
         if pruned:
             log.info("retention: pruned the raw bodies of %d events", pruned)
             if self._on_pruned is not None:
                 self._on_pruned(pruned)
+        messages = outbox.prune(self._engine, before)
+        if messages:
+            log.info("retention: pruned %d outbox messages", messages)
         return pruned
 
     def _run(self) -> None:

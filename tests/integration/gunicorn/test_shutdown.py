@@ -93,7 +93,7 @@ def test_sigterm_in_a_burst_answers_every_delivery_in_flight(tmp_path, database_
     }
     # Whatever a worker took in, it answered: every delivery its handler saw, and every
     # stored event, got an answer; and every 200 is stored.
-    handled = {f"term-{int(n):04d}" for n in re.findall(r"\(u-(\d+)\) joined", log)}
+    handled = {f"term-{int(n):04d}" for n in re.findall(r"Participant u-(\d+) joined", log)}
     stored = _stored_ids(database_url)
     assert handled and handled <= answered
     assert stored <= answered
