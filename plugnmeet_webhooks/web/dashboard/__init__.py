@@ -262,9 +262,13 @@ def room(room_id: str) -> str:
         timelines.append({"session": session, "stays": stays, "chart": _timeline(session, stays)})
     if not (sessions["rows"] or usage["rows"] or files["rows"]):
         flash(f"Nothing is known of room {room_id} in this period.", "note")
+    # One room id can be two tenants' rooms: then say whose each row is, and offer each.
+    found = sessions["rows"] + usage["rows"] + files["rows"]
+    room_tenants = sorted({row["tenant"] for row in found}) if not filters.tenant else []
     return render_template(
         "dashboard/room.html",
         room_id=room_id,
+        room_tenants=room_tenants if len(room_tenants) > 1 else [],
         period=period,
         presets=PRESETS,
         tenants=_tenants(engine),
