@@ -1,10 +1,13 @@
 """Who may see the dashboard: the admin token, once, for a signed session cookie of 12 h.
 
-The cookie is HttpOnly and SameSite=Strict, and Secure when the request came over HTTPS; a
-session ends 12 h after its login, however busy. Every POST carries a CSRF token of the
-session. A wrong token gets a 401 page, slowly; while two wrong tokens are being slowed
-down, others get a 429 at once, so that guessing cannot hold the threads deliveries need.
-Every page forbids framing and inline script (a strict Content-Security-Policy).
+The cookie is signed with a key made from a random key of the installation, kept in the
+database, and the admin token: it says nothing about the token to anyone without the
+database, hosts on one database accept each other's sessions, and a new token ends them all.
+It is HttpOnly and SameSite=Strict, and Secure when the request came over HTTPS; a session
+ends 12 h after its login, however busy. Every POST carries a CSRF token of the session.
+A wrong token gets a 401 page, slowly; while two wrong tokens are being slowed down, others
+get a 429 at once, so that guessing cannot hold the threads deliveries need. Every page
+forbids framing and inline script (a strict Content-Security-Policy).
 """
 
 from __future__ import annotations
@@ -26,21 +29,31 @@ from flask import (
     Flask,
     Response,
     abort,
+    current_app,
     redirect,
     render_template,
     request,
     session,
     url_for,
 )
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
+from flask.wrappers import Request
+from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy.exc import SQLAlchemyError
 
+from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.runtime import current
+from plugnmeet_webhooks.storage.errors import describe
+from plugnmeet_webhooks.storage.keys import instance_key
+from plugnmeet_webhooks.storage.migrate import SchemaBehind
 
 log = logging.getLogger(__name__)
 
 LOGIN_DELAY = 0.5  # seconds a wrong token waits, to make guessing slow
 SESSION_HOURS = 12
+SESSION_KEY = "dashboard-session"  # the name of its installation key in instance_keys
+PREFIX = "/dashboard"
 # At most this many wrong logins are slowed down at once in a process; more get a 429 at once.
 _SLOWED = threading.BoundedSemaphore(2)
 CSP = (
@@ -51,30 +64,68 @@ View = TypeVar("View", bound=Callable[..., Any])
 
 
 class _Sessions(SecureCookieSessionInterface):
-    """Flask's signed cookie sessions, Secure when the request came over HTTPS."""
+    """Flask's signed cookie sessions, signed with the installation's key and the admin token.
+
+    The key is read from the database (made there by whichever host asks first) when a
+    dashboard request first needs it, never when the app is made. The cookie is read under
+    ``/dashboard`` only, where the browser sends it: no other route waits for the database
+    because of it.
+    """
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+        self._signer: URLSafeTimedSerializer | None = None
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return request.is_secure
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        """Return the cookie's signer, or None while the database cannot give the key."""
+        if self._signer is None:
+            try:
+                key = instance_key(runtime.of(app).database(), SESSION_KEY)
+            except (SQLAlchemyError, SchemaBehind) as exc:
+                # Not kept: the next request asks the database again.
+                log.warning("dashboard answered 503: no session key (%s)", describe(exc))
+                return None
+            # A guess of the token cannot be tested against a cookie without the random key;
+            # a new token still makes a new secret, which ends every session.
+            secret = hmac.new(key, self._token, hashlib.sha256).digest()
+            self._signer = URLSafeTimedSerializer(
+                secret,
+                salt=self.salt,
+                serializer=self.serializer,
+                signer_kwargs={
+                    "key_derivation": self.key_derivation,
+                    "digest_method": self.digest_method,
+                },
+            )
+        return self._signer
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        """Read the session of a dashboard request; other routes get an empty one."""
+        if request.path != PREFIX and not request.path.startswith(PREFIX + "/"):
+            return self.session_class()
+        # None (no key yet) makes Flask's null session, which session_ready answers with 503.
+        return super().open_session(app, request)
 
 
 def add_routes(bp: Blueprint) -> None:
     """Give the dashboard its login and logout pages and its headers."""
     bp.add_url_rule("/login", "login", login, methods=["GET", "POST"])
     bp.add_url_rule("/logout", "logout", logout, methods=["POST"])
+    bp.before_request(session_ready)
     bp.after_request(security_headers)
 
 
 def init_access(app: Flask) -> None:
-    """Set an app's session cookie up from its admin token."""
-    token = current_token(app)
-    # Derived from the admin token: a new token ends every session made with the old one.
-    app.secret_key = hmac.new(token.encode(), b"pnm-dashboard-session", hashlib.sha256).hexdigest()
-    app.session_interface = _Sessions()
+    """Set an app's session cookie up; its key is read from the database when first needed."""
+    app.session_interface = _Sessions(current_token(app))
     app.config.update(
         SESSION_COOKIE_NAME="pnm_dashboard",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
-        SESSION_COOKIE_PATH="/dashboard",
+        SESSION_COOKIE_PATH=PREFIX,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
         SESSION_REFRESH_EACH_REQUEST=False,  # the cookie ends 12 h after the login
     )
@@ -84,6 +135,12 @@ def current_token(app: Flask) -> str:
     """The admin token of an app's settings."""
     token: str = app.extensions["pnm"].settings.admin_token
     return token
+
+
+def session_ready() -> None:
+    """Answer 503 while the session key cannot be read (the next request tries again)."""
+    if current_app.session_interface.is_null_session(session):
+        abort(503, "The database does not answer. Try again in a few seconds.")
 
 
 def csrf_token() -> str:
