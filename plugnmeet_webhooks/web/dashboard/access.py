@@ -5,9 +5,10 @@ database, and the admin token: it says nothing about the token to anyone without
 database, hosts on one database accept each other's sessions, and a new token ends them all.
 It is HttpOnly and SameSite=Strict, and Secure when the request came over HTTPS; a session
 ends 12 h after its login, however busy. Every POST carries a CSRF token of the session.
-A wrong token gets a 401 page, slowly; while two wrong tokens are being slowed down, others
-get a 429 at once, so that guessing cannot hold the threads deliveries need. Every page
-forbids framing and inline script (a strict Content-Security-Policy).
+The token of a login is checked in a slot of the app's limiter (``web.auth``), shared with
+the report API and the metrics: a wrong one gets a 401 page, slowly; one that finds no free
+slot gets a 429 at once, right or wrong. Every page forbids framing and inline script (a
+strict Content-Security-Policy).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -47,15 +47,13 @@ from plugnmeet_webhooks.runtime import current
 from plugnmeet_webhooks.storage.errors import describe
 from plugnmeet_webhooks.storage.keys import instance_key
 from plugnmeet_webhooks.storage.migrate import SchemaBehind
+from plugnmeet_webhooks.web.auth import RETRY_AFTER, TooManyGuesses, limiter_of
 
 log = logging.getLogger(__name__)
 
-LOGIN_DELAY = 0.5  # seconds a wrong token waits, to make guessing slow
 SESSION_HOURS = 12
 SESSION_KEY = "dashboard-session"  # the name of its installation key in instance_keys
 PREFIX = "/dashboard"
-# At most this many wrong logins are slowed down at once in a process; more get a 429 at once.
-_SLOWED = threading.BoundedSemaphore(2)
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -199,16 +197,14 @@ def login() -> Any:
         return render_template("dashboard/login.html", next=request.args.get("next", ""))
     check_csrf()
     presented = request.form.get("token", "")
-    token = current().settings.admin_token or ""
-    if not token or not hmac.compare_digest(presented.encode("utf-8", "replace"), token.encode()):
+    try:
+        right = limiter_of(current_app).check(presented, current().settings.admin_token or "")
+    except TooManyGuesses:
+        log.warning("refused dashboard login from %s: too many tokens at once", request.remote_addr)
+        page = render_template("dashboard/login.html", next="", busy=True)
+        return page, 429, {"Retry-After": RETRY_AFTER}
+    if not right:
         log.warning("refused dashboard login from %s: wrong token", request.remote_addr)
-        if not _SLOWED.acquire(blocking=False):
-            page = render_template("dashboard/login.html", next="", busy=True)
-            return page, 429, {"Retry-After": "5"}
-        try:
-            time.sleep(LOGIN_DELAY)
-        finally:
-            _SLOWED.release()
         page = render_template(
             "dashboard/login.html", next=request.form.get("next", ""), wrong=True
         )
