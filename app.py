@@ -38,7 +38,7 @@ from plugnmeet_webhooks.storage.commit import Delivery, Outcome
 from plugnmeet_webhooks.storage.errors import Fault, classify, describe
 from plugnmeet_webhooks.storage.events import StoredEvent, now
 from plugnmeet_webhooks.text import plain, shown
-from plugnmeet_webhooks.web import api, dashboard, ops
+from plugnmeet_webhooks.web import api, auth, dashboard, ops
 from plugnmeet_webhooks.web.proxy import behind_proxies
 from plugnmeet_webhooks.workflows.rules import load_rules
 from validation import VerificationError, body_digest
@@ -79,6 +79,7 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
         provide_automatic_options=False,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]  # report fields keep their order
+    auth.init_app(app)  # one limiter for every token: the login, the report API, the metrics
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
     if settings.admin_token:  # without it, the dashboard does not exist at all

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from plugnmeet_webhooks.runtime import current
-from plugnmeet_webhooks.web.auth import presents
+from plugnmeet_webhooks.web.auth import bearer_is
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def metrics_page() -> Response:
     """Serve the Prometheus metrics of every worker (behind ``PNM_METRICS_TOKEN`` if set)."""
     rt = current()
     token = rt.settings.metrics_token
-    if token is not None and not presents(token):
+    if token is not None and not bearer_is(token):
         log.warning("refused metrics request from %s: no valid metrics token", request.remote_addr)
         answer = jsonify(status="unauthorized")
         answer.status_code = 401

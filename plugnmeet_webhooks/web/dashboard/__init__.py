@@ -72,12 +72,14 @@ def init_app(app: Flask) -> None:
 @bp.errorhandler(400)
 @bp.errorhandler(401)
 @bp.errorhandler(404)
-def _error(exc: HTTPException) -> tuple[str, int]:
+@bp.errorhandler(503)
+def _error(exc: HTTPException) -> tuple[str, int, dict[str, str]]:
     code = exc.code or 500
-    titles = {400: "That did not work", 401: "Log in first", 404: "Not found"}
-    return render_template(
+    titles = {400: "That did not work", 401: "Log in first", 404: "Not found", 503: "Try again"}
+    page = render_template(
         "dashboard/error.html", code=code, title=titles.get(code, "Error"), message=exc.description
-    ), code
+    )
+    return page, code, {"Retry-After": "5"} if code == 503 else {}
 
 
 @bp.app_template_filter("money")

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import BadSignature
 
 from app import create_app
 from plugnmeet_webhooks import runtime
+from plugnmeet_webhooks.storage.engine import make_engine, write_transaction
+from plugnmeet_webhooks.storage.keys import instance_keys
 from tests.support.helpers import CORPUS, corpus_bodies, deliver, report, stored_rows
 
 ADMIN = "d" * 20 + "-dashboard-token"
@@ -112,21 +121,125 @@ def test_behind_an_https_proxy_the_session_cookie_is_secure(settings):
         runtime.of(proxied).close()
 
 
-def test_wrong_tokens_beyond_two_at_once_get_a_429_at_once(dash):
-    from plugnmeet_webhooks.web.dashboard import access
+def _signer(secret: str | bytes):
+    """Flask's own cookie signer for ``secret``: what a guesser holding a cookie would run."""
+    probe = Flask("probe")
+    probe.secret_key = secret
+    return SecureCookieSessionInterface().get_signing_serializer(probe)
 
+
+def _session_keys(app) -> list[tuple[str, bytes]]:
+    with runtime.of(app).engine.connect() as conn:
+        rows = conn.execute(sa.select(instance_keys.c.name, instance_keys.c.value)).all()
+    return [(name, bytes.fromhex(value)) for name, value in rows]
+
+
+def _cookie(client) -> str:
+    return client.get_cookie("pnm_dashboard", path="/dashboard").value
+
+
+def _with_cookie(application, value: str):
+    client = application.test_client()
+    client.set_cookie("pnm_dashboard", value, path="/dashboard")
+    return client
+
+
+def test_the_cookie_tests_nothing_without_the_installations_key(dash):
+    anonymous = dash.test_client()
+    assert anonymous.get("/dashboard/login").status_code == 200
+    cookie = _cookie(anonymous)  # set for the login form's CSRF token, before any login
+
+    # The old derivation, from the admin token alone, no longer verifies it...
+    token_only = hmac.new(ADMIN.encode(), b"pnm-dashboard-session", hashlib.sha256).hexdigest()
+    with pytest.raises(BadSignature):
+        _signer(token_only).loads(cookie)
+    with pytest.raises(BadSignature):
+        _signer(ADMIN).loads(cookie)
+    # ...the installation's random key, made once and kept in the database, with it does.
+    [(name, key)] = _session_keys(dash)
+    assert name == "dashboard-session" and len(key) == 32
+    secret = hmac.new(key, ADMIN.encode(), hashlib.sha256).digest()
+    assert set(_signer(secret).loads(cookie)) == {"csrf"}
+
+    login(anonymous)
+    assert anonymous.get("/dashboard").status_code == 200
+    assert _session_keys(dash) == [(name, key)]  # made once, not per request
+
+
+def test_hosts_on_one_database_share_sessions_until_the_token_or_key_changes(dash, settings):
     client = dash.test_client()
-    page = client.get("/dashboard/login").get_data(as_text=True)
-    assert access._SLOWED.acquire(blocking=False) and access._SLOWED.acquire(blocking=False)
+    login(client)
+    cookie = _cookie(client)
+    second = create_app(replace(settings, admin_token=ADMIN))  # another host, same database
+    other_token = create_app(replace(settings, admin_token=ADMIN + "-new"))
     try:
-        started = time.monotonic()
-        answer = client.post("/dashboard/login", data={"token": "wrong", "csrf": _csrf(page)})
-        assert time.monotonic() - started < 0.4  # no thread held
-        assert answer.status_code == 429 and answer.headers["Retry-After"] == "5"
-        assert "Too many wrong tokens at once" in answer.get_data(as_text=True)
+        assert _with_cookie(second, cookie).get("/dashboard").status_code == 200
+        assert _session_keys(second) == _session_keys(dash)  # one key for every host
+
+        answer = _with_cookie(other_token, cookie).get("/dashboard")
+        assert answer.status_code == 303 and "/dashboard/login" in answer.headers["Location"]
+        assert len(_session_keys(dash)) == 1
     finally:
-        access._SLOWED.release()
-        access._SLOWED.release()
+        runtime.of(second).close()
+        runtime.of(other_token).close()
+
+    # A new installation key (another database, the same token) refuses the cookie too.
+    with runtime.of(dash).engine.begin() as conn:
+        conn.execute(sa.delete(instance_keys))
+    reinstalled = create_app(replace(settings, admin_token=ADMIN))
+    try:
+        answer = _with_cookie(reinstalled, cookie).get("/dashboard")
+        assert answer.status_code == 303 and "/dashboard/login" in answer.headers["Location"]
+    finally:
+        runtime.of(reinstalled).close()
+
+
+@contextmanager
+def _keys_locked(url: str):
+    """Hold a lock that keeps the session key from being read or made, as a stuck writer would."""
+    engine = make_engine(url)
+    try:
+        with write_transaction(engine) as conn:  # SQLite: BEGIN IMMEDIATE, the write lock
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("LOCK TABLE instance_keys IN ACCESS EXCLUSIVE MODE"))
+            yield
+    finally:
+        engine.dispose()
+
+
+def test_a_database_that_cannot_give_the_key_is_a_503_and_asked_again(settings, database_url):
+    application = create_app(replace(settings, admin_token=ADMIN, db_timeout=0.2))
+    try:
+        assert runtime.of(application).schema_problem() is None
+        client = application.test_client()
+        with _keys_locked(database_url):
+            for path in ("/dashboard/login", "/dashboard"):
+                answer = client.get(path)
+                assert answer.status_code == 503, path
+                assert answer.headers["Retry-After"] == "5"
+                assert "Try again" in answer.get_data(as_text=True)
+                assert "Set-Cookie" not in answer.headers
+        assert client.get("/dashboard/login").status_code == 200  # asked again, and made
+        login(client)
+        assert client.get("/dashboard").status_code == 200
+    finally:
+        runtime.of(application).close()
+
+
+def test_making_the_app_and_other_routes_never_ask_for_the_session_key(settings, caplog):
+    unreachable = "postgresql://nobody@127.0.0.1:9/none"
+    application = create_app(replace(settings, admin_token=ADMIN, database_url=unreachable))
+    try:
+        client = application.test_client()
+        client.set_cookie("pnm_dashboard", "sent.where.it.does.not.belong", path="/")
+        assert client.get("/healthz").status_code == 200
+        assert "no session key" not in caplog.text
+        answer = client.get("/dashboard/login")
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+        assert answer.mimetype == "text/html"
+        assert "dashboard answered 503: no session key" in caplog.text
+    finally:
+        runtime.of(application).close()
 
 
 def test_a_session_ends_twelve_hours_after_its_login(signed_in):
