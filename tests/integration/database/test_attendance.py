@@ -87,7 +87,7 @@ def test_a_rejoin_under_the_same_sid_is_a_second_stay_not_the_gap(app, client):
     assert (_room(app)["attendees"], _room(app)["attendee_minutes"]) == (1, 20)
 
 
-def test_a_leave_stamped_after_the_session_ended_is_clipped_to_the_end(app, client):
+def test_a_leave_stamped_after_the_session_ended_closes_the_stay_at_the_end(app, client):
     _deliver_all(
         client,
         [
@@ -97,7 +97,12 @@ def test_a_leave_stamped_after_the_session_ended_is_clipped_to_the_end(app, clie
         ],
     )
     [stay] = report(app, "attendance")["rows"]
-    assert (stay["seconds"], stay["left_from"]) == (1142, "session_end")
+    # The leave closed it (not the end), at the session's end (not the leave's own time).
+    assert (stay["left_at"], stay["seconds"], stay["left_from"]) == (
+        "2025-11-26T15:50:02Z",
+        1142,
+        "participant_left",
+    )
     [session] = report(app, "sessions")["rows"]
     room = _room(app)
     assert (session["billable_minutes"], room["attendee_minutes"]) == (21, 20)
