@@ -63,6 +63,14 @@ def track(sid: str, identity: str, name: str, at: int, *, published: bool = True
     return _body(5 if published else 9, changes)
 
 
+def in_room(body: bytes, room_sid: str, room_id: str) -> bytes:
+    """The same delivery in another room's session, under a new event id."""
+    payload = json.loads(body)
+    payload["room"] |= {"sid": room_sid, "room_id": room_id}
+    payload["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(payload, sort_keys=True)))
+    return json.dumps(payload).encode()
+
+
 def rejoin_under_the_same_sid() -> list[bytes]:
     """In for 10 minutes, out for 20, in for 10 more, under one participant sid."""
     return [
@@ -414,6 +422,42 @@ def test_a_person_named_only_on_a_track_is_forgotten_through_a_rebuild(app, clie
     assert runner.invoke(args=["rebuild-ledger", "--yes"]).exit_code == 0
     assert _people(app) == forgotten
     assert "Mallory Example" not in stored_text()
+
+
+def test_people_are_counted_once_however_many_sessions_and_rooms_they_attend(app, client):
+    from tests.support.helpers import KEY, OTHER_KEY, OTHER_SECRET
+
+    def attended(room_sid: str, room_id: str, sid: str, identity: str) -> list[bytes]:
+        stay = [joined(sid, identity, START), left(sid, identity, START + 600, START)]
+        return [in_room(body, room_sid, room_id) for body in stay]
+
+    held = {
+        ("RM_a1", "room-a"): ["u-1", "u-2", "u-2"],  # u-2 on two devices
+        ("RM_a2", "room-a"): ["u-1", "u-4"],
+        ("RM_b1", "room-b"): ["u-1", "u-3"],
+    }
+    bodies = []
+    for (room_sid, room_id), identities in held.items():
+        for n, identity in enumerate(identities):
+            bodies += attended(room_sid, room_id, f"PA_{room_sid}_{n}", identity)
+        bodies.append(in_room(ended(START + 1200), room_sid, room_id))
+    _deliver_all(client, bodies)
+    # The same identity under another tenant is another person.
+    elsewhere = attended("RM_c1", "room-a", "PA_c", "u-1")
+    for body in [*elsewhere, in_room(ended(START + 1200), "RM_c1", "room-a")]:
+        assert deliver(client, body, key=OTHER_KEY, secret=OTHER_SECRET).status == 200
+
+    rooms = report(app, "rooms")
+    assert {(r["tenant"], r["room_id"]): r["attendees"] for r in rooms["rows"]} == {
+        (KEY, "room-a"): 3,
+        (KEY, "room-b"): 2,
+        (OTHER_KEY, "room-a"): 1,
+    }
+    attendance = report(app, "attendance")["total"]
+    assert (attendance["stays"], attendance["people"], rooms["total"]["attendees"]) == (8, 5, 5)
+    for filters, people in (({"room": "room-a"}, 4), ({"tenant": KEY}, 4), ({"room": "room-b"}, 2)):
+        assert report(app, "attendance", **filters)["total"]["people"] == people, filters
+        assert report(app, "rooms", **filters)["total"]["attendees"] == people, filters
 
 
 def test_a_session_that_ends_before_it_starts_has_no_attendance(app, client):
