@@ -116,7 +116,10 @@ def participant_left(event: Event, ctx: Context) -> None:
 
 @registry.on("track_published", "track_unpublished")
 def track_changed(event: Event, ctx: Context) -> None:
-    """Log which track someone published or unpublished."""
+    """Record who published or unpublished a track (no attendance), and log which track."""
+    # A track event names its participant as a join does: someone whose join came without
+    # a name (or was lost) is named by it.
+    ctx.write(ledger.participant_write(event, ctx.received_at))
     track = event.track
     verb = "published" if event.event == "track_published" else "unpublished"
     if track is None:

@@ -310,7 +310,8 @@ _sid_key = itemgetter(0, 1, 2)
 
 
 def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
-    """Per room: sessions, billable minutes, attendee minutes and AI cost."""
+    """Per room: sessions, billable minutes, attendees, attendee minutes and AI cost; and a
+    total, where a person who attended several rooms is one attendee."""
     rooms: dict[tuple[str, str], dict[str, Any]] = {}
 
     def room(tenant: str, room_id: str | None) -> dict[str, Any]:
@@ -343,6 +344,8 @@ def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
         people.setdefault((held.tenant, held.room_id or ""), set()).update(by_person)
     for key, who in people.items():
         rooms[key]["attendees"] = len(who)
+    # A person is their identity within a tenant, whichever rooms they were in.
+    attendees = {(tenant, identity) for (tenant, _), who in people.items() for identity in who}
     cost_totals = select(usage.c.tenant, usage.c.room_id, *_cost_parts()).group_by(
         usage.c.tenant, usage.c.room_id
     )
@@ -358,6 +361,7 @@ def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
         "rooms": len(rows),
         "sessions": sum(r["sessions"] for r in rows),
         "billable_minutes": sum(r["billable_minutes"] for r in rows),
+        "attendees": len(attendees),
         "attendee_minutes": sum(r["attendee_minutes"] for r in rows),
         "ai_cost": _sum_costs(micros),
     }
@@ -452,7 +456,8 @@ def attendance_report(conn: Connection, filters: Filters) -> dict[str, Any]:
             )
     total = {
         "stays": len(rows),
-        "people": len({(r["tenant"], r["room_sid"], r["identity"]) for r in rows}),
+        # Each person once, however many sessions they attended: the rooms total's attendees.
+        "people": len({(r["tenant"], r["identity"]) for r in rows}),
         "attendee_minutes": minutes,
     }
     return {"rows": rows, "total": total}

@@ -8,7 +8,8 @@ do not depend on the order the events came in:
   is open, and a leave closes the open stay (a leave with none open adds nothing); a join
   and a leave of the same second continue an open stay, or make an empty one;
 - a stay still open at the end ends with its session, or stays open while the session is;
-- every stay is clipped to its session's start and end;
+- every stay is clipped to its session's start and end; a leave stamped after the end
+  still closes its stay, at the end;
 - a person (an identity) with several sids at once, two devices say, is counted once for
   the time they cover together.
 
@@ -33,7 +34,9 @@ class Stay(NamedTuple):
     """One stay of a participant sid in a session, clipped to the session.
 
     ``left_at`` is None while the stay and its session are both open; ``closed_by`` says
-    what ended it: ``participant_left``, ``session_end``, or None when open.
+    which mark ended it: ``participant_left`` for a leave (even one after the session's end,
+    which clips the stay to the end), ``session_end`` for a stay with no leave that its
+    session's end closed, or None when open.
     """
 
     participant_sid: str
@@ -76,8 +79,10 @@ def _clipped(
     stays: list[tuple[int, int | None, str | None]] = []
     for joined, left in pairs:
         closed_by: str | None = LEFT
-        if left is None or (end is not None and left > end):
+        if left is None:
             left, closed_by = end, SESSION_END
+        elif end is not None and left > end:
+            left = end  # the leave still closed the stay: clipping moves it, not its cause
         if start is not None and joined < start:
             joined = start
         if end is not None and joined > end:

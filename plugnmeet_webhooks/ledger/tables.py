@@ -107,8 +107,9 @@ files = Table(
 Index("ix_files_room", files.c.room_id)
 
 # Who each participant sid of a session is: the identity, and the name of the earliest event
-# that gave one. A person forgotten on request has the pseudonym as both, dated FORGOTTEN,
-# before any event, so that no later event can name them again.
+# (a join, a leave or a track event) that gave one. A person forgotten on request has the
+# pseudonym as both, dated FORGOTTEN, before any event, so that no later event can name them
+# again.
 FORGOTTEN = 0
 participants = Table(
     "participants",

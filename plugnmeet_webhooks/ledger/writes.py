@@ -242,8 +242,31 @@ def session_write(event: Event, received_at: float) -> Write | None:
     return Write(Statement.SESSION, params)
 
 
+def participant_write(event: Event, received_at: float) -> Write | None:
+    """Describe who the event's participant sid is in this session: identity and name.
+
+    Joins, leaves and track events all say it; the name is dated by the event's time (its
+    ``created_at``, else the time it was received), so that the earliest one wins.
+    """
+    p = event.participant
+    if p is None or not event.room.sid or not (p.sid or p.identity):
+        return None
+    when = event.created_at or int(received_at)
+    named = {"name": p.name, "name_at": when} if p.name else {"name": None, "name_at": None}
+    return Write(
+        Statement.PARTICIPANT,
+        {
+            "room_sid": event.room.sid,
+            "participant_sid": p.sid or p.identity,
+            "identity": p.identity or p.sid,
+        }
+        | named,
+    )
+
+
 def attendance_writes(event: Event, received_at: float) -> list[Write]:
-    """Describe the marks a join or a leave leaves in this session's attendance.
+    """Describe a join or a leave: who it is (:func:`participant_write`) and the marks it
+    leaves in this session's attendance.
 
     A join marks ``participant.joined_at`` (else the event's time); a leave marks the
     event's time, and its ``participant.joined_at`` too (no later than the leave), so that a
@@ -251,12 +274,11 @@ def attendance_writes(event: Event, received_at: float) -> list[Write]:
     time it was received.
     """
     p = event.participant
-    if p is None or not event.room.sid or not (p.sid or p.identity):
+    who = participant_write(event, received_at)
+    if p is None or who is None:
         return []
     when = event.created_at or int(received_at)
-    sid = {"room_sid": event.room.sid, "participant_sid": p.sid or p.identity}
-    named = {"name": p.name, "name_at": when} if p.name else {"name": None, "name_at": None}
-    who = sid | {"identity": p.identity or p.sid} | named
+    sid = {k: who.params[k] for k in ("room_sid", "participant_sid")}
     marks = []
     if event.event == "participant_joined":
         marks.append((JOIN, p.joined_at or when))
@@ -265,7 +287,7 @@ def attendance_writes(event: Event, received_at: float) -> list[Write]:
         if p.joined_at and p.joined_at <= when:
             marks.append((JOIN, p.joined_at))
     return [
-        Write(Statement.PARTICIPANT, who),
+        who,
         *(Write(Statement.ATTENDANCE, sid | {"kind": kind, "at": at}) for kind, at in marks),
     ]
 

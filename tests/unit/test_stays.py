@@ -27,8 +27,8 @@ def test_stays_are_clipped_to_the_session_and_empty_ones_dropped():
     found = stays_of(pairs, {}, 20, 200)
     assert [(s.participant_sid, s.joined_at, s.left_at, s.closed_by) for s in found] == [
         ("a", 20, 50, "participant_left"),
-        ("c", 20, 200, "session_end"),
-        ("b", 150, 200, "session_end"),
+        ("c", 20, 200, "session_end"),  # no leave: the session's end closed it
+        ("b", 150, 200, "participant_left"),  # a leave after the end: clipped, still a leave
     ]
 
 

@@ -56,6 +56,21 @@ def ended(at: int) -> bytes:
     return _body(16, {"created_at": str(at)})
 
 
+def track(sid: str, identity: str, name: str, at: int, *, published: bool = True) -> bytes:
+    """A track_published (or track_unpublished) at ``at``; its participant is trimmed to sid,
+    identity and name, as real servers send it."""
+    changes = {"sid": sid, "identity": identity, "name": name, "created_at": str(at)}
+    return _body(5 if published else 9, changes)
+
+
+def in_room(body: bytes, room_sid: str, room_id: str) -> bytes:
+    """The same delivery in another room's session, under a new event id."""
+    payload = json.loads(body)
+    payload["room"] |= {"sid": room_sid, "room_id": room_id}
+    payload["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(payload, sort_keys=True)))
+    return json.dumps(payload).encode()
+
+
 def rejoin_under_the_same_sid() -> list[bytes]:
     """In for 10 minutes, out for 20, in for 10 more, under one participant sid."""
     return [
@@ -87,7 +102,7 @@ def test_a_rejoin_under_the_same_sid_is_a_second_stay_not_the_gap(app, client):
     assert (_room(app)["attendees"], _room(app)["attendee_minutes"]) == (1, 20)
 
 
-def test_a_leave_stamped_after_the_session_ended_is_clipped_to_the_end(app, client):
+def test_a_leave_stamped_after_the_session_ended_closes_the_stay_at_the_end(app, client):
     _deliver_all(
         client,
         [
@@ -97,7 +112,12 @@ def test_a_leave_stamped_after_the_session_ended_is_clipped_to_the_end(app, clie
         ],
     )
     [stay] = report(app, "attendance")["rows"]
-    assert (stay["seconds"], stay["left_from"]) == (1142, "session_end")
+    # The leave closed it (not the end), at the session's end (not the leave's own time).
+    assert (stay["left_at"], stay["seconds"], stay["left_from"]) == (
+        "2025-11-26T15:50:02Z",
+        1142,
+        "participant_left",
+    )
     [session] = report(app, "sessions")["rows"]
     room = _room(app)
     assert (session["billable_minutes"], room["attendee_minutes"]) == (21, 20)
@@ -270,7 +290,7 @@ def test_db_upgrade_brings_attendance_from_before_to_the_new_rules(app, client, 
 
     result = app.test_cli_runner().invoke(args=["db", "upgrade"])
     assert result.stdout.splitlines() == [
-        "Database schema upgraded from 0004 to 0007.",
+        "Database schema upgraded from 0004 to 0008.",
         "Applied 4 stored participant_joined and participant_left events again (0 failed).",
     ]
     runtime.of(app).forget_schema_check()
@@ -333,6 +353,113 @@ def test_a_person_with_two_sids_is_known_by_the_name_given_earliest(app, client)
     assert {name for _, name, *_ in a[2]} == {"Zed"}
 
 
+def test_a_name_sent_only_on_a_track_names_the_person(app, client):
+    unnamed = [
+        _changed(joined("PA_x", "u-x", START), name=""),
+        _changed(left("PA_x", "u-x", START + 600, joined_at=START), name=""),
+    ]
+    tracks = [
+        track("PA_x", "u-x", "Xena Track", START + 30),
+        track("PA_x", "u-x", "Later Name", START + 300, published=False),
+    ]
+    a, b = _in_both_orders(app, client, [*unnamed, *tracks], [ended(START + 1200)])
+    assert a == b
+    assert a[2] == [("u-x", "Xena Track", "PA_x", 600)]  # the earliest, not the smaller
+    assert a[:2] == (1, 10)  # a track adds no attendance
+
+
+def test_the_earliest_name_wins_across_joins_and_tracks_whatever_the_order(app, client):
+    first = [
+        # Named by the join first: a later track's name loses, smaller though it is.
+        _changed(joined("PA_x", "u-x", START), name="Zed"),
+        track("PA_x", "u-x", "Alice", START + 40),
+        # No name on the join: the track names them before the leave does.
+        _changed(joined("PA_y", "u-y", START + 10), name=""),
+        track("PA_y", "u-y", "Yves", START + 20),
+        _changed(left("PA_y", "u-y", START + 600, joined_at=START + 10), name="Aaron"),
+        # A second device's track names the person before the first device's join.
+        _changed(joined("PA_z1", "u-z", START + 100), name="Zoe Late"),
+        track("PA_z2", "u-z", "Zoe Early", START + 50),
+    ]
+    a, b = _in_both_orders(app, client, first, [ended(START + 1200)])
+    assert a == b
+    assert a[2] == [
+        ("u-x", "Zed", "PA_x", 1200),
+        ("u-y", "Yves", "PA_y", 590),
+        ("u-z", "Zoe Early", "PA_z1", 1100),
+    ]
+
+
+def test_a_person_named_only_on_a_track_is_forgotten_through_a_rebuild(app, client, runner):
+    from sqlalchemy import text
+
+    from plugnmeet_webhooks import runtime
+
+    def stored_text() -> str:
+        with runtime.of(app).database().connect() as conn:
+            return " ".join(
+                str(value)
+                for query in ("SELECT * FROM events", "SELECT * FROM participants")
+                for row in conn.execute(text(query))
+                for value in row
+            )
+
+    _deliver_all(
+        client,
+        [
+            _changed(joined("PA_m", "u-m", START), name=""),
+            track("PA_m", "u-m", "Mallory Example", START + 30),
+            _changed(left("PA_m", "u-m", START + 600, joined_at=START), name=""),
+            ended(START + 1200),
+        ],
+    )
+    assert _people(app) == [("u-m", "Mallory Example", "PA_m", 600)]
+    assert runner.invoke(args=["forget-participant", "u-m", "--yes"]).exit_code == 0
+    [(identity, name, sid, seconds)] = forgotten = _people(app)
+    assert (name, sid, seconds) == (identity, "PA_m", 600)
+    assert identity.startswith("forgotten-")
+    assert "Mallory Example" not in stored_text() and "u-m" not in stored_text()
+    assert runner.invoke(args=["rebuild-ledger", "--yes"]).exit_code == 0
+    assert _people(app) == forgotten
+    assert "Mallory Example" not in stored_text()
+
+
+def test_people_are_counted_once_however_many_sessions_and_rooms_they_attend(app, client):
+    from tests.support.helpers import KEY, OTHER_KEY, OTHER_SECRET
+
+    def attended(room_sid: str, room_id: str, sid: str, identity: str) -> list[bytes]:
+        stay = [joined(sid, identity, START), left(sid, identity, START + 600, START)]
+        return [in_room(body, room_sid, room_id) for body in stay]
+
+    held = {
+        ("RM_a1", "room-a"): ["u-1", "u-2", "u-2"],  # u-2 on two devices
+        ("RM_a2", "room-a"): ["u-1", "u-4"],
+        ("RM_b1", "room-b"): ["u-1", "u-3"],
+    }
+    bodies = []
+    for (room_sid, room_id), identities in held.items():
+        for n, identity in enumerate(identities):
+            bodies += attended(room_sid, room_id, f"PA_{room_sid}_{n}", identity)
+        bodies.append(in_room(ended(START + 1200), room_sid, room_id))
+    _deliver_all(client, bodies)
+    # The same identity under another tenant is another person.
+    elsewhere = attended("RM_c1", "room-a", "PA_c", "u-1")
+    for body in [*elsewhere, in_room(ended(START + 1200), "RM_c1", "room-a")]:
+        assert deliver(client, body, key=OTHER_KEY, secret=OTHER_SECRET).status == 200
+
+    rooms = report(app, "rooms")
+    assert {(r["tenant"], r["room_id"]): r["attendees"] for r in rooms["rows"]} == {
+        (KEY, "room-a"): 3,
+        (KEY, "room-b"): 2,
+        (OTHER_KEY, "room-a"): 1,
+    }
+    attendance = report(app, "attendance")["total"]
+    assert (attendance["stays"], attendance["people"], rooms["total"]["attendees"]) == (8, 5, 5)
+    for filters, people in (({"room": "room-a"}, 4), ({"tenant": KEY}, 4), ({"room": "room-b"}, 2)):
+        assert report(app, "attendance", **filters)["total"]["people"] == people, filters
+        assert report(app, "rooms", **filters)["total"]["attendees"] == people, filters
+
+
 def test_a_session_that_ends_before_it_starts_has_no_attendance(app, client):
     end = json.loads(ended(START - 100))
     del end["room"]["creation_time"]  # nothing to refuse it by: the end is kept as sent
@@ -345,7 +472,7 @@ def test_a_session_that_ends_before_it_starts_has_no_attendance(app, client):
     assert report(app, "attendance")["rows"] == []
 
 
-def _downgraded_to_0004(app):
+def _downgraded_to(app, revision: str):
     from alembic import command
 
     from plugnmeet_webhooks import runtime
@@ -354,7 +481,7 @@ def _downgraded_to_0004(app):
 
     engine = runtime.of(app).database()
     with write_transaction(engine) as conn:
-        command.downgrade(_alembic_config(conn), "0004")
+        command.downgrade(_alembic_config(conn), revision)
     return engine
 
 
@@ -374,7 +501,7 @@ def test_db_upgrade_keeps_no_join_from_a_leave_stamped_before_its_join(app, clie
     _deliver_all(client, [left("PA_x", "u-x", START + 100, joined_at=START + 160)])
     _deliver_all(client, [ended(START + 1200)])
     fresh = _people(app), _room(app)
-    engine = _downgraded_to_0004(app)
+    engine = _downgraded_to(app, "0004")
     with engine.begin() as conn:  # the version before kept that joined_at as sent
         conn.execute(text("UPDATE attendance SET joined_at = :at"), {"at": START + 160})
     _upgraded(app)
@@ -387,7 +514,7 @@ def test_db_upgrade_takes_up_a_replay_that_was_cut_short(app, client):
     from plugnmeet_webhooks.storage.migrate import replays_due, upgrade_schema
 
     _deliver_all(client, rejoin_under_the_same_sid())
-    engine = _downgraded_to_0004(app)
+    engine = _downgraded_to(app, "0004")
     upgrade_schema(engine)  # the schema step commits; the replay after it never ran
     runtime.of(app).forget_schema_check()
     assert replays_due(engine) == ("participant_joined", "participant_left")
@@ -396,13 +523,13 @@ def test_db_upgrade_takes_up_a_replay_that_was_cut_short(app, client):
     assert "run 'flask --app app db upgrade'" in check.stdout
 
     assert _upgraded(app) == [
-        "Database schema already at revision 0007.",
+        "Database schema already at revision 0008.",
         "An earlier upgrade did not finish applying its events again; resuming.",
         "Applied 4 stored participant_joined and participant_left events again (0 failed).",
     ]
     assert replays_due(engine) == ()
     assert _room(app)["attendee_minutes"] == 20
-    assert _upgraded(app) == ["Database schema already at revision 0007."]
+    assert _upgraded(app) == ["Database schema already at revision 0008."]
 
 
 def test_db_upgrade_of_an_empty_database_leaves_no_replay_due(app):
@@ -411,8 +538,8 @@ def test_db_upgrade_of_an_empty_database_leaves_no_replay_due(app):
 
     engine = runtime.of(app).database()
     assert replays_due(engine) == ()
-    _downgraded_to_0004(app)
-    assert _upgraded(app) == ["Database schema upgraded from 0004 to 0007."]
+    _downgraded_to(app, "0004")
+    assert _upgraded(app) == ["Database schema upgraded from 0004 to 0008."]
     assert replays_due(engine) == ()
 
 
@@ -425,9 +552,36 @@ def test_db_downgrade_and_upgrade_twice_keep_every_figure(app, client):
     _deliver_all(client, bodies)
     fresh = _people(app), _room(app)
     for _ in range(2):
-        _downgraded_to_0004(app)
+        _downgraded_to(app, "0004")
         _upgraded(app)
         assert (_people(app), _room(app)) == fresh
+
+
+def test_db_upgrade_names_people_from_the_stored_track_events(app, client):
+    from sqlalchemy import text
+
+    _deliver_all(
+        client,
+        [
+            _changed(joined("PA_x", "u-x", START), name=""),
+            track("PA_x", "u-x", "Xena Track", START + 30),
+            track("PA_x", "u-x", "Later Name", START + 300, published=False),
+            _changed(left("PA_x", "u-x", START + 600, joined_at=START), name=""),
+            ended(START + 1200),
+        ],
+    )
+    fresh = _people(app), _room(app)
+    assert fresh[0] == [("u-x", "Xena Track", "PA_x", 600)]
+    engine = _downgraded_to(app, "0007")
+    with engine.begin() as conn:  # as the version before left it: no track named anyone
+        conn.execute(text("UPDATE participants SET name = NULL, name_at = NULL"))
+    assert _people(app) == [("u-x", None, "PA_x", 600)]
+    assert _upgraded(app) == [
+        "Database schema upgraded from 0007 to 0008.",
+        "Applied 2 stored track_published and track_unpublished events again (0 failed).",
+    ]
+    assert (_people(app), _room(app)) == fresh
+    assert _upgraded(app) == ["Database schema already at revision 0008."]
 
 
 def test_two_identities_sent_for_one_sid_give_the_same_person_in_any_order(app, client):
