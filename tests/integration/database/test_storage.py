@@ -197,6 +197,8 @@ def test_migrations_build_exactly_the_tables_the_code_uses(app):
     from alembic.runtime.migration import MigrationContext
 
     import plugnmeet_webhooks.ledger.tables  # noqa: F401 - registers the ledger tables on the metadata
+    import plugnmeet_webhooks.storage.keys  # noqa: F401 - and the installation's keys
+    import plugnmeet_webhooks.storage.outbox  # noqa: F401 - and the outbox
 
     with runtime.of(app).database().connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), metadata)
