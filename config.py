@@ -311,6 +311,19 @@ def _schedule(env: Mapping[str, str], name: str) -> tuple[float, ...] | None:
     return tuple(waits)
 
 
+MIN_OUTBOX_LEASE = 5.0
+
+
+def _lease(env: Mapping[str, str]) -> float:
+    lease = _seconds(env, "PNM_OUTBOX_LEASE", 60.0)
+    if lease < MIN_OUTBOX_LEASE:
+        raise ConfigError(
+            f"PNM_OUTBOX_LEASE must be at least {MIN_OUTBOX_LEASE:.0f} seconds, not {lease:g}: "
+            "a dispatcher renews the leases of its open sends about once a second."
+        )
+    return lease
+
+
 def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -365,7 +378,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retention_days=retention or None,
         rules_file=env.get("PNM_RULES_FILE", "").strip() or None,
         outbox_retries=_schedule(env, "PNM_OUTBOX_RETRIES") or DEFAULT_OUTBOX_RETRIES,
-        outbox_lease=_seconds(env, "PNM_OUTBOX_LEASE", 60.0),
+        outbox_lease=_lease(env),
         dispatcher=_switch(env, "PNM_DISPATCHER", True),
     )
 

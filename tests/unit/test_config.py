@@ -186,3 +186,10 @@ def test_the_default_database_lives_beside_a_checkout():
 def test_a_secret_copied_with_its_quotes_from_config_yaml_loses_them(tmp_path):
     settings = load_settings(_keys_file(tmp_path, f'k: "{S1}"\n'))
     assert settings.api_keys["k"] == S1
+
+
+def test_an_outbox_lease_shorter_than_its_renewals_allow_is_refused():
+    env = {"PNM_API_KEY": "k", "PNM_API_SECRET": "s" * 32}
+    with pytest.raises(ConfigError, match="PNM_OUTBOX_LEASE must be at least 5 seconds"):
+        load_settings({**env, "PNM_OUTBOX_LEASE": "2"})
+    assert load_settings({**env, "PNM_OUTBOX_LEASE": "5"}).outbox_lease == 5.0

@@ -75,7 +75,7 @@ def test_a_worker_killed_while_it_sends_leaves_nothing_unsent(tmp_path, monkeypa
     with Sink() as sink:
         sink.script("/slack", then=Answer(200, delay=0.02))
         rules = example_rules(tmp_path, sink.url(""), monkeypatch)
-        env = _env(rules, PNM_OUTBOX_LEASE="2")
+        env = _env(rules, PNM_OUTBOX_LEASE="5")
         with gunicorn(tmp_path, workers=1, **env) as server:
             [worker] = wait_for_workers(server.process.pid, 1)
             assert _send(server.url, _vips(200)) == [200] * 200
