@@ -68,10 +68,15 @@ def db_upgrade(revision: str) -> None:
             click.echo("An earlier upgrade did not finish applying its events again; resuming.")
         result = run_replay(EventFilter(names=due), f"Applying {', '.join(due)} again")
         click.echo(
-            f"Applied {result.events} stored {' and '.join(due)} events again "
+            f"Applied {result.events} stored {_listed(due)} events again "
             f"({result.failed} failed)."
         )
     replays_done(engine, due)
+
+
+def _listed(names: tuple[str, ...]) -> str:
+    """Names in a sentence: ``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join(filter(None, (", ".join(names[:-1]), names[-1]))) if names else ""
 
 
 @db.command("current")
@@ -94,7 +99,7 @@ def db_check() -> None:
     revision, _ = schema_revisions(engine)
     click.echo(f"Database schema at revision {revision}, as this version needs.")
     if due := replays_due(engine):
-        which = "" if EVERY_EVENT in due else f" {' and '.join(due)}"
+        which = "" if EVERY_EVENT in due else f" {_listed(due)}"
         click.echo(
             f"The stored{which} events are still to be applied again after an upgrade, so "
             "some figures are missing or follow the old rules: run 'flask --app app db upgrade'."

@@ -47,6 +47,7 @@ def _env(rules: str, **extra: str) -> dict[str, str]:
         "PNM_RULES_FILE": rules,
         "OPS_SLACK_URL": os.environ["OPS_SLACK_URL"],
         "BILLING_WEBHOOK_SECRET": SECRET,
+        "PNM_API_KEYS": "",  # one plugNmeet server, as in the README's example
         **extra,
     }
 
