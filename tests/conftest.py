@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 
@@ -60,6 +61,21 @@ def app(settings: Settings):
     application = create_app(settings)
     yield application
     runtime.of(application).close()
+
+
+@pytest.fixture
+def make_app(settings: Settings):
+    """Make apps from the test's settings with some of them changed; each is closed after."""
+    made = []
+
+    def make(**changes):
+        application = create_app(replace(settings, **changes))
+        made.append(application)
+        return application
+
+    yield make
+    for application in made:
+        runtime.of(application).close()
 
 
 @pytest.fixture

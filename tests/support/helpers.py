@@ -75,6 +75,19 @@ def stored_body(app: Any, event_id: str) -> bytes:
         return conn.execute(query).scalar_one()
 
 
+def stored_text(app: Any) -> str:
+    """Every value of the stored events and participant rows, as one text to search."""
+    from sqlalchemy import text
+
+    with runtime.of(app).database().connect() as conn:
+        return " ".join(
+            str(value)
+            for query in ("SELECT * FROM events", "SELECT * FROM participants")
+            for row in conn.execute(text(query))
+            for value in row
+        )
+
+
 def corpus_bodies() -> list[bytes]:
     """Return the corpus deliveries, in the order sent, as the exact bytes."""
     return [path.read_bytes() for path in CORPUS]

@@ -14,7 +14,7 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.helpers import corpus_bodies, deliver, report, reset_database
+from tests.support.helpers import corpus_bodies, deliver, report, reset_database, stored_text
 
 START = 1764171000  # the corpus room's creation_time: its session starts here
 CORPUS = corpus_bodies()
@@ -391,18 +391,6 @@ def test_the_earliest_name_wins_across_joins_and_tracks_whatever_the_order(app, 
 
 
 def test_a_person_named_only_on_a_track_is_forgotten_through_a_rebuild(app, client, runner):
-    from sqlalchemy import text
-
-    from plugnmeet_webhooks import runtime
-
-    def stored_text() -> str:
-        with runtime.of(app).database().connect() as conn:
-            return " ".join(
-                str(value)
-                for query in ("SELECT * FROM events", "SELECT * FROM participants")
-                for row in conn.execute(text(query))
-                for value in row
-            )
 
     _deliver_all(
         client,
@@ -418,10 +406,10 @@ def test_a_person_named_only_on_a_track_is_forgotten_through_a_rebuild(app, clie
     [(identity, name, sid, seconds)] = forgotten = _people(app)
     assert (name, sid, seconds) == (identity, "PA_m", 600)
     assert identity.startswith("forgotten-")
-    assert "Mallory Example" not in stored_text() and "u-m" not in stored_text()
+    assert "Mallory Example" not in stored_text(app) and "u-m" not in stored_text(app)
     assert runner.invoke(args=["rebuild-ledger", "--yes"]).exit_code == 0
     assert _people(app) == forgotten
-    assert "Mallory Example" not in stored_text()
+    assert "Mallory Example" not in stored_text(app)
 
 
 def test_people_are_counted_once_however_many_sessions_and_rooms_they_attend(app, client):

@@ -7,12 +7,10 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from app import create_app
 from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.storage import outbox
 from tests.support.chat import FIELD_TEXT, SECTION_TEXT, ChatServer
@@ -76,24 +74,15 @@ def rules_file(tmp_path: Path, destinations: dict[str, str], text: str, **rule: 
 
 
 @pytest.fixture
-def chat_app(settings, tmp_path):
-    made = []
-
+def chat_app(make_app, tmp_path):
     def make(destinations: dict[str, str], text: str, *, keys=None, **rule: str):
-        application = create_app(
-            replace(
-                settings,
-                api_keys=keys or {KEY: SECRET},
-                rules_file=rules_file(tmp_path, destinations, text, **rule),
-                outbox_retries=(0.05, 0.05, 0.05),
-            )
+        return make_app(
+            api_keys=keys or {KEY: SECRET},
+            rules_file=rules_file(tmp_path, destinations, text, **rule),
+            outbox_retries=(0.05, 0.05, 0.05),
         )
-        made.append(application)
-        return application
 
-    yield make
-    for application in made:
-        runtime.of(application).close()
+    return make
 
 
 def join_named(name: str, n: int = 0, identity: str = "u-carol") -> bytes:

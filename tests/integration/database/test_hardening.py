@@ -27,6 +27,7 @@ from tests.support.helpers import (
     report,
     stored_count,
     stored_rows,
+    stored_text,
 )
 
 SESSION_ENDED = json.loads(CORPUS[16].read_bytes())
@@ -525,16 +526,6 @@ def test_a_participant_whose_sid_is_their_identity_is_forgotten_in_both(app, cli
     )
 
 
-def _stored_text(app) -> str:
-    with runtime.of(app).database().connect() as conn:
-        return " ".join(
-            str(value)
-            for query in ("SELECT * FROM events", "SELECT * FROM participants")
-            for row in conn.execute(text(query))
-            for value in row
-        )
-
-
 @pytest.mark.parametrize("forget", ["u-mallory", "PA_m"])
 def test_events_sent_without_the_identity_are_forgotten_by_their_sid(app, client, runner, forget):
     """Forgetting by identity reaches that person's events sent without one (through their
@@ -549,9 +540,9 @@ def test_events_sent_without_the_identity_are_forgotten_by_their_sid(app, client
     for body in (joined, left):
         assert deliver(client, json.dumps(body).encode()).status == 200
     assert runner.invoke(args=["forget-participant", forget, "--yes"]).exit_code == 0
-    assert "Mallory Example" not in _stored_text(app)
+    assert "Mallory Example" not in stored_text(app)
     runner.invoke(args=["rebuild-ledger", "--yes"])
-    assert "Mallory Example" not in _stored_text(app)
+    assert "Mallory Example" not in stored_text(app)
     [stay] = report(app, "attendance")["rows"]
     assert stay["name"].startswith("forgotten-")
 

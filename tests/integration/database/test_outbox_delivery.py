@@ -55,25 +55,16 @@ text = "{{{{ participant.name }}}} joined {{{{ room.room_id }}}}"
 
 
 @pytest.fixture
-def make_app(settings, tmp_path):
-    made = []
-
-    def make(url: str, **overrides):
-        application = create_app(
-            replace(
-                settings,
-                api_keys={KEY: SECRET},
-                rules_file=rules_file(tmp_path, url),
-                outbox_retries=(0.05, 0.05, 0.05),
-                **overrides,
-            )
+def rules_app(make_app, tmp_path):
+    def make(url: str, **changes):
+        return make_app(
+            api_keys={KEY: SECRET},
+            rules_file=rules_file(tmp_path, url),
+            outbox_retries=(0.05, 0.05, 0.05),
+            **changes,
         )
-        made.append(application)
-        return application
 
-    yield make
-    for application in made:
-        runtime.of(application).close()
+    return make
 
 
 def _messages(app) -> list[dict]:
@@ -81,9 +72,9 @@ def _messages(app) -> list[dict]:
 
 
 @pytest.mark.parametrize(("retry_after", "count"), [("1", 30), ("0", 8)])
-def test_a_chat_limit_of_one_message_a_second_kills_no_message(make_app, retry_after, count):
+def test_a_chat_limit_of_one_message_a_second_kills_no_message(rules_app, retry_after, count):
     with ChatServer("slack", interval=1.0, retry_after=retry_after) as slack:
-        app = make_app(slack.url)
+        app = rules_app(slack.url)
         client = app.test_client()
         for body in joins(count):
             assert deliver(client, body).status == 200
@@ -181,12 +172,12 @@ class Dripper:
         self._listener.close()
 
 
-def test_a_dripping_destination_is_cut_at_the_deadline_and_never_sent_twice(make_app):
+def test_a_dripping_destination_is_cut_at_the_deadline_and_never_sent_twice(rules_app):
     dripper = Dripper(every=0.5)
     try:
         # Two hosts on one database, leases far shorter than an attempt may last.
-        first = make_app(dripper.url, outbox_lease=4.0)
-        second = make_app(dripper.url, outbox_lease=4.0)
+        first = rules_app(dripper.url, outbox_lease=4.0)
+        second = rules_app(dripper.url, outbox_lease=4.0)
         [body] = joins(1)
         assert deliver(first.test_client(), body).status == 200
         started = time.monotonic()
@@ -231,8 +222,8 @@ def test_the_poll_reads_only_the_waiting_messages_through_their_index(app):
     assert "ix_outbox_waiting" in plan, plan
 
 
-def test_metrics_show_each_destinations_backlog(make_app):
-    app = make_app("http://127.0.0.1:9/hook")  # nothing sends here: the dispatcher is off
+def test_metrics_show_each_destinations_backlog(rules_app):
+    app = rules_app("http://127.0.0.1:9/hook")  # nothing sends here: the dispatcher is off
     client = app.test_client()
     for body in joins(3):
         assert deliver(client, body).status == 200
@@ -241,8 +232,8 @@ def test_metrics_show_each_destinations_backlog(make_app):
     assert 'pnm_outbox_messages{state="pending"} 3.0' in page
 
 
-def test_retention_deletes_old_sent_messages_and_empties_old_bodies(make_app):
-    app = make_app("http://127.0.0.1:9/hook")
+def test_retention_deletes_old_sent_messages_and_empties_old_bodies(rules_app):
+    app = rules_app("http://127.0.0.1:9/hook")
     client = app.test_client()
     for body in joins(3):
         assert deliver(client, body).status == 200
