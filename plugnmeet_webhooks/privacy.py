@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Engine, func, select
 
 from plugnmeet_webhooks.ledger.tables import FORGOTTEN, attendance, files, participants, usage
-from plugnmeet_webhooks.normalize import camel_name
+from plugnmeet_webhooks.normalize import MAX_NAME, camel_name
 from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.events import events
 from plugnmeet_webhooks.storage.outbox import outbox
@@ -49,8 +49,8 @@ class Forgotten:
     # What is looked for in file paths and recorded errors, the longest first (once the
     # names are all known).
     personal: list[str] = field(default_factory=list)
-    # The events that spoke of them (tenant, event key): their messages may name them.
-    rewritten: set[tuple[str, str]] = field(default_factory=set)
+    # The events that speak of them (tenant, event key): their messages may name them.
+    about: set[tuple[str, str]] = field(default_factory=set)
 
 
 def _theirs(person: dict[str, Any], id_field: str, identity: str, sids: set[str]) -> bool:
@@ -88,16 +88,20 @@ def _people(payload: Any) -> list[tuple[dict[str, Any], str, str]]:
     return found
 
 
-def _names_of(payload: Any, identity: str, done: Forgotten) -> None:
-    """Collect the names and participant sids a person went by where an event names them."""
+def _names_of(payload: Any, identity: str, done: Forgotten) -> bool:
+    """Collect the names and participant sids a person went by where an event names them;
+    say whether it does."""
+    theirs = False
     for person, id_field, name_field in _people(payload):
         if not _theirs(person, id_field, identity, done.sids):
             continue
+        theirs = True
         name, sid = _get(person, name_field), _get(person, "sid")
         if isinstance(name, str) and name:
             done.names.add(name)
         if id_field == "identity" and isinstance(sid, str) and sid:
             done.sids.add(sid)
+    return theirs
 
 
 def _in_text(text: str, personal: list[str], pseudonym: str) -> str:
@@ -197,21 +201,23 @@ def forget_participant(
             done.sids.add(sid)
     for _, rows in _in_batches(engine, tenant, batch_size, write=False):
         for row in rows:
-            _names_of(_parsed(row.body), identity, done)
+            if _names_of(_parsed(row.body), identity, done):
+                done.about.add((row.tenant, row.dedupe_key))
     names = (n for n in done.names if len(n) >= MIN_NAME)
     done.personal = sorted({identity, *names}, key=len, reverse=True)
+    # The outbox first: should a later step fail, a second run still finds the names in the
+    # stored bodies and the ledger, and finishes the work.
+    done.messages = _forget_in_outbox(engine, identity, done, tenant, batch_size)
     for conn, rows in _in_batches(engine, tenant, batch_size, write=True):
         for row in rows:
             payload = _parsed(row.body)
             if _rewritten(payload, identity, done):
                 _store(conn, row.id, payload)
                 done.events += 1
-                done.rewritten.add((row.tenant, row.dedupe_key))
         if progress is not None:
             progress(len(rows))
     with write_transaction(engine) as conn:
         done.attendance_rows, done.usage_rows = _ledger(conn, identity, done, tenant)
-    done.messages = _forget_in_outbox(engine, identity, done, tenant, batch_size)
     return done
 
 
@@ -303,27 +309,39 @@ def _ledger(
     return people, changed
 
 
-def _pattern(values: Any, *, whole_words: bool, any_case: bool) -> re.Pattern[str] | None:
-    """One expression finding any of ``values``, the longest first."""
+def _pattern(values: Any, *, whole_words: bool) -> re.Pattern[str] | None:
+    """One expression finding any of ``values`` in any case, the longest first."""
     ordered = sorted({v for v in values if v}, key=len, reverse=True)
     if not ordered:
         return None
     found = "|".join(re.escape(v) for v in ordered)
-    flags = re.IGNORECASE if any_case else 0
-    return re.compile(rf"(?<!\w)(?:{found})(?!\w)" if whole_words else found, flags)
+    return re.compile(rf"(?<!\w)(?:{found})(?!\w)" if whole_words else found, re.IGNORECASE)
 
 
-def _scrubbed(value: Any, patterns: list[re.Pattern[str]], pseudonym: str) -> Any:
-    """The value with every match of ``patterns`` in its text replaced by the pseudonym."""
-    if isinstance(value, str):
-        for pattern in patterns:
-            value = pattern.sub(pseudonym, value)
-        return value
-    if isinstance(value, list):
-        return [_scrubbed(item, patterns, pseudonym) for item in value]
-    if isinstance(value, dict):
-        return {key: _scrubbed(item, patterns, pseudonym) for key, item in value.items()}
-    return value
+def _forms(values: Any) -> set[str]:
+    """Each way a message can hold a value: as sent, cut as names are, as chat text, and in
+    the cases a template can give it (upper case spells ß as SS, which no case-blind match
+    finds)."""
+    forms: set[str] = set()
+    for value in values:
+        for cut in (value, value[:MAX_NAME]):
+            for form in (cut, chat_text(cut)):
+                forms.update((form, form.upper(), form.casefold()))
+    return forms
+
+
+def _texts(payload: Any) -> Iterator[tuple[Any, Any]]:
+    """Where a message's text is (container, key): a chat message's text, its section's text
+    and fields; a webhook's text. Nothing else in it is a person's to rewrite."""
+    if not isinstance(payload, dict):
+        return
+    yield payload, "text"
+    for block in payload.get("blocks") or []:
+        if isinstance(block, dict):
+            yield block.get("text"), "text"
+            for item in block.get("fields") or []:
+                yield item, "text"
+    yield payload.get("data"), "text"
 
 
 def _forget_in_outbox(
@@ -331,24 +349,21 @@ def _forget_in_outbox(
 ) -> int:
     """Put the pseudonym in the outbox's messages; return how many changed.
 
-    A message's text holds a person as the template wrote them: their identity or a name,
-    raw, or as plain chat text. A webhook's copy of the event is rewritten field by field,
-    like a stored body.
+    A message's text holds a person as its template wrote them: their identity or a name,
+    raw or as chat text, maybe in another case. In a message made from an event about them,
+    that is looked for anywhere in the text (short plain names as whole words); in any other,
+    as whole words. A webhook's copy of the event is rewritten field by field, like a stored
+    body. Keys, types and other values are never touched.
     """
-    forms = {f for value in (identity, *done.names) for f in (value, chat_text(value))}
-    long = [f for f in forms if len(f) >= MIN_NAME]
-    short = [f for f in forms if len(f) < MIN_NAME]
-    # A message about them: their names wherever they appear, in any case (a template may
-    # have changed it); short ones as whole words. Any other message: whole words only.
+    forms = _forms((identity, *done.names))
+    long = [f for f in forms if len(f) >= MIN_NAME or not f.isascii()]  # 李明 is a word too
+    short = [f for f in forms if f not in long]
     about_them = [
         p
-        for p in (
-            _pattern(long, whole_words=False, any_case=True),
-            _pattern(short, whole_words=True, any_case=True),
-        )
+        for p in (_pattern(long, whole_words=False), _pattern(short, whole_words=True))
         if p is not None
     ]
-    elsewhere = [p for p in (_pattern(long, whole_words=True, any_case=False),) if p is not None]
+    elsewhere = [p for p in (_pattern(long, whole_words=True),) if p is not None]
     changed = 0
     last = 0
     while True:
@@ -363,12 +378,16 @@ def _forget_in_outbox(
                 payload = _parsed(row.body)
                 if payload is None:
                     continue
+                about = (row.tenant, row.event_key) in done.about
                 data = payload.get("data") if isinstance(payload, dict) else None
                 if isinstance(data, dict) and isinstance(data.get("event"), dict):
-                    _rewritten(data["event"], identity, done)
-                about = (row.tenant, row.event_key) in done.rewritten
+                    about = _rewritten(data["event"], identity, done) or about
                 patterns = about_them if about else elsewhere
-                body = _encoded(_scrubbed(payload, patterns, done.pseudonym))
+                for holder, key in _texts(payload):
+                    if isinstance(holder, dict) and isinstance(holder.get(key), str):
+                        for pattern in patterns:
+                            holder[key] = pattern.sub(done.pseudonym, holder[key])
+                body = _encoded(payload)
                 if body is not None and body != bytes(row.body):
                     conn.execute(outbox.update().where(outbox.c.id == row.id).values(body=body))
                     changed += 1

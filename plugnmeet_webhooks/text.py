@@ -48,12 +48,24 @@ _CHAT_LOOKALIKES = str.maketrans(
         "#": "\uff03",  # fullwidth number sign
         "@": "\uff20",  # fullwidth commercial at (no @channel, @all, @here or @someone)
         ":": "\u2236",  # ratio (no emoji codes, no https://)
+        "\\": "\u2216",  # set minus (no escapes of the template's own marks)
+        "$": "\uff04",  # fullwidth dollar sign (no formulas where chats render them)
+        # Letters that show nothing: a line of them hides what follows.
+        "\u115f": " ",
+        "\u1160": " ",
+        "\u2800": " ",
+        "\u3164": " ",
+        "\uffa0": " ",
     }
 )
 # An underscore inside a word formats nothing; at a word's edge it can start or end italics.
 _EDGE_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
-# A dot between letters or digits makes a bare domain (example.com) that chats turn into links.
-_DOMAIN_DOT = re.compile(r"(?<=[0-9A-Za-z])\.(?=[0-9A-Za-z])")
+# A dot between letters or digits, in any script, makes a bare domain (example.com, пример.рф)
+# that chats turn into links.
+_DOMAIN_DOT = re.compile(r"(?<=\w)[.\uff0e](?=\w)")
+# "- x", "+ x", "1. x" or "1) x" at the start of a line is a list in Markdown.
+_LIST_MARK = re.compile(r"^(?:[-+]|[0-9]{1,9}[.)])(?= )")
+_LIST_LOOKALIKES = str.maketrans({"-": "\u2010", "+": "\uff0b", ".": "\u2024", ")": "\uff09"})
 _SPACES = re.compile(r" {2,}")
 CHAT_VALUE_CHARS = 200
 
@@ -68,10 +80,10 @@ def chat_text(value: object, limit: int = CHAT_VALUE_CHARS) -> str:
     """Make a value from an event plain text in a chat message: one line, at most ``limit``
     characters, with nothing that formats, links or mentions on Slack, Mattermost,
     Rocket.Chat or Discord."""
-    text = "" if value is None else str(value)
+    text = ("" if value is None else str(value)).translate(_CHAT_LOOKALIKES)
     if not text.isprintable() or "  " in text:
         text = _SPACES.sub(" ", "".join(" " if _blank(c) else c for c in text))
-    text = text.strip().translate(_CHAT_LOOKALIKES)
+    text = _LIST_MARK.sub(lambda m: m.group().translate(_LIST_LOOKALIKES), text.strip())
     # One dot leader, and modifier letter low macron.
     text = _DOMAIN_DOT.sub("\u2024", _EDGE_UNDERSCORE.sub("\u02cd", text))
     return cut(text, limit)

@@ -68,8 +68,7 @@ def db_upgrade(revision: str) -> None:
             click.echo("An earlier upgrade did not finish applying its events again; resuming.")
         result = run_replay(EventFilter(names=due), f"Applying {', '.join(due)} again")
         click.echo(
-            f"Applied {result.events} stored {_listed(due)} events again "
-            f"({result.failed} failed)."
+            f"Applied {result.events} stored {_listed(due)} events again ({result.failed} failed)."
         )
     replays_done(engine, due)
 

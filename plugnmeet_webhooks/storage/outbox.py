@@ -76,6 +76,7 @@ outbox = Table(
     Column("last_error", Text),
     Column("rate_limited", Integer, nullable=False, server_default="0"),
     Column("pruned_at", Float),
+    Column("retried_at", Float),
 )
 Index("ix_outbox_due", outbox.c.state, outbox.c.next_attempt_at)
 _WAITING = text("state IN ('pending', 'sending')")
@@ -153,7 +154,13 @@ class Claimed:
     attempts: int  # this attempt included
     rate_limited: int  # the earlier attempts a destination answered "slow down" (429)
     created_at: float
+    retried_at: float | None  # when someone last sent it again by hand
     lease_token: str
+
+    @property
+    def waiting_since(self) -> float:
+        """Since when the message has waited to be sent: made, or sent again by hand."""
+        return max(self.created_at, self.retried_at or 0.0)
 
 
 # Literal, not bound: the planners use the partial index only for a query whose WHERE
@@ -209,10 +216,12 @@ def cycle(
     wanted: dict[str, int],
     lease: float,
     renew: Sequence[Held] = (),
+    holding: Sequence[int] = (),
 ) -> list[Claimed]:
     """Record finished attempts, renew held leases and claim due messages, in one transaction.
 
-    ``wanted`` says how many messages to take per destination. A claimed message is
+    ``wanted`` says how many messages to take per destination, none of those in ``holding``
+    (whose attempts are still open here). A claimed message is
     ``sending`` under a lease of ``lease`` seconds; one whose lease ran out (its dispatcher
     died mid-send) is due again. An attempt is recorded, and a lease renewed, only if this
     dispatcher still holds its message. One transaction a cycle keeps the outbox from
@@ -253,12 +262,18 @@ def cycle(
             )
         for destination, limit in wanted.items():
             if limit > 0:
-                claimed += _claim(conn, destination, limit, now, lease, token)
+                claimed += _claim(conn, destination, limit, now, lease, token, holding)
     return claimed
 
 
 def _claim(
-    conn: Connection, destination: str, limit: int, now: float, lease: float, token: str
+    conn: Connection,
+    destination: str,
+    limit: int,
+    now: float,
+    lease: float,
+    token: str,
+    holding: Sequence[int],
 ) -> list[Claimed]:
     query = (
         select(outbox.c.id)
@@ -266,6 +281,8 @@ def _claim(
         .order_by(outbox.c.next_attempt_at, outbox.c.id)
         .limit(limit)
     )
+    if holding:
+        query = query.where(outbox.c.id.not_in(list(holding)))
     if conn.dialect.name == "postgresql":  # several dispatchers never take one message
         query = query.with_for_update(skip_locked=True)
     ids = list(conn.execute(query).scalars())
@@ -285,7 +302,7 @@ def _claim(
     rows = conn.execute(
         select(
             outbox.c.id, outbox.c.message_id, outbox.c.destination, outbox.c.body,
-            outbox.c.attempts, outbox.c.rate_limited, outbox.c.created_at,
+            outbox.c.attempts, outbox.c.rate_limited, outbox.c.created_at, outbox.c.retried_at,
         ).where(outbox.c.id.in_(ids)).order_by(outbox.c.id)
     ).all()  # fmt: skip
     return [Claimed(*row, lease_token=token) for row in rows]
@@ -317,13 +334,14 @@ def retry(
         condition = outbox.c.id.in_(list(ids)) & kept
     elif not dead:
         return 0
+    now = time.time()
     with write_transaction(engine) as conn:
         result = conn.execute(
             outbox.update()
             .where(condition, outbox.c.pruned_at.is_(None))
             .values(
-                state=State.PENDING.value, next_attempt_at=time.time(), attempts=0,
-                rate_limited=0,
+                state=State.PENDING.value, next_attempt_at=now, attempts=0, rate_limited=0,
+                retried_at=now,
             )
         )  # fmt: skip
         return int(result.rowcount)
@@ -370,13 +388,15 @@ def prune(engine: Engine, before: float, *, batch_size: int = 1000) -> int:
             ).all()
             sent = [row.id for row in rows if row.state == State.SENT.value]
             kept = [row.id for row in rows if row.state != State.SENT.value]
+            # A dispatcher may have claimed one since the read: it keeps its body.
+            free = outbox.c.state != State.SENDING.value
             if sent:
-                conn.execute(outbox.delete().where(outbox.c.id.in_(sent)))
+                conn.execute(outbox.delete().where(outbox.c.id.in_(sent), free))
             if kept:
                 never_sent = outbox.c.state == State.PENDING.value
                 conn.execute(
                     outbox.update()
-                    .where(outbox.c.id.in_(kept))
+                    .where(outbox.c.id.in_(kept), free)
                     .values(
                         body=b"",
                         pruned_at=time.time(),

@@ -91,13 +91,13 @@ def retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
+    try:
+        if value.isascii() and value.isdigit():  # "²" is a digit to Python, not to HTTP
+            seconds = float(value)
+        else:
             seconds = parsedate_to_datetime(value).timestamp() - now
-        except (TypeError, ValueError):
-            return None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
@@ -320,6 +320,9 @@ class Dispatcher:
             )
             self._thread = threading.Thread(target=self._run, name="pnm-dispatcher", daemon=True)
             self._thread.start()
+            threading.Thread(
+                target=self._watch_deadlines, name="pnm-deadlines", daemon=True
+            ).start()
             log.info("dispatcher started for %d destinations", len(self._destinations))
         return self
 
@@ -380,19 +383,21 @@ class Dispatcher:
                 for claimed, _, lease_end in self._open.values()
                 if lease_end - now < self._lease / 2
             ]
+            holding = tuple(self._open)
         wanted = {name: n for name, n in free.items() if n > 0} if claim else {}
         if wanted:
             due = due_destinations(self._engine, list(wanted))
             wanted = {name: n for name, n in wanted.items() if name in due}
         if not settled and not wanted and not renew:
             return 0
+        # The leases the cycle gives start no later than this, whatever the cycle waits.
+        now = time.time()
         try:
-            claimed = cycle(self._engine, settled, wanted, self._lease, renew)
+            claimed = cycle(self._engine, settled, wanted, self._lease, renew, holding)
         except BaseException:
             with self._lock:  # record them with the next cycle
                 self._settled[:0] = settled
             raise
-        now = time.time()
         with self._lock:
             for held in renew:
                 if held.id in self._open:
@@ -418,9 +423,13 @@ class Dispatcher:
         for watch in overdue:
             watch.expire()
 
+    def _watch_deadlines(self) -> None:
+        # Apart from the cycles, which may wait for the database: a deadline is a deadline.
+        while not self._stop.wait(0.25):
+            self._end_overdue()
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._end_overdue()
             try:
                 self.run_once()
             except SQLAlchemyError as exc:
@@ -431,19 +440,31 @@ class Dispatcher:
                 time.sleep(GATHER_SECONDS)
             self._wake.clear()
 
+    def _held(self, claimed: Claimed) -> tuple[Claimed, Watch, float] | None:
+        """This claim's entry among the open attempts (not a later claim of the message)."""
+        entry = self._open.get(claimed.id)
+        return entry if entry is not None and entry[0].lease_token == claimed.lease_token else None
+
     def _deliver(self, claimed: Claimed) -> None:
         settlement: Settlement | None = None
-        with self._lock:
-            watch = self._open[claimed.id][1]
         try:
+            with self._lock:
+                entry = self._held(claimed)
+            watch = entry[1] if entry is not None else None
             attempt = send(self._http, self._destinations[claimed.destination], claimed, watch)
             settlement = self._settlement(claimed, attempt)
-        except Exception:  # a bug must not keep the slot: the lease runs out, it is sent again
+        except Exception as exc:
+            # A bug must neither keep the slot nor send the message again and again: the
+            # attempt counts as failed, and the schedule decides what follows.
             log.exception("dispatcher failed on message %s", claimed.message_id)
+            failed = Attempt(status=None, error=f"internal error ({type(exc).__name__})")
+            with contextlib.suppress(Exception):
+                settlement = self._settlement(claimed, failed)
         finally:
             with self._lock:
                 self._busy[claimed.destination] -= 1
-                self._open.pop(claimed.id, None)
+                if self._held(claimed) is not None:
+                    del self._open[claimed.id]
                 if settlement is not None:
                     self._settled.append(settlement)
             self._wake.set()
@@ -462,7 +483,7 @@ class Dispatcher:
         why = None
         if not attempt.may_pass:
             why = "refused for good"
-        elif limited and now - claimed.created_at > self._rate_limit_budget:
+        elif limited and now - claimed.waiting_since > self._rate_limit_budget:
             why = f"rate-limited for over {self._rate_limit_budget / 3600:g} h"
         elif not limited and failures > len(self._schedule):
             why = "out of attempts"

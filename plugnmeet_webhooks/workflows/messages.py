@@ -189,7 +189,7 @@ def _slack_body(rule: Rule, facts: Facts, several_tenants: bool) -> dict[str, An
     room = event.room.room_id or event.room.sid
     text = rule.slack_text.render(facts.context).strip() or chat_text(f"{event.event} {room}")
     fields: list[tuple[str, Any]] = []
-    if several_tenants:  # whose event it is, when the rule hears more than one tenant
+    if several_tenants and rule.tenant is None:  # whose event, when it hears several tenants
         text = f"[{chat_text(facts.tenant)}] {text}"
         fields.append(("Tenant", facts.tenant))
     text = cut(text, SECTION_CHARS)
@@ -201,15 +201,14 @@ def _slack_body(rule: Rule, facts: Facts, several_tenants: bool) -> dict[str, An
         fields.append(("Billable minutes", facts.session.billable_minutes))
     if event.room_artifact is not None:
         fields.append(("AI cost today", f"{facts.room.ai_cost_today:.6f}"))
-    section = {
-        "type": "section",
-        "text": {"type": "mrkdwn", "text": text},
-        "fields": [
-            {"type": "mrkdwn", "text": cut(f"*{label}*\n{chat_value(value)}", FIELD_CHARS)}
-            for label, value in fields
-            if value not in (None, "")
-        ][:MAX_FIELDS],
-    }
+    section: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    shown = [
+        {"type": "mrkdwn", "text": cut(f"*{label}*\n{chat_value(value)}", FIELD_CHARS)}
+        for label, value in fields
+        if value not in (None, "")
+    ][:MAX_FIELDS]
+    if shown:  # Slack refuses an empty list of fields
+        section["fields"] = shown
     return {"text": text, "blocks": [section]}
 
 

@@ -22,7 +22,8 @@ FORGED = (
     "Carol\n\n*IT NOTICE*: your password expires today.\nReset it at "
     "https://it-helpdesk.example/reset or evil.example/reset <!channel> <@U123> @channel @all "
     "@here [Reset now](https://evil.example) ![x](https://evil.example/p.png) `run me` "
-    "~strike~ _italic_ **bold** # Heading > quote :rotating_light: ||spoiler||"
+    "~strike~ _italic_ **bold** # Heading > quote :rotating_light: ||spoiler|| "
+    "\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444/reset \\(\\Huge X\\) $x^2$ trailing\\"
 )
 
 # What formats, links or mentions, in Slack's mrkdwn and in Markdown (Mattermost,
@@ -31,7 +32,7 @@ SLACK_ACTIVE = {
     "a tag (mention, link)": re.compile(r"<[^>]*>"),
     "an entity or a raw & < >": re.compile(r"[&<>]"),
     "a link": re.compile(r"https?://|\bwww\.", re.I),
-    "a bare domain": re.compile(r"\b[a-z0-9-]+\.[a-z]{2,}\b", re.I),
+    "a bare domain": re.compile(r"\w\.\w"),
     "bold": re.compile(r"(^|\W)\*\S"),
     "italic": re.compile(r"(^|\W)_\S"),
     "strike": re.compile(r"(^|\W)~\S"),
@@ -48,6 +49,9 @@ MARKDOWN_ACTIVE = {
     "strike or spoiler": re.compile(r"~~|\|\|"),
     "code": re.compile(r"`"),
     "a line break": re.compile(r"\n"),
+    "an escape or a formula": re.compile(r"[\\$]"),
+    "a list": re.compile(r"^\s*([-+*]|[0-9]+[.)]) "),
+    "a bare domain": re.compile(r"\w\.\w"),
 }
 
 
@@ -175,6 +179,31 @@ def test_with_several_tenants_a_rule_without_one_names_whose_event_it_is(chat_ap
     for taken in slack.taken:
         [section] = taken.payload["blocks"]
         assert section["fields"][0]["text"].startswith("*Tenant*\n")
+
+
+def test_a_name_at_the_start_of_a_message_makes_no_list(chat_app):
+    with ChatServer("mattermost", interval=None) as mattermost:
+        app = chat_app({"mattermost": mattermost.url}, "{{ participant.name }} joined")
+        client = app.test_client()
+        for n, name in enumerate(("- IT NOTICE", "1. IT NOTICE", "+ IT NOTICE")):
+            assert deliver(client, join_named(name, n)).status == 200
+        _drain(app, mattermost, count=3)
+    for taken in mattermost.taken:
+        assert inert(taken.text, MARKDOWN_ACTIVE) == [], taken.text
+        assert "IT NOTICE joined" in taken.text
+
+
+def test_a_rule_kept_to_one_tenant_names_none(chat_app):
+    with ChatServer("slack", interval=None) as slack:
+        app = chat_app(
+            {"slack": slack.url},
+            "{{ participant.name }} joined",
+            keys={KEY: SECRET, OTHER_KEY: OTHER_SECRET},
+            tenant=KEY,
+        )
+        assert deliver(app.test_client(), join_named("Carol")).status == 200
+        _drain(app, slack)
+    assert slack.taken[0].text == "Carol joined"
 
 
 def test_with_one_tenant_a_message_names_none(chat_app):

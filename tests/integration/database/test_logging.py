@@ -98,7 +98,7 @@ def test_no_destination_secret_reaches_the_log_even_at_debug(settings, capsys, r
     path = "/services/T0/B0/path-secret-123?token=query-secret-456"
     with Sink() as slack:
         destination = Destination(name="ops", kind="slack", url=slack.url(path))
-        claimed = Claimed(1, "msg_1", "ops", b"{}", 1, 0, 0.0, "t")
+        claimed = Claimed(1, "msg_1", "ops", b"{}", 1, 0, 0.0, None, "t")
         assert send(urllib3.PoolManager(), destination, claimed).sent
         slack.wait_for(path, 1)
     logging.getLogger("test").debug("debug lines are on")

@@ -263,3 +263,77 @@ def test_retention_deletes_old_sent_messages_and_empties_old_bodies(rules_app):
         bodies = conn.execute(text("SELECT body FROM outbox")).scalars().all()
     assert [bytes(b) for b in bodies] == [b"", b""]
     assert outbox.retry(engine, dead=True) == 0, "a message without its body is not sent again"
+
+
+class RawAnswer:
+    """A destination that answers every request with the same raw bytes."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.requests = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/hook"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                self.requests += 1
+                conn.sendall(self.answer)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_a_hostile_retry_after_is_ignored_and_the_answer_still_settles(rules_app):
+    # Latin-1 byte 0xB2 reads as "²", which Python calls a digit but cannot turn into a number.
+    destination = RawAnswer(
+        b"HTTP/1.1 400 Bad Request\r\nRetry-After: \xb2\r\nContent-Length: 0\r\n\r\n"
+    )
+    try:
+        app = rules_app(destination.url, outbox_lease=5.0)
+        [body] = joins(1)
+        assert deliver(app.test_client(), body).status == 200
+        runtime.of(app).dispatcher().start()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            [message] = _messages(app)
+            if message["state"] == "dead":
+                break
+            time.sleep(0.1)
+        assert (message["state"], message["attempts"], message["last_error"]) == (
+            "dead",
+            1,
+            "HTTP 400",
+        )
+        time.sleep(0.5)
+        assert destination.requests == 1
+    finally:
+        destination.close()
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0663", "1e9", "-5", "Wed, 99 Foo 2026", "9" * 400])
+def test_retry_after_reads_only_what_http_allows(value):
+    from plugnmeet_webhooks.workflows.dispatcher import MAX_RETRY_AFTER, retry_after
+
+    found = retry_after(value, time.time())
+    assert found is None or 0 <= found <= MAX_RETRY_AFTER
+
+
+def test_a_message_sent_again_by_hand_has_its_rate_limit_budget_again(rules_app):
+    app = rules_app("http://127.0.0.1:9/hook")
+    [body] = joins(1)
+    assert deliver(app.test_client(), body).status == 200
+    engine = runtime.of(app).database()
+    with write_transaction(engine) as conn:
+        conn.execute(
+            outbox.outbox.update().values(state="dead", created_at=time.time() - 3 * 86400)
+        )
+    assert outbox.retry(engine, dead=True) == 1
+    [claimed] = outbox.cycle(engine, [], {"chat": 1}, lease=30)
+    assert time.time() - claimed.waiting_since < 60  # not three days: the budget starts again

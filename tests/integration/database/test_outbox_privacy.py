@@ -163,3 +163,45 @@ def test_handler_log_lines_name_people_by_identity_never_by_name(app, client, ca
     assert any(line.startswith("Participant u-bob left room") for line in lines)
     for name in PEOPLE_NAMES:
         assert name not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("name", "template"),
+    [
+        ("J\u00fcrgen Stra\u00dfe", "{{ participant.name | upper }} joined the call"),
+        ("\u674e\u660e", "{{ participant.name }}\u52a0\u5165\u4e86\u4f1a\u8bae"),
+        ("Ion", "{{ participant.name }} joined; the section keeps its type"),
+        ("Art", "{{ participant.name }} joined"),
+        ("A" * 250, "{{ participant.name }} joined"),  # cut to 200 where it was read
+    ],
+    ids=["upper-sharp-s", "cjk", "ion", "art", "long"],
+)
+def test_forgetting_finds_a_name_in_any_form_and_leaves_the_message_whole(
+    make_app, tmp_path, sink, name, template
+):
+    rules = tmp_path / "chat.toml"
+    rules.write_text(
+        f'[destinations.chat]\nkind = "slack"\nurl = "{sink.url("/chat")}"\n\n'
+        f'[destinations.hook]\nkind = "webhook"\nurl = "{sink.url("/hook")}"\n'
+        f'secret = "{HOOK_SECRET}"\n\n'
+        f'[[rules]]\nname = "joined"\non = "participant_joined"\nsend = ["chat", "hook"]\n'
+        f"text = {json.dumps(template)}\n"
+    )
+    app = make_app(api_keys={KEY: SECRET}, rules_file=str(rules))
+    body = json.loads(corpus_bodies()[4])
+    body["participant"]["name"] = name
+    assert deliver(app.test_client(), json.dumps(body).encode()).status == 200
+    before = {d: json.loads(b) for d, b in _bodies(app).items()}
+    result = app.test_cli_runner().invoke(args=["forget-participant", "u-carol", "--yes"])
+    assert "2 outbox messages rewritten" in result.output, result.output
+    after = {d: json.loads(b) for d, b in _bodies(app).items()}
+    for destination, message in after.items():
+        text = json.dumps(message, ensure_ascii=False)
+        for form in (name, name[:200], name.upper(), "STRASSE", "u-carol"):
+            assert form not in text, (destination, form)
+    # Only the person changed: every type, key and other value is as it was.
+    [section] = after["chat"]["blocks"]
+    assert section["type"] == "section" and section["text"]["type"] == "mrkdwn"
+    assert after["hook"]["type"] == before["hook"]["type"] == "plugnmeet.participant_joined"
+    assert after["hook"]["data"]["tenant"] == before["hook"]["data"]["tenant"]
+    assert after["hook"]["data"]["rule"] == "joined"

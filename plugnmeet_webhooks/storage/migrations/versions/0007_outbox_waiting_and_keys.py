@@ -5,8 +5,9 @@ A claimed message is due again when its lease runs out, so ``next_attempt_at`` n
 that time too, and one partial index over the waiting messages (pending or sending) serves
 the dispatcher's poll however many sent messages the table keeps. ``rate_limited`` counts
 the answers that asked to slow down, which do not spend the message's retries;
-``pruned_at`` marks a body removed by retention. ``instance_keys`` holds random keys made
-once per installation (the dashboard's session key is derived from one).
+``pruned_at`` marks a body removed by retention; ``retried_at`` when someone last sent a
+message again by hand (its rate-limit budget starts again there). ``instance_keys`` holds
+random keys made once per installation (the dashboard's session key is derived from one).
 
 Revision ID: 0007
 Revises: 0006
@@ -28,6 +29,7 @@ def upgrade() -> None:
         "outbox", sa.Column("rate_limited", sa.Integer, nullable=False, server_default="0")
     )
     op.add_column("outbox", sa.Column("pruned_at", sa.Float))
+    op.add_column("outbox", sa.Column("retried_at", sa.Float))
     outbox = sa.table(
         "outbox", sa.column("state"), sa.column("next_attempt_at"), sa.column("lease_until")
     )
@@ -57,5 +59,6 @@ def downgrade() -> None:
     op.create_index("ix_outbox_destination", "outbox", ["destination", "state"])
     op.drop_index("ix_outbox_waiting", table_name="outbox")
     with op.batch_alter_table("outbox") as batch:
+        batch.drop_column("retried_at")
         batch.drop_column("pruned_at")
         batch.drop_column("rate_limited")
