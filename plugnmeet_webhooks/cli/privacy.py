@@ -12,7 +12,7 @@ from plugnmeet_webhooks.cli.context import database, runtime
 from plugnmeet_webhooks.privacy import forget_participant
 from plugnmeet_webhooks.storage import outbox
 from plugnmeet_webhooks.storage.events import EventFilter, count_matching
-from plugnmeet_webhooks.storage.retention import count_prunable, cutoff, prune_bodies
+from plugnmeet_webhooks.storage.retention import count_prunable, cutoff, prune
 
 
 @click.command("purge")
@@ -43,8 +43,7 @@ def purge(days: int | None, dry_run: bool) -> None:
         click.echo(f"{messages} outbox messages made before {day} would go or lose their bodies.")
         return
     with click.progressbar(length=due, label="Pruning", show_pos=True, file=sys.stderr) as bar:
-        pruned = prune_bodies(engine, before, progress=bar.update)
-    messages = outbox.prune(engine, before)
+        pruned, messages = prune(engine, before, progress=bar.update)
     click.echo(f"Pruned the raw bodies of {pruned} events received before {day}.")
     click.echo(f"Pruned {messages} outbox messages made before {day}.")
 

@@ -11,10 +11,10 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy import Column, Engine, Float, Table, Text, select
+from sqlalchemy import Column, Engine, Float, Table, Text, bindparam, select
 
 from plugnmeet_webhooks.storage.engine import write_transaction
-from plugnmeet_webhooks.storage.sql import metadata
+from plugnmeet_webhooks.storage.sql import compiled, execute, metadata
 
 instance_keys = Table(
     "instance_keys",
@@ -26,7 +26,10 @@ instance_keys = Table(
 
 
 def _insert(module: Any) -> Any:
-    return module.insert(instance_keys).on_conflict_do_nothing(index_elements=["name"])
+    statement = module.insert(instance_keys).values(
+        {c: bindparam(c) for c in ("name", "value", "created_at")}
+    )
+    return statement.on_conflict_do_nothing(index_elements=["name"])
 
 
 def instance_key(engine: Engine, name: str) -> bytes:
@@ -37,7 +40,7 @@ def instance_key(engine: Engine, name: str) -> bytes:
     if found is None:
         made = secrets.token_hex(32)
         with write_transaction(engine) as conn:
-            module = __import__(f"sqlalchemy.dialects.{conn.dialect.name}", fromlist=["insert"])
-            conn.execute(_insert(module).values(name=name, value=made, created_at=time.time()))
+            params = {"name": name, "value": made, "created_at": time.time()}
+            execute(conn, compiled(conn.dialect, _insert), params)
             found = conn.execute(query).scalar_one()
     return bytes.fromhex(found)

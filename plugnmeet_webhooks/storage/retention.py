@@ -74,6 +74,14 @@ def prune_bodies(
             progress(len(ids))
 
 
+def prune(
+    engine: Engine, before: float, *, progress: Callable[[int], None] | None = None
+) -> tuple[int, int]:
+    """Prune what was received or made before ``before``: the events' raw bodies, then the
+    outbox's messages; return how many of each."""
+    return prune_bodies(engine, before, progress=progress), outbox.prune(engine, before)
+
+
 class Pruner:
     """A background thread that prunes old raw bodies once an interval, until stopped."""
 
@@ -107,13 +115,11 @@ class Pruner:
 
     def run_once(self) -> int:
         """Prune what is due now; return how many event bodies went."""
-        before = cutoff(self._days)
-        pruned = prune_bodies(self._engine, before)
+        pruned, messages = prune(self._engine, cutoff(self._days))
         if pruned:
             log.info("retention: pruned the raw bodies of %d events", pruned)
             if self._on_pruned is not None:
                 self._on_pruned(pruned)
-        messages = outbox.prune(self._engine, before)
         if messages:
             log.info("retention: pruned %d outbox messages", messages)
         return pruned

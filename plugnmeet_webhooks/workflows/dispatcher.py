@@ -196,10 +196,11 @@ def http_client(destinations: int) -> urllib3.PoolManager:
     return http
 
 
-def _failure(exc: Exception, watch: Watch | None = None) -> str:
+DEADLINE_PASSED = f"no whole answer within {TOTAL_TIMEOUT:.0f} s"
+
+
+def _failure(exc: Exception) -> str:
     """Say what went wrong without the URL, which the library's message would hold."""
-    if watch is not None and watch.expired:
-        return f"no whole answer within {TOTAL_TIMEOUT:.0f} s"
     # NewConnectionError is a ConnectTimeoutError too, for history's sake: it comes first.
     if isinstance(exc, urllib3.exceptions.NewConnectionError):
         return "connection refused or unreachable"
@@ -239,7 +240,8 @@ def send(
     except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
         if watch is not None:
             watch.detach()
-        return Attempt(status=None, error=_failure(exc, watch))
+        expired = watch is not None and watch.expired
+        return Attempt(status=None, error=DEADLINE_PASSED if expired else _failure(exc))
     finally:
         _watching.watch = None
     try:
@@ -251,7 +253,7 @@ def send(
             watch.detach()
         response.release_conn()
     if watch is not None and watch.expired:  # a status line, but no whole answer in time
-        return Attempt(status=None, error=_failure(TimeoutError(), watch))
+        return Attempt(status=None, error=DEADLINE_PASSED)
     status = response.status
     if 200 <= status < 300:
         return Attempt(status=status)
