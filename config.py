@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
@@ -38,6 +39,24 @@ class ConfigError(click.ClickException, ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class PlugNmeetServer:
+    """A plugNmeet server whose REST API reconciliation asks, with the pair that signs for it.
+
+    plugNmeet has one pair per server (``client.api_key``, ``client.secret``): the webhooks'
+    and the API's. The facts it gives belong to ``tenant``.
+    """
+
+    tenant: str
+    url: str
+    api_key: str
+    secret: str = field(repr=False)
+
+
+DEFAULT_RECONCILE_INTERVAL = 300.0
+DEFAULT_RECONCILE_GRACE = 120.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service needs to know, validated."""
 
@@ -64,6 +83,14 @@ class Settings:
     """The tenant of each API key that has one besides itself (key rotation, shared names)."""
     warnings: tuple[str, ...] = ()
     """What is allowed but unwise, for the log at start-up."""
+    plugnmeet_servers: tuple[PlugNmeetServer, ...] = ()
+    """The plugNmeet servers reconciliation asks (none: it is off)."""
+    plugnmeet_ca: str | None = None
+    """A CA bundle to verify the plugNmeet servers' certificates with (default: the system's)."""
+    reconcile_interval: float | None = DEFAULT_RECONCILE_INTERVAL
+    """Seconds between background reconciliation passes (None: no background pass)."""
+    reconcile_grace: float = DEFAULT_RECONCILE_GRACE
+    """How long after its end a session may still get its session_ended by webhook."""
 
     def tenant_of(self, api_key: str) -> str:
         """Return the tenant whose data a delivery signed with ``api_key`` is."""
@@ -136,6 +163,7 @@ class _Keys:
     def __init__(self) -> None:
         self.pairs: dict[str, KeyPair] = {}
         self.warnings: list[str] = []
+        self.urls: dict[str, str] = {}  # each [tenant] section's plugnmeet_url
 
     def add(
         self, key: str, secret: str, tenant: str | None, where: str, key_where: str = ""
@@ -201,11 +229,23 @@ def _read_keys_file(path_text: str, keys: _Keys) -> None:
                     "digits, '.', '_' or '-'."
                 )
             continue
+        name, equals, value = line.partition("=")
+        if equals and name.strip() == "plugnmeet_url":
+            if tenant is None:
+                raise ConfigError(
+                    f"{where} gives a plugnmeet_url outside any [tenant] section; put it under "
+                    "the section of the tenant whose server it is (PNM_PLUGNMEET_URL names the "
+                    "server of the keys set outside the file)."
+                )
+            if tenant in keys.urls:
+                raise ConfigError(f"{where} gives [{tenant}] a second plugnmeet_url; keep one.")
+            keys.urls[tenant] = check_plugnmeet_url(value.strip().strip("\"'"), where)
+            continue
         key, sep, secret = line.partition(":")
         if not sep:
             raise ConfigError(
-                f"{where} is neither 'key: secret' nor '[tenant]'; write one pair a line, "
-                "the secret after the first colon."
+                f"{where} is neither 'key: secret', 'plugnmeet_url = URL' nor '[tenant]'; "
+                "write one pair a line, the secret after the first colon."
             )
         secret = secret.strip()
         if len(secret) >= 2 and secret[0] == secret[-1] and secret[0] in "\"'":
@@ -213,8 +253,85 @@ def _read_keys_file(path_text: str, keys: _Keys) -> None:
         keys.add(key.strip(), secret, tenant, where)
 
 
-def parse_api_keys(env: Mapping[str, str]) -> tuple[dict[str, KeyPair], list[str]]:
-    """Read the key pairs and the warnings about them.
+def check_plugnmeet_url(url: str, where: str) -> str:
+    """Return a plugNmeet server's base URL without its trailing slash, or say what to write."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is no number
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+    ):
+        raise ConfigError(
+            f"{where} is not a plugNmeet server's base URL; write it as "
+            "https://plugnmeet.example.com (the address plugNmeet's clients use, no path "
+            "after it unless plugNmeet is served under one)."
+        )
+    return url.rstrip("/")
+
+
+def plugnmeet_servers(
+    env: Mapping[str, str], pairs: Mapping[str, KeyPair], urls: Mapping[str, str]
+) -> tuple[PlugNmeetServer, ...]:
+    """Pair each plugNmeet server URL with the key pair that signs for it.
+
+    ``PNM_PLUGNMEET_URL`` is the server of ``PNM_API_KEY`` (or of the only tenant); a
+    ``plugnmeet_url = …`` line in a ``[tenant]`` section of the keys file is that tenant's,
+    signed with the section's first key.
+    """
+    servers: dict[str, PlugNmeetServer] = {}
+    first_pair: dict[str, KeyPair] = {}
+    for pair in pairs.values():  # in the order they were read
+        first_pair.setdefault(pair.tenant, pair)
+    for tenant, url in urls.items():
+        if tenant not in first_pair:
+            raise ConfigError(
+                f"PNM_API_KEYS_FILE gives [{tenant}] a plugnmeet_url but no key; add its "
+                "'key: secret' line (client.api_key and client.secret of that server)."
+            )
+        signer = first_pair[tenant]
+        servers[tenant] = PlugNmeetServer(tenant, url, signer.key, signer.secret)
+    raw = env.get("PNM_PLUGNMEET_URL", "").strip()
+    if raw:
+        url = check_plugnmeet_url(raw, "PNM_PLUGNMEET_URL")
+        key = env.get("PNM_API_KEY", "").strip()
+        tenants = {p.tenant for p in pairs.values()}
+        if key and key in pairs:
+            pair = pairs[key]
+        elif len(tenants) == 1:
+            pair = first_pair[next(iter(tenants))]
+        else:
+            raise ConfigError(
+                "PNM_PLUGNMEET_URL is set but the keys belong to several tenants and "
+                "PNM_API_KEY names none of them; give each tenant's server as "
+                "'plugnmeet_url = https://…' in its section of PNM_API_KEYS_FILE."
+            )
+        if pair.tenant in servers and servers[pair.tenant].url != url:
+            raise ConfigError(
+                f"PNM_PLUGNMEET_URL and the plugnmeet_url of [{pair.tenant}] name two servers "
+                "for one tenant; keep one."
+            )
+        servers.setdefault(pair.tenant, PlugNmeetServer(pair.tenant, url, pair.key, pair.secret))
+    return tuple(servers[t] for t in sorted(servers))
+
+
+@dataclass(frozen=True, slots=True)
+class ReadKeys:
+    """The key pairs (in the order read), the warnings about them, each tenant's server URL."""
+
+    pairs: dict[str, KeyPair]
+    warnings: list[str]
+    urls: dict[str, str]
+
+
+def parse_api_keys(env: Mapping[str, str]) -> ReadKeys:
+    """Read the key pairs, the warnings about them and the tenants' plugNmeet servers.
 
     ``PNM_API_KEY`` + ``PNM_API_SECRET`` come first, then ``PNM_API_KEYS``
     (``key1:secret1,key2:secret2``), then the file named by ``PNM_API_KEYS_FILE``, the one
@@ -251,7 +368,7 @@ def parse_api_keys(env: Mapping[str, str]) -> tuple[dict[str, KeyPair], list[str
         raise ConfigError(
             f"PNM_API_KEYS_FILE holds no 'key: secret' line; {_WHERE_KEYS_COME_FROM}."
         )
-    return keys.pairs, keys.warnings
+    return ReadKeys(keys.pairs, keys.warnings, keys.urls)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
@@ -335,6 +452,49 @@ def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be on or off, not {raw[:20]!r}.")
 
 
+def _ca_file(env: Mapping[str, str]) -> str | None:
+    path = env.get("PNM_PLUGNMEET_CA", "").strip()
+    if not path:
+        return None
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"PNM_PLUGNMEET_CA names {path}, which is not a file; give the PEM file of the CA "
+            "that signed the plugNmeet server's certificate."
+        )
+    return path
+
+
+MIN_RECONCILE_INTERVAL = 10.0
+
+
+def _interval(env: Mapping[str, str]) -> float | None:
+    raw = env.get("PNM_RECONCILE_INTERVAL", "").strip().lower()
+    if raw in ("off", "0"):
+        return None
+    if not raw:
+        return DEFAULT_RECONCILE_INTERVAL
+    waits = _schedule(env, "PNM_RECONCILE_INTERVAL")
+    if waits is None or len(waits) != 1 or waits[0] < MIN_RECONCILE_INTERVAL:
+        raise ConfigError(
+            f"PNM_RECONCILE_INTERVAL must be one duration of at least 10 s (300, 5m, 1h) or "
+            f"off, not {raw[:40]!r}."
+        )
+    return waits[0]
+
+
+def _grace(env: Mapping[str, str]) -> float:
+    raw = env.get("PNM_RECONCILE_GRACE", "").strip()
+    if not raw:
+        return DEFAULT_RECONCILE_GRACE
+    waits = _schedule(env, "PNM_RECONCILE_GRACE")
+    if waits is None or len(waits) != 1 or not 10 <= waits[0] <= 86400:
+        raise ConfigError(
+            f"PNM_RECONCILE_GRACE must be one duration from 10 s to 24 h (120, 2m), not "
+            f"{raw[:40]!r}: session_ended normally follows a session's end by about 10 s."
+        )
+    return waits[0]
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``env`` (default: the process environment) or say what is wrong."""
     env = os.environ if env is None else env
@@ -351,7 +511,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"PNM_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}."
         )
-    pairs, warnings = parse_api_keys(env)
+    read = parse_api_keys(env)
+    pairs, warnings = read.pairs, read.warnings
+    servers = plugnmeet_servers(env, pairs, read.urls)
+    warnings.extend(
+        f"the plugNmeet server of {s.tenant!r} is asked over plain http: the API secret's "
+        "signatures and the answers cross the network readable; use https unless it is on "
+        "this host."
+        for s in servers
+        if s.url.startswith("http://") and urlsplit(s.url).hostname not in LOOPBACK
+    )
     leeway = _int(env, "PNM_CLOCK_LEEWAY", DEFAULT_CLOCK_LEEWAY, minimum=0)
     if leeway > MAX_CLOCK_LEEWAY:
         raise ConfigError(
@@ -380,6 +549,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         outbox_retries=_schedule(env, "PNM_OUTBOX_RETRIES") or DEFAULT_OUTBOX_RETRIES,
         outbox_lease=_lease(env),
         dispatcher=_switch(env, "PNM_DISPATCHER", True),
+        plugnmeet_servers=servers,
+        plugnmeet_ca=_ca_file(env),
+        reconcile_interval=_interval(env),
+        reconcile_grace=_grace(env),
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from plugnmeet_webhooks.dispatch import Context, Registry
 from plugnmeet_webhooks.ledger import writes as ledger
 from plugnmeet_webhooks.normalize import Artifact, Event
+from plugnmeet_webhooks.storage.events import API
 from plugnmeet_webhooks.text import plain, shown
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,13 @@ def session_length(event: Event, received_at: float) -> SessionLength | None:
 @registry.on("session_ended")
 def session_ended(event: Event, ctx: Context) -> None:
     """Record the session's end and log how many billable minutes it lasted."""
-    ctx.write(ledger.session_write(event, ctx.received_at))
+    ctx.write(ledger.session_write(event, ctx.received_at, ctx.source))
     room_id = shown(event.room.room_id or event.room.sid or "?")
+    if ctx.source == API:
+        log.info(
+            "Room %s: its end came from plugNmeet's API (its session_ended was lost).", room_id
+        )
+        return
     length = session_length(event, ctx.received_at)
     if length is None:
         log.warning("Room %s ended, but no creation_time was sent: length unknown.", room_id)

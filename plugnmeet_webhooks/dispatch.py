@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from plugnmeet_webhooks.ledger.writes import Write
 from plugnmeet_webhooks.normalize import Event
+from plugnmeet_webhooks.storage.events import WEBHOOK
 from plugnmeet_webhooks.text import shown
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class Context:
 
     event_key: str
     received_at: float
+    source: str = WEBHOOK  # a delivery, or a fact reconciliation learned from the API
     writes: list[Write] = field(default_factory=list)
 
     def write(self, *writes: Write | None) -> None:

@@ -16,6 +16,7 @@ from plugnmeet_webhooks.dispatch import Context, Registry
 from plugnmeet_webhooks.ledger.writes import run
 from plugnmeet_webhooks.normalize import check_times, normalize
 from plugnmeet_webhooks.storage.commit import Delivery
+from plugnmeet_webhooks.storage.events import WEBHOOK
 from plugnmeet_webhooks.workflows.messages import Workflows
 
 
@@ -36,12 +37,14 @@ class Ingest:
         tenant: str,
         *,
         notify: bool = True,
+        source: str = WEBHOOK,
     ) -> None:
         """Normalise a parsed body, run its handler and the ledger writes it asked for; then,
-        when ``notify``, queue the messages its rules make (in the same transaction)."""
+        when ``notify``, queue the messages its rules make (in the same transaction).
+        ``source`` says where the body came from: a delivery, or the plugNmeet API."""
         event = normalize(payload)
         check_times(event, received_at)
-        ctx = Context(event_key=event_key, received_at=received_at)
+        ctx = Context(event_key=event_key, received_at=received_at, source=source)
         run(conn, self.registry.plan(event, ctx), tenant)
         if notify:
             self.queued += self.workflows.enqueue(
@@ -51,7 +54,15 @@ class Ingest:
     def apply_delivery(self, conn: Connection, delivery: Delivery) -> None:
         """Apply a delivery its batch has just inserted (its body is parsed already)."""
         stored = delivery.stored
-        self.apply(conn, delivery.payload, stored.dedupe_key, stored.received_at, stored.tenant)
+        self.apply(
+            conn,
+            delivery.payload,
+            stored.dedupe_key,
+            stored.received_at,
+            stored.tenant,
+            notify=stored.source == WEBHOOK,  # facts from the API are told of in one summary
+            source=stored.source,
+        )
 
     def apply_stored(
         self,
@@ -60,9 +71,19 @@ class Ingest:
         event_key: str,
         received_at: float,
         tenant: str,
+        source: str = WEBHOOK,
         *,
         notify: bool = False,
     ) -> None:
         """Apply a stored raw body again (replays, rebuilds); its rules send nothing unless
-        ``notify`` (``replay --notify``: a message queued before is not queued again)."""
-        self.apply(conn, json.loads(body), event_key, received_at, tenant, notify=notify)
+        ``notify`` (``replay --notify``: a message queued before is not queued again; facts
+        from the API never send)."""
+        self.apply(
+            conn,
+            json.loads(body),
+            event_key,
+            received_at,
+            tenant,
+            notify=notify and source == WEBHOOK,
+            source=source,
+        )

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+T = TypeVar("T")
 
 
 class Metrics:
@@ -63,6 +65,25 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200, 36000),
             registry=self.registry,
         )
+        self.reconcile_passes = Counter(
+            "pnm_reconcile_passes",
+            "Reconciliation passes over a plugNmeet server, by outcome (completed, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.reconcile_repairs = Counter(
+            "pnm_reconcile_repairs",
+            "What reconciliation repaired from plugNmeet's API, by kind (closed, discovered, "
+            "artifact, recording, unresolved): each one is a delivery that was lost.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.plugnmeet_api_errors = Counter(
+            "pnm_plugnmeet_api_errors",
+            "Calls to plugNmeet's API that failed, by endpoint.",
+            ["endpoint"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "pnm_webhook_request_seconds",
             "Time from receiving a delivery to answering it.",
@@ -105,13 +126,13 @@ class OutboxFigures:
     backlog: dict[str, int]
 
 
-class CachedRead:
+class CachedRead(Generic[T]):
     """A read of the database kept for a few seconds, so that scrapes of several workers,
     or several scrapers, do not each count a large table."""
 
     def __init__(
         self,
-        read: Callable[[], OutboxFigures],
+        read: Callable[[], T],
         seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -119,9 +140,9 @@ class CachedRead:
         self._seconds = seconds
         self._clock = clock
         self._lock = threading.Lock()
-        self._kept: tuple[float, OutboxFigures] | None = None
+        self._kept: tuple[float, T] | None = None
 
-    def __call__(self) -> OutboxFigures:
+    def __call__(self) -> T:
         """Return the figures, read again only when the kept ones are older than allowed."""
         with self._lock:
             now = self._clock()
@@ -167,3 +188,23 @@ class OutboxCollector(Collector):
             "Age of the oldest message waiting to be sent (0 when none waits).",
             value=age,
         )
+
+
+class ReconcileCollector(Collector):
+    """The seconds since the last completed reconciliation pass, read at a scrape."""
+
+    def __init__(self, read: Callable[[], float | None]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the gauge; nothing before the first pass or when the database does not answer."""
+        try:
+            finished = self._read()
+        except Exception:  # a scrape must not fail for the database
+            return
+        if finished is not None:
+            yield GaugeMetricFamily(
+                "pnm_reconcile_last_pass_age_seconds",
+                "Seconds since the last completed reconciliation pass finished.",
+                value=max(0.0, time.time() - finished),
+            )

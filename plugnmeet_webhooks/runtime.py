@@ -13,6 +13,7 @@ import logging
 import threading
 
 from flask import Flask, current_app
+from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -20,8 +21,17 @@ from config import Settings
 from plugnmeet_webhooks.dispatch import Registry
 from plugnmeet_webhooks.ingest import Ingest
 from plugnmeet_webhooks.logs import configure_logging
-from plugnmeet_webhooks.metrics import CachedRead, Metrics, OutboxCollector, OutboxFigures
-from plugnmeet_webhooks.storage import outbox
+from plugnmeet_webhooks.metrics import (
+    CachedRead,
+    Metrics,
+    OutboxCollector,
+    OutboxFigures,
+    ReconcileCollector,
+)
+from plugnmeet_webhooks.reconcile.api import DEFAULT_TIMEOUT as API_TIMEOUT
+from plugnmeet_webhooks.reconcile.reconciler import REPAIR_KINDS, Reconciler, Report
+from plugnmeet_webhooks.reconcile.worker import ReconcileWorker
+from plugnmeet_webhooks.storage import outbox, passes
 from plugnmeet_webhooks.storage.commit import Delivery, GroupCommitter, Result, store_batch
 from plugnmeet_webhooks.storage.engine import PoolTimeout, make_engine
 from plugnmeet_webhooks.storage.migrate import SchemaBehind, prepare_schema
@@ -62,6 +72,8 @@ class Runtime:
         self._pruner: Pruner | None = None
         self._dispatcher: Dispatcher | None = None
         self._outbox_figures = CachedRead(self._read_outbox)
+        self._reconcile_worker: ReconcileWorker | None = None
+        self._last_pass = CachedRead(lambda: passes.last_finished(self.engine))
 
     @property
     def engine(self) -> Engine:
@@ -112,13 +124,41 @@ class Runtime:
             )
         return self._dispatcher
 
-    def metrics_page(self) -> tuple[bytes, str]:
-        """The Prometheus page: the counters, and the outbox as the database has it."""
-        if not self.rules.destinations:
-            return self.metrics.render()
-        return self.metrics.render(
-            OutboxCollector(self._outbox_figures, sorted(self.rules.destinations))
+    def reconciler(self, *, timeout: float = API_TIMEOUT) -> Reconciler:
+        """The reconciler of the configured plugNmeet servers (none: it has nothing to do);
+        ``timeout``: the seconds each call to their API may take."""
+        settings = self.settings
+        return Reconciler(
+            self.engine,
+            self.ingest,
+            settings.plugnmeet_servers,
+            grace=settings.reconcile_grace,
+            ca=settings.plugnmeet_ca,
+            timeout=timeout,
+            on_api_error=lambda endpoint: self.metrics.plugnmeet_api_errors.labels(endpoint).inc(),
         )
+
+    def count_pass(self, report: Report) -> None:
+        """Count a pass's outcome and repairs in the metrics, and send what it queued."""
+        for done in report.passes:
+            self.metrics.reconcile_passes.labels("failed" if done.error else "completed").inc()
+            for kind in REPAIR_KINDS:
+                if count := done.count(kind):
+                    self.metrics.reconcile_repairs.labels(kind).inc(count)
+            if done.unresolved:
+                self.metrics.reconcile_repairs.labels("unresolved").inc(len(done.unresolved))
+        if self._dispatcher is not None and any(p.repairs for p in report.passes):
+            self._dispatcher.wake()  # a pass that repaired something may have queued messages
+
+    def metrics_page(self) -> tuple[bytes, str]:
+        """The Prometheus page: the counters, the outbox as the database has it, and the
+        age of the last reconciliation pass."""
+        extra: list[Collector] = []
+        if self.rules.destinations:
+            extra.append(OutboxCollector(self._outbox_figures, sorted(self.rules.destinations)))
+        if self.settings.plugnmeet_servers:
+            extra.append(ReconcileCollector(self._last_pass))
+        return self.metrics.render(*extra)
 
     def _read_outbox(self) -> OutboxFigures:
         by_state, oldest = outbox.counts(self.engine)
@@ -183,6 +223,12 @@ class Runtime:
             log.warning("%s", warning)
         if self.settings.dispatcher and self.rules.destinations:
             self.dispatcher().start()
+        interval = self.settings.reconcile_interval
+        if self.settings.plugnmeet_servers and interval and self._reconcile_worker is None:
+            self._reconcile_worker = ReconcileWorker(
+                self.engine, self.reconciler(), interval, on_report=self.count_pass
+            )
+            self._reconcile_worker.start()
         days = self.settings.retention_days
         if days is not None and self._pruner is None:
             self._pruner = Pruner(self.engine, days, on_pruned=self.metrics.pruned.inc)
@@ -197,6 +243,8 @@ class Runtime:
         """Finish the deliveries in flight, stop the committer, close every database connection."""
         if self._pruner is not None:
             self._pruner.stop()
+        if self._reconcile_worker is not None:
+            self._reconcile_worker.stop()
         if self._dispatcher is not None:
             self._dispatcher.stop()
         if self._committer is not None:

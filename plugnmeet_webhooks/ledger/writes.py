@@ -43,6 +43,7 @@ from plugnmeet_webhooks.ledger.tables import (
     usage,
 )
 from plugnmeet_webhooks.normalize import Artifact, Event, NormalizationError
+from plugnmeet_webhooks.storage.events import API, WEBHOOK
 from plugnmeet_webhooks.storage.sql import Build, compiled, execute
 
 
@@ -61,17 +62,23 @@ def _session_upsert(dialect_module: Any) -> Any:
                "ended_at", "ended_from", "session_ended"]  # fmt: skip
     statement = _insert(dialect_module, sessions, columns)
     new, old = statement.excluded, sessions.c
-    # The newest title wins (ties: the larger text); the earliest end wins, with its source.
+    # The newest title wins (ties: the larger text). An end the plugNmeet API gave wins over
+    # one a webhook gave, so that the session_ended it stood in for, sent late, changes no
+    # figure; of two ends of one kind, the earliest wins, with its source.
     newer_title = and_(
         new.title.is_not(None),
         or_(old.title.is_(None), tuple_(new.title_at, new.title) > tuple_(old.title_at, old.title)),
     )
+
+    def ranked(end: Any) -> Any:
+        # Constants, not parameters: the statement is compiled once to plain SQL.
+        api: Any = literal_column(f"'{END_FROM_API}'")
+        from_api = case((end.ended_from == api, literal_column("0")), else_=literal_column("1"))
+        return tuple_(from_api, end.ended_at, end.ended_from)
+
     earlier_end = and_(
         new.ended_at.is_not(None),
-        or_(
-            old.ended_at.is_(None),
-            tuple_(new.ended_at, new.ended_from) < tuple_(old.ended_at, old.ended_from),
-        ),
+        or_(old.ended_at.is_(None), ranked(new) < ranked(old)),
     )
     return statement.on_conflict_do_update(
         index_elements=_key(sessions),
@@ -191,22 +198,30 @@ def run(conn: Connection, writes: list[Write], tenant: str) -> None:
 # --- what each event contributes ---------------------------------------------------------------
 
 
+END_FROM_API = "api"
+"""The end source of a session whose end reconciliation took from plugNmeet's API."""
+
+
 @dataclass(frozen=True, slots=True)
 class SessionEnd:
     """When a session ended, and which time stamp said so."""
 
     at: int
-    source: str  # ended_time | created_at | receipt
+    source: str  # ended_time | created_at | receipt | api
 
 
-def session_end(event: Event, received_at: float) -> SessionEnd:
+def session_end(event: Event, received_at: float, source: str = WEBHOOK) -> SessionEnd:
     """Return when the session a ``session_ended`` event announces ended.
 
     ``room.ended_time`` if the sender gave one, else the event's ``created_at`` (what real
-    servers stamp as they end the session), else the time the event was received. A session
-    that never got its ``session_ended`` ends with ``room_finished`` instead: see
+    servers stamp as they end the session), else the time the event was received. A
+    ``session_ended`` that reconciliation made from the API (``source`` api) carries the
+    API's ``ended`` as its ``created_at``; its end source is ``api``. A session that never
+    got its ``session_ended`` ends with ``room_finished`` instead: see
     :func:`plugnmeet_webhooks.ledger.tables.session_end_column`.
     """
+    if source == API and event.created_at:
+        return SessionEnd(event.created_at, END_FROM_API)
     if event.room.ended_time:
         return SessionEnd(event.room.ended_time, "ended_time")
     if event.created_at:
@@ -214,8 +229,9 @@ def session_end(event: Event, received_at: float) -> SessionEnd:
     return SessionEnd(int(received_at), "receipt")
 
 
-def session_write(event: Event, received_at: float) -> Write | None:
-    """Describe what this event knows of its room's session."""
+def session_write(event: Event, received_at: float, source: str = WEBHOOK) -> Write | None:
+    """Describe what this event knows of its room's session (``source``: where the event
+    came from, a delivery or the API)."""
     room = event.room
     if not room.sid:
         return None
@@ -232,7 +248,7 @@ def session_write(event: Event, received_at: float) -> Write | None:
         "session_ended": event.event == "session_ended",
     }
     if event.event == "session_ended":
-        end = session_end(event, received_at)
+        end = session_end(event, received_at, source)
         if room.creation_time and end.at < room.creation_time:
             raise NormalizationError(
                 f"session_ended: the session ends ({end.source} {end.at}) before it started "

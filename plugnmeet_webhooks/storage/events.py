@@ -47,6 +47,8 @@ events = Table(
     Column("tenant", Text, nullable=False),
     # When retention removed the raw body (the event row and its ledger rows stay).
     Column("pruned_at", Float),
+    # Where the event came from: a delivery, or plugNmeet's API for a delivery that was lost.
+    Column("source", String(16), nullable=False, server_default="webhook"),
     UniqueConstraint("tenant", "dedupe_key", name="uq_events_tenant_dedupe_key"),
 )
 Index("ix_events_event", events.c.event)
@@ -73,6 +75,7 @@ class StoredEvent:
     tenant: str
     handler_status: str = "ok"
     handler_error: str | None = None
+    source: str = "webhook"
 
 
 _EVENT_COLUMNS = [c.name for c in events.columns if c.name not in ("id", "pruned_at")]
@@ -112,6 +115,11 @@ def mark_failed(conn: Connection, row_id: int, error: str) -> None:
         .where(events.c.id == row_id)
         .values(handler_status="failed", handler_error=error[:4000])
     )
+
+
+WEBHOOK = "webhook"
+API = "api"
+"""The sources of stored events: a delivery, or a fact reconciliation learned from the API."""
 
 
 def error_text(exc: BaseException) -> str:

@@ -27,8 +27,8 @@ class ReplayResult:
     repaired: int = 0
 
 
-ReplayHandle = Callable[[Connection, bytes, str, float, str], None]
-"""Apply one stored body again: connection, body, dedupe key, receipt time, tenant."""
+ReplayHandle = Callable[[Connection, bytes, str, float, str, str], None]
+"""Apply one stored body again: connection, body, dedupe key, receipt time, tenant, source."""
 
 
 def _replay_batch(
@@ -40,7 +40,7 @@ def _replay_batch(
         savepoint = conn.begin_nested() if careful else None
         error = None
         try:
-            handle(conn, row.body, row.dedupe_key, row.received_at, row.tenant)
+            handle(conn, row.body, row.dedupe_key, row.received_at, row.tenant, row.source)
         except SQLAlchemyError as exc:
             if savepoint is None or is_transient(exc):
                 raise
@@ -82,7 +82,7 @@ def replay_events(
     query = which.apply(
         select(
             events.c.id, events.c.event, events.c.dedupe_key, events.c.body,
-            events.c.received_at, events.c.handler_status, events.c.tenant,
+            events.c.received_at, events.c.handler_status, events.c.tenant, events.c.source,
         )
     )  # fmt: skip
     total = ReplayResult()

@@ -27,6 +27,7 @@ from plugnmeet_webhooks.text import chat_text, cut, plain
 from plugnmeet_webhooks.workflows.rules import (
     SESSION_FIELDS,
     Destination,
+    Reconciled,
     Rule,
     Rules,
     chat_value,
@@ -130,9 +131,17 @@ class SessionFacts:
 class Facts:
     """What a rule can read about one event: its fields, and the ledger's facts."""
 
-    def __init__(self, conn: Connection, event: Event, tenant: str, received_at: float) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        event: Event,
+        tenant: str,
+        received_at: float,
+        reconciled: Reconciled | None = None,
+    ) -> None:
         when = event.created_at or int(received_at)
         self.event = event
+        self.reconciled = reconciled
         self.tenant = tenant
         self.when = when
         self.room = RoomFacts(event.room, conn, tenant, when)
@@ -150,6 +159,7 @@ class Facts:
             "analytics": event.analytics,
             "room_artifact": event.room_artifact,
             "session": self.session,
+            "reconciled": reconciled,
         }
 
     def resolve(self, path: str) -> Any:
@@ -222,6 +232,8 @@ def _webhook_body(rule: Rule, facts: Facts) -> dict[str, Any]:
         data["session"] = facts.session.as_dict()
     if event.room_artifact is not None:
         data["room_ai_cost_today"] = facts.room.ai_cost_today
+    if facts.reconciled is not None:
+        data["reconciled"] = dataclasses.asdict(facts.reconciled)
     return {
         "type": f"plugnmeet.{event.event}",
         "timestamp": iso(facts.when),
@@ -257,8 +269,10 @@ class Workflows:
         event_key: str,
         received_at: float,
         only: str | None = None,
+        reconciled: Reconciled | None = None,
     ) -> list[Message]:
-        """The messages the rules make of one event (``only``: of one rule)."""
+        """The messages the rules make of one event (``only``: of one rule; ``reconciled``:
+        what a reconciliation pass repaired, for its ``reconciled`` event)."""
         rules = [
             rule
             for rule in self._by_event.get(event.event, ())
@@ -266,7 +280,7 @@ class Workflows:
         ]
         if not rules:
             return []
-        facts = Facts(conn, event, tenant, received_at)
+        facts = Facts(conn, event, tenant, received_at, reconciled)
         made = []
         for rule in rules:
             key = facts.once_key(rule, event_key)
@@ -315,9 +329,16 @@ class Workflows:
         event_key: str,
         received_at: float,
         only: str | None = None,
+        reconciled: Reconciled | None = None,
     ) -> int:
         """Queue the messages of one event in the caller's transaction; return how many."""
         made = self.messages(
-            conn, event, tenant=tenant, event_key=event_key, received_at=received_at, only=only
+            conn,
+            event,
+            tenant=tenant,
+            event_key=event_key,
+            received_at=received_at,
+            only=only,
+            reconciled=reconciled,
         )
         return enqueue(conn, made)

@@ -38,6 +38,24 @@ SESSION_FIELDS = (
     "billable_minutes",
 )  # fmt: skip
 ROOM_FACTS = ("title", "ai_cost_today")
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """What a reconciliation pass repaired for one tenant: the ``reconciled`` event's facts."""
+
+    sessions_closed: int = 0
+    sessions_discovered: int = 0
+    artifacts_added: int = 0
+    recordings_added: int = 0
+    unresolved: int = 0
+    rooms: str = ""  # the rooms repaired, comma-separated
+    since: str = ""  # the start of the window the pass looked at (ISO 8601)
+
+
+RECONCILED = "reconciled"
+"""The event a pass that repaired something raises, for rules to tell someone."""
+
 CONTEXT: dict[str, Any] = {
     "event": str,
     "id": str,
@@ -51,6 +69,7 @@ CONTEXT: dict[str, Any] = {
     "analytics": normalize.Analytics,
     "room_artifact": normalize.Artifact,
     "session": SESSION_FIELDS,
+    "reconciled": Reconciled,
 }
 
 
@@ -58,7 +77,7 @@ def _fields_of(kind: Any) -> tuple[str, ...] | None:
     """The names readable below a context entry, or None for a plain value."""
     if isinstance(kind, tuple):
         return kind
-    if dataclasses.is_dataclass(kind):
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         names = tuple(f.name for f in dataclasses.fields(kind))
         return (*names, *ROOM_FACTS) if kind is normalize.Room else names
     return None

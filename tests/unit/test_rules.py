@@ -16,14 +16,17 @@ HOOK = f'[destinations.h]\nkind = "webhook"\nurl = "https://b.test/h"\nsecret = 
 
 def test_the_example_file_works_as_written():
     rules = load_rules(str(ROOT / "samples" / "rules.toml"), ENV)
-    assert [r.name for r in rules.rules] == ["vip-joined", "meeting-billed", "ai-budget"]
+    names = ["vip-joined", "meeting-billed", "ai-budget", "webhooks-lost"]
+    assert [r.name for r in rules.rules] == names
     assert rules.destinations["ops-slack"].url == ENV["OPS_SLACK_URL"]
     assert rules.destinations["billing-app"].secret == SECRET
-    vip, billed, budget = rules.rules
+    vip, billed, budget, lost = rules.rules
     assert vip.on == {"participant_joined"} and vip.conditions[0].operator == "in"
     assert billed.send == ("ops-slack", "billing-app")
     assert (budget.once_per, budget.conditions[0].operator) == ("room-day", "gt")
     assert budget.paths == {"room.ai_cost_today", "room.room_id"}
+    assert lost.on == {"reconciled"}
+    assert lost.paths == {"reconciled.sessions_closed", "reconciled.rooms"}
     assert SECRET not in repr(rules) and ENV["OPS_SLACK_URL"] not in repr(rules)
 
 

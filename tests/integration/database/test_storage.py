@@ -175,7 +175,7 @@ def test_older_schema_is_refused_until_db_upgrade_which_fills_the_ledger(setting
 
         result = runner.invoke(args=["db", "upgrade"])
         assert result.stdout.splitlines() == [
-            "Database schema upgraded from 0001 to 0008.",
+            "Database schema upgraded from 0001 to 0009.",
             "Filled the ledger from 1 stored events (0 failed).",
         ]
         [session] = report(app, "sessions")["rows"]
@@ -199,7 +199,9 @@ def test_migrations_build_exactly_the_tables_the_code_uses(app):
     # Each of these registers its tables on the metadata.
     import plugnmeet_webhooks.ledger.tables
     import plugnmeet_webhooks.storage.keys
-    import plugnmeet_webhooks.storage.outbox  # noqa: F401
+    import plugnmeet_webhooks.storage.leases
+    import plugnmeet_webhooks.storage.outbox
+    import plugnmeet_webhooks.storage.passes  # noqa: F401
 
     with runtime.of(app).database().connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), metadata)
@@ -268,7 +270,7 @@ def test_a_ledger_fill_cut_short_is_taken_up_by_the_next_db_upgrade(settings, mo
 
         monkeypatch.setattr(repair, "replay_events", replay)
         assert runner.invoke(args=["db", "upgrade"]).stdout.splitlines() == [
-            "Database schema already at revision 0008.",
+            "Database schema already at revision 0009.",
             "An earlier upgrade did not finish filling the ledger; resuming.",
             "Filled the ledger from 1 stored events (0 failed).",
         ]

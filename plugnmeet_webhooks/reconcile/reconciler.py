@@ -1,0 +1,495 @@
+"""A reconciliation pass: ask plugNmeet what happened, repair the ledger, and say so.
+
+plugNmeet tries a delivery three times in about three seconds and keeps nothing, so a
+receiver that is down, restarting or slow for longer loses ``session_ended`` (the session
+stays open: no minutes), ``room_finished`` or the AI usage artifacts. A pass, for each
+plugNmeet server:
+
+1. asks everything first: the rooms running now, the ended sessions (newest first, back to
+   the window's start), and each window session's artifacts and recordings; if any call
+   fails, nothing of that server is changed;
+2. closes each session open here that plugNmeet has ended (and not running again) more than
+   the grace period ago, with the API's end (``end_source`` ``api``);
+3. adds the sessions never seen at all, with their start and end;
+4. adds the artifacts and recordings the ledger lacks, keyed as deliveries key them;
+5. stores each of these as a fact, like a delivery (:mod:`plugnmeet_webhooks.reconcile.facts`),
+   applied by the same handlers in the same batches; then keeps the pass and, when it
+   repaired something, raises a ``reconciled`` event for the rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, select
+
+from config import PlugNmeetServer
+from plugnmeet_webhooks.ingest import Ingest
+from plugnmeet_webhooks.ledger.tables import files, sessions, usage
+from plugnmeet_webhooks.normalize import Event
+from plugnmeet_webhooks.reconcile import facts
+from plugnmeet_webhooks.reconcile.api import ApiError, PastRoom, PlugNmeetApi
+from plugnmeet_webhooks.storage import passes
+from plugnmeet_webhooks.storage.commit import Delivery, Outcome, store_batch
+from plugnmeet_webhooks.storage.engine import write_transaction
+from plugnmeet_webhooks.storage.events import API, StoredEvent
+from plugnmeet_webhooks.text import plain
+from plugnmeet_webhooks.workflows.rules import RECONCILED, Reconciled
+
+log = logging.getLogger(__name__)
+
+DAY = 86400
+DEFAULT_WINDOW = 7 * DAY  # the first pass looks this far back
+OVERLAP = 3600.0  # later passes look back this far before the last one (late artifacts)
+LONGEST_SESSION = DAY  # a session created this long before the window cannot end in it
+APPLY_BATCH = 200  # facts stored per transaction (a short hold of SQLite's write lock)
+_IN_CHUNK = 500  # values per IN (...) list
+
+CLOSED, DISCOVERED, ARTIFACT, RECORDING = "closed", "discovered", "artifact", "recording"
+REPAIR_KINDS = (CLOSED, DISCOVERED, ARTIFACT, RECORDING)
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """One thing a pass changed (or, in a dry run, would change)."""
+
+    kind: str  # closed | discovered | artifact | recording
+    tenant: str
+    room_id: str | None
+    room_sid: str
+    detail: str = ""  # the end, the artifact's type, the recording's id
+
+
+@dataclass(frozen=True, slots=True)
+class Unresolved:
+    """A session or fact a pass could not settle, and why."""
+
+    tenant: str
+    room_id: str | None
+    room_sid: str
+    reason: str
+
+
+@dataclass
+class TenantPass:
+    """One pass over one tenant's plugNmeet server."""
+
+    tenant: str
+    since: float
+    started_at: float
+    repairs: list[Repair] = field(default_factory=list)
+    unresolved: list[Unresolved] = field(default_factory=list)
+    live: int = 0  # sessions open here that plugNmeet has running: left open
+    error: str | None = None
+    endpoint: str | None = None  # the call that failed, when one did
+
+    def count(self, kind: str) -> int:
+        """How many repairs of one kind."""
+        return sum(1 for r in self.repairs if r.kind == kind)
+
+    def summary(self) -> Reconciled:
+        """What rules can read of this pass (the ``reconciled`` event)."""
+        rooms = sorted({r.room_id or r.room_sid for r in self.repairs})
+        return Reconciled(
+            sessions_closed=self.count(CLOSED),
+            sessions_discovered=self.count(DISCOVERED),
+            artifacts_added=self.count(ARTIFACT),
+            recordings_added=self.count(RECORDING),
+            unresolved=len(self.unresolved),
+            rooms=", ".join(rooms),
+            since=_iso(self.since),
+        )
+
+
+@dataclass
+class Report:
+    """What a pass over every server did."""
+
+    passes: list[TenantPass]
+    dry_run: bool = False
+
+    @property
+    def failed(self) -> list[TenantPass]:
+        """The servers the pass could not finish (nothing of theirs was changed)."""
+        return [p for p in self.passes if p.error is not None]
+
+    def totals(self) -> dict[str, int]:
+        """The counts over every server."""
+        return {
+            "sessions_closed": sum(p.count(CLOSED) for p in self.passes),
+            "sessions_discovered": sum(p.count(DISCOVERED) for p in self.passes),
+            "artifacts_added": sum(p.count(ARTIFACT) for p in self.passes),
+            "recordings_added": sum(p.count(RECORDING) for p in self.passes),
+            "unresolved": sum(len(p.unresolved) for p in self.passes),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
+        return {
+            "dry_run": self.dry_run,
+            "completed": not self.failed,
+            **self.totals(),
+            "servers": [
+                {
+                    "tenant": p.tenant,
+                    "since": _iso(p.since),
+                    "completed": p.error is None,
+                    "error": p.error,
+                    "live_sessions": p.live,
+                    "repairs": [
+                        {
+                            "kind": r.kind,
+                            "room_id": r.room_id,
+                            "room_sid": r.room_sid,
+                            "detail": r.detail,
+                        }
+                        for r in p.repairs
+                    ],
+                    "unresolved": [
+                        {"room_id": u.room_id, "room_sid": u.room_sid, "reason": u.reason}
+                        for u in p.unresolved
+                    ],
+                }
+                for p in self.passes
+            ],
+        }
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class _Open:
+    room_sid: str
+    room_id: str | None
+    started_at: int | None
+
+
+@dataclass
+class _Plan:
+    """What one server's answers mean for the ledger: the facts to store, and why."""
+
+    found: list[tuple[facts.Fact, Repair]] = field(default_factory=list)
+    unresolved: list[Unresolved] = field(default_factory=list)
+    live: int = 0
+
+
+class Reconciler:
+    """Runs passes over the configured plugNmeet servers."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        ingest: Ingest,
+        servers: Iterable[PlugNmeetServer],
+        *,
+        grace: float,
+        ca: str | None = None,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        on_api_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.ingest = ingest
+        self.servers = tuple(servers)
+        self.grace = grace
+        self.ca = ca
+        self.timeout = timeout
+        self.clock = clock
+        self.on_api_error = on_api_error
+
+    def run(
+        self,
+        *,
+        since: float | None = None,
+        dry_run: bool = False,
+        keep: Callable[[], bool] | None = None,
+    ) -> Report:
+        """Run one pass over every server; ``since`` (unix seconds) overrides the window.
+
+        ``keep`` is asked before anything is written; when it says no (a lease was lost),
+        the server's pass stops unwritten.
+        """
+        report = Report([], dry_run=dry_run)
+        for server in self.servers:
+            report.passes.append(self._server(server, since, dry_run, keep))
+        return report
+
+    def _window(self, tenant: str, started: float) -> float:
+        last = passes.last_completed(self.engine, tenant)
+        return started - DEFAULT_WINDOW if last is None else last - OVERLAP
+
+    def _server(
+        self,
+        server: PlugNmeetServer,
+        since: float | None,
+        dry_run: bool,
+        keep: Callable[[], bool] | None,
+    ) -> TenantPass:
+        started = self.clock()
+        window = self._window(server.tenant, started) if since is None else since
+        done = TenantPass(server.tenant, window, started)
+        api = PlugNmeetApi(server, ca=self.ca, timeout=self.timeout)
+        try:
+            plan = self._plan(api, server.tenant, window, started)
+        except ApiError as exc:
+            done.error, done.endpoint = str(exc), exc.endpoint
+            if self.on_api_error is not None:
+                self.on_api_error(exc.endpoint)
+        finally:
+            api.close()
+        if done.error is not None:
+            if not dry_run:
+                self._record(done, passes.FAILED)
+            return done
+        done.live, done.unresolved = plan.live, list(plan.unresolved)
+        if dry_run:
+            done.repairs = [repair for _, repair in plan.found]
+            return done
+        if keep is not None and not keep():
+            done.error = "the pass lost its lease to another process; it changed nothing"
+            return done
+        self._store(server, plan, done)
+        self._record(done, passes.COMPLETED)
+        return done
+
+    # --- asking -------------------------------------------------------------------------
+
+    def _plan(self, api: PlugNmeetApi, tenant: str, since: float, now: float) -> _Plan:
+        plan = _Plan()
+        still_open = self._open_sessions(tenant)
+        running = {room.sid for room in api.active_rooms()}
+        past = self._walk(api, since)
+        waiting = [s for s in still_open if s.room_sid not in running]
+        plan.live = len(still_open) - len(waiting)
+        missing = [s for s in waiting if s.room_sid not in past]
+        past |= self._look_up(api, missing)
+        backfill: dict[str, PastRoom] = {}
+        for session in waiting:
+            found = past.get(session.room_sid)
+            if found is None:
+                if session.started_at is None or now - session.started_at >= self.grace:
+                    plan.unresolved.append(
+                        Unresolved(
+                            tenant,
+                            session.room_id,
+                            session.room_sid,
+                            "open here, not running, and not among plugNmeet's past sessions",
+                        )
+                    )
+                continue
+            if found.ended is None:
+                plan.unresolved.append(
+                    Unresolved(
+                        tenant,
+                        session.room_id,
+                        session.room_sid,
+                        "plugNmeet has no end time for it (it did not end cleanly)",
+                    )
+                )
+                continue
+            if now - found.ended < self.grace:
+                continue  # its session_ended may still be on its way
+            fact = facts.session_ended(found, with_start=session.started_at is None)
+            plan.found.append(
+                (fact, Repair(CLOSED, tenant, fact.room_id, found.room_sid, _iso(found.ended)))
+            )
+            backfill[found.room_sid] = found
+        in_window = [
+            p
+            for p in past.values()
+            if p.ended is not None and p.ended >= since and now - p.ended >= self.grace
+        ]
+        known = self._known_sessions(tenant, [p.room_sid for p in in_window])
+        for found in in_window:
+            backfill[found.room_sid] = found
+            if found.room_sid not in known:
+                fact = facts.session_ended(found, with_start=True)
+                plan.found.append(
+                    (
+                        fact,
+                        Repair(
+                            DISCOVERED, tenant, fact.room_id, found.room_sid, _iso(found.ended or 0)
+                        ),
+                    )
+                )
+        self._backfill(api, tenant, backfill, plan)
+        return plan
+
+    def _walk(self, api: PlugNmeetApi, since: float) -> dict[str, PastRoom]:
+        """The ended sessions from the newest back to those created well before ``since``."""
+        found: dict[str, PastRoom] = {}
+        oldest = since - LONGEST_SESSION
+        for room in api.past_rooms():
+            if room.created is not None and room.created < oldest:
+                break
+            found[room.room_sid] = room
+        return found
+
+    def _look_up(self, api: PlugNmeetApi, sought: list[_Open]) -> dict[str, PastRoom]:
+        """Find open sessions older than the window among their rooms' past sessions."""
+        found: dict[str, PastRoom] = {}
+        by_room: dict[str, dict[str, _Open]] = {}
+        for session in sought:
+            if session.room_id:
+                by_room.setdefault(session.room_id, {})[session.room_sid] = session
+        for room_id, wanted in sorted(by_room.items()):
+            earliest = min((s.started_at or 0) for s in wanted.values()) - LONGEST_SESSION
+            for room in api.past_rooms((room_id,)):
+                if room.room_sid in wanted:
+                    found[room.room_sid] = room
+                    if len(found.keys() & wanted.keys()) == len(wanted):
+                        break
+                if room.created is not None and room.created < earliest:
+                    break
+        return found
+
+    def _backfill(
+        self, api: PlugNmeetApi, tenant: str, ended: dict[str, PastRoom], plan: _Plan
+    ) -> None:
+        """Add the artifacts and recordings of the ended sessions that the ledger lacks."""
+        sids = sorted(ended)
+        have = self._known_files(tenant, sids)
+        for sid in sids:
+            for item in api.artifacts(sid):
+                fact = facts.artifact_created(sid, item)
+                artifact_id = item.get("artifact_id")
+                if fact is None or artifact_id in have:
+                    continue
+                kind = plain(str(item.get("type") or ""), 60)
+                plan.found.append((fact, Repair(ARTIFACT, tenant, fact.room_id, sid, kind)))
+            for item in api.recordings(sid):
+                fact = facts.recording_proceeded(item)
+                if fact is None or f"recording:{item['record_id']}" in have:
+                    continue
+                repair = Repair(RECORDING, tenant, fact.room_id, fact.room_sid, item["record_id"])
+                plan.found.append((fact, repair))
+
+    # --- reading the ledger ------------------------------------------------------------------
+
+    def _open_sessions(self, tenant: str) -> list[_Open]:
+        query = select(sessions.c.room_sid, sessions.c.room_id, sessions.c.started_at).where(
+            sessions.c.tenant == tenant,
+            sessions.c.ended_at.is_(None),
+            sessions.c.finished_at.is_(None),
+        )
+        with self.engine.connect() as conn:
+            return [_Open(*row) for row in conn.execute(query.order_by(sessions.c.room_sid))]
+
+    def _chunks(self, values: list[str]) -> Iterable[list[str]]:
+        for start in range(0, len(values), _IN_CHUNK):
+            yield values[start : start + _IN_CHUNK]
+
+    def _known_sessions(self, tenant: str, sids: list[str]) -> set[str]:
+        known: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in self._chunks(sids):
+                query = select(sessions.c.room_sid).where(
+                    sessions.c.tenant == tenant, sessions.c.room_sid.in_(chunk)
+                )
+                known.update(conn.execute(query).scalars())
+        return known
+
+    def _known_files(self, tenant: str, sids: list[str]) -> set[str]:
+        """The artifact ids and file keys the ledger has for these sessions."""
+        known: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in self._chunks(sids):
+                for column, sid in (
+                    (usage.c.artifact_id, usage.c.room_sid),
+                    (files.c.file_key, files.c.room_sid),
+                ):
+                    table = column.table
+                    query = select(column).where(and_(table.c.tenant == tenant, sid.in_(chunk)))
+                    known.update(conn.execute(query).scalars())
+        return known
+
+    # --- writing --------------------------------------------------------------------------
+
+    def _store(self, server: PlugNmeetServer, plan: _Plan, done: TenantPass) -> None:
+        """Store the facts like deliveries, a batch a transaction, and apply them."""
+        received = self.clock()
+        for start in range(0, len(plan.found), APPLY_BATCH):
+            batch = plan.found[start : start + APPLY_BATCH]
+            deliveries = [self._delivery(server, fact, received) for fact, _ in batch]
+            results = store_batch(self.engine, deliveries, self.ingest.apply_delivery)
+            for (fact, repair), result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    raise result  # the database failed: the pass stops, the next one resumes
+                if result is Outcome.ACCEPTED:
+                    done.repairs.append(repair)
+                elif result is Outcome.HANDLER_FAILED:
+                    done.unresolved.append(
+                        Unresolved(
+                            server.tenant,
+                            fact.room_id,
+                            fact.room_sid,
+                            f"plugNmeet's answer for {fact.dedupe_key} could not be "
+                            "applied; it is stored, marked failed (see 'flask replay "
+                            "--failed')",
+                        )
+                    )
+
+    @staticmethod
+    def _delivery(server: PlugNmeetServer, fact: facts.Fact, received: float) -> Delivery:
+        stored = StoredEvent(
+            dedupe_key=fact.dedupe_key,
+            event_id=fact.dedupe_key,
+            event=fact.event,
+            room_id=fact.room_id,
+            room_sid=fact.room_sid,
+            created_at=fact.created_at,
+            received_at=received,
+            api_key=server.api_key,
+            remote_addr=None,
+            body_sha256=fact.sha256,
+            body=fact.body,
+            tenant=server.tenant,
+            source=API,
+        )
+        return Delivery(stored, fact.payload)
+
+    def _record(self, done: TenantPass, outcome: str) -> None:
+        """Keep the pass; when it repaired something, queue what the rules make of it."""
+        summary = done.summary()
+        kept = passes.PassRecord(
+            tenant=done.tenant,
+            started_at=done.started_at,
+            finished_at=self.clock(),
+            since=done.since,
+            outcome=outcome,
+            closed=summary.sessions_closed,
+            discovered=summary.sessions_discovered,
+            artifacts=summary.artifacts_added,
+            recordings=summary.recordings_added,
+            unresolved=summary.unresolved,
+            error=done.error,
+        )
+        with write_transaction(self.engine) as conn:
+            passes.record(conn, kept)
+            if done.repairs:  # what is still unresolved is told once something is repaired
+                workflows = self.ingest.workflows
+                event = Event(
+                    event=RECONCILED,
+                    id=f"reconcile:{done.started_at:.6f}",
+                    created_at=int(done.started_at),
+                )
+                self.ingest.queued += workflows.enqueue(
+                    conn,
+                    event,
+                    tenant=done.tenant,
+                    event_key=event.id,
+                    received_at=done.started_at,
+                    reconciled=summary,
+                )
+
+
+def describe_failure(done: TenantPass) -> str:
+    """One sentence on a server's pass that could not finish."""
+    return f"reconciliation of {done.tenant!r} did not finish: {done.error}"

@@ -1,0 +1,112 @@
+"""Reconciliation's passes: when each ran, for which tenant, and what it changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+)
+
+from plugnmeet_webhooks.storage.sql import metadata
+
+COMPLETED = "completed"
+FAILED = "failed"
+
+reconcile_passes = Table(
+    "reconcile_passes",
+    metadata,
+    Column("id", Integer().with_variant(BigInteger(), "postgresql"), primary_key=True),
+    Column("tenant", Text, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=False),
+    Column("since", Float, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("closed", Integer, nullable=False, server_default="0"),
+    Column("discovered", Integer, nullable=False, server_default="0"),
+    Column("artifacts", Integer, nullable=False, server_default="0"),
+    Column("recordings", Integer, nullable=False, server_default="0"),
+    Column("unresolved", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+)
+Index(
+    "ix_reconcile_passes_tenant",
+    reconcile_passes.c.tenant,
+    reconcile_passes.c.outcome,
+    reconcile_passes.c.started_at,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PassRecord:
+    """One pass over one tenant's server, as kept."""
+
+    tenant: str
+    started_at: float
+    finished_at: float
+    since: float
+    outcome: str
+    closed: int = 0
+    discovered: int = 0
+    artifacts: int = 0
+    recordings: int = 0
+    unresolved: int = 0
+    error: str | None = None
+
+
+def record(conn: Connection, done: PassRecord) -> None:
+    """Keep a pass, in the caller's transaction."""
+    conn.execute(
+        reconcile_passes.insert().values(
+            tenant=done.tenant,
+            started_at=done.started_at,
+            finished_at=done.finished_at,
+            since=done.since,
+            outcome=done.outcome,
+            closed=done.closed,
+            discovered=done.discovered,
+            artifacts=done.artifacts,
+            recordings=done.recordings,
+            unresolved=done.unresolved,
+            error=done.error,
+        )
+    )
+
+
+def last_completed(engine: Engine, tenant: str) -> float | None:
+    """When the last completed pass over ``tenant``'s server started, or None."""
+    query = select(func.max(reconcile_passes.c.started_at)).where(
+        reconcile_passes.c.tenant == tenant, reconcile_passes.c.outcome == COMPLETED
+    )
+    with engine.connect() as conn:
+        found = conn.execute(query).scalar()
+    return None if found is None else float(found)
+
+
+def latest(engine: Engine, limit: int = 10) -> list[PassRecord]:
+    """The newest passes, newest first."""
+    columns = [reconcile_passes.c[name] for name in PassRecord.__slots__]
+    query = select(*columns).order_by(reconcile_passes.c.id.desc()).limit(limit)
+    with engine.connect() as conn:
+        return [PassRecord(**row._mapping) for row in conn.execute(query)]
+
+
+def last_finished(engine: Engine, outcome: str | None = COMPLETED) -> float | None:
+    """When the last pass (over any tenant) with this outcome (None: any) finished, or None."""
+    query = select(func.max(reconcile_passes.c.finished_at))
+    if outcome is not None:
+        query = query.where(reconcile_passes.c.outcome == outcome)
+    with engine.connect() as conn:
+        found = conn.execute(query).scalar()
+    return None if found is None else float(found)

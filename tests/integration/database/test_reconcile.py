@@ -1,0 +1,381 @@
+"""Reconciliation: the ledger repaired from plugNmeet's API when deliveries were lost.
+
+Against a local server standing for plugNmeet's REST API (tests/support/plugnmeet_api.py),
+which answers as the real one does and checks every request's signature.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from config import PlugNmeetServer
+from plugnmeet_webhooks import runtime
+from plugnmeet_webhooks.reconcile.reconciler import Report
+from plugnmeet_webhooks.reconcile.worker import ReconcileWorker, run_pass
+from plugnmeet_webhooks.storage import passes
+from plugnmeet_webhooks.storage.events import events
+from tests.support.helpers import (
+    CORPUS,
+    KEY,
+    SECRET,
+    deliver,
+    ledger_snapshot,
+    report,
+    reset_database,
+)
+from tests.support.plugnmeet_api import PlugNmeetApi
+
+SID = "RM_hK3v9QpZt2Lx"
+SINCE = datetime(2025, 11, 1, tzinfo=UTC).timestamp()  # the corpus session is from 2025-11-26
+BODIES = {path.stem: path.read_bytes() for path in CORPUS}
+ENDS = {name for name in BODIES if name.endswith(("room_finished", "session_ended"))}
+ARTIFACTS = {name for name in BODIES if "artifact_created" in name}
+RECORDING = {name for name in BODIES if name.endswith("recording_proceeded")}
+FIGURES = ("sessions", "usage", "rooms", "days", "files")
+
+
+@pytest.fixture
+def plugnmeet() -> Iterator[PlugNmeetApi]:
+    """The plugNmeet API, knowing the corpus session as ended; it never saw a bad signature."""
+    with PlugNmeetApi(api_key=KEY, secret=SECRET) as api:
+        api.load_corpus_session("ended")
+        yield api
+        assert api.bad_signatures == 0
+
+
+@pytest.fixture
+def reconciling(make_app, plugnmeet):
+    """An app whose reconciliation asks the local plugNmeet API (no background pass)."""
+
+    def make(**changes: Any) -> Any:
+        server = PlugNmeetServer(KEY, plugnmeet.url, KEY, SECRET)
+        return make_app(plugnmeet_servers=(server,), reconcile_interval=None, **changes)
+
+    return make
+
+
+def send(app: Any, names: Any) -> None:
+    client = app.test_client()
+    for name in sorted(names):
+        assert deliver(client, BODIES[name]).status == 200, name
+
+
+def reconcile(app: Any, *, timeout: float = 10.0) -> Report:
+    rt = runtime.of(app)
+    done = run_pass(rt.database(), rt.reconciler(timeout=timeout), since=SINCE)
+    assert done is not None
+    return done
+
+
+def figures(app: Any, *, drop: tuple[str, ...] = ("end_source", "status")) -> dict[str, Any]:
+    """Every report's rows and totals, without the fields that say where an end came from."""
+    found = {}
+    for name in FIGURES:
+        built = report(app, name)
+        rows = [{k: v for k, v in row.items() if k not in drop} for row in built["rows"]]
+        found[name] = (rows, built["total"])
+    return found
+
+
+def full_stream_figures(app: Any) -> dict[str, Any]:
+    send(app, BODIES)
+    kept = figures(app)
+    reset_database(app)
+    return kept
+
+
+def session_row(app: Any) -> dict[str, Any]:
+    [row] = report(app, "sessions")["rows"]
+    return row
+
+
+def api_facts(app: Any) -> list[tuple[str, str]]:
+    query = select(events.c.event, events.c.dedupe_key).where(events.c.source == "api")
+    with runtime.of(app).database().connect() as conn:
+        return sorted((r.event, r.dedupe_key) for r in conn.execute(query))
+
+
+def test_a_pass_closes_a_session_whose_end_was_lost_with_the_full_streams_minutes(reconciling):
+    app = reconciling()
+    expected = full_stream_figures(app)
+    send(app, BODIES.keys() - ENDS)
+    assert session_row(app)["billable_minutes"] is None  # open: nothing billed
+
+    done = reconcile(app)
+
+    assert not done.failed
+    assert done.totals() == {
+        "sessions_closed": 1,
+        "sessions_discovered": 0,
+        "artifacts_added": 0,
+        "recordings_added": 0,
+        "unresolved": 0,
+    }
+    row = session_row(app)
+    assert (row["billable_minutes"], row["duration_seconds"], row["end_source"]) == (
+        43,
+        2565,
+        "api",
+    )
+    assert figures(app) == expected
+    assert api_facts(app) == [("session_ended", f"api:session_ended:{SID}")]
+
+    # A second pass changes nothing; the lost deliveries, sent late, change no figure.
+    before = ledger_snapshot(app)
+    again = reconcile(app)
+    assert again.totals() == dict.fromkeys(again.totals(), 0)
+    assert ledger_snapshot(app) == before
+    send(app, ENDS)
+    assert figures(app) == expected
+    assert session_row(app)["end_source"] == "api"
+    before = ledger_snapshot(app)
+
+    # Rebuilt from the stored events (deliveries and facts alike): the same ledger.
+    result = app.test_cli_runner().invoke(args=["rebuild-ledger", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert ledger_snapshot(app) == before
+
+
+def test_a_pass_adds_the_ai_usage_whose_deliveries_were_lost(reconciling):
+    app = reconciling()
+    expected = full_stream_figures(app)
+    send(app, BODIES.keys() - ARTIFACTS)
+    assert report(app, "usage")["rows"] == []
+
+    done = reconcile(app)
+
+    assert done.totals()["artifacts_added"] == len(ARTIFACTS) == 9
+    assert done.totals()["sessions_closed"] == done.totals()["recordings_added"] == 0
+    assert figures(app) == expected  # the AI cost per room, and every other figure
+    [room] = report(app, "rooms")["rows"]
+    assert room["ai_cost"] == expected["rooms"][0][0]["ai_cost"] > 0
+
+    before = ledger_snapshot(app)
+    assert reconcile(app).totals()["artifacts_added"] == 0
+    send(app, ARTIFACTS)
+    assert figures(app) == expected
+    result = app.test_cli_runner().invoke(args=["rebuild-ledger", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert figures(app) == expected
+    assert report(app, "usage") == {**report(app, "usage")}  # rebuilt rows readable
+    assert ledger_snapshot(app)["sessions"] == before["sessions"]
+
+
+def test_a_session_whose_every_delivery_was_lost_is_discovered(reconciling):
+    app = reconciling()
+    expected = full_stream_figures(app)
+
+    done = reconcile(app)
+
+    assert done.totals() == {
+        "sessions_closed": 0,
+        "sessions_discovered": 1,
+        "artifacts_added": 9,
+        "recordings_added": 1,
+        "unresolved": 0,
+    }
+    row = session_row(app)
+    assert row["room_sid"] == SID and row["room_id"] == "weekly-standup"
+    assert row["title"] == "Weekly stand-up"
+    assert (row["started_at"], row["ended_at"]) == ("2025-11-26T15:30:00Z", "2025-11-26T16:12:45Z")
+    assert (row["billable_minutes"], row["end_source"]) == (43, "api")
+    for name in ("usage", "files"):
+        assert figures(app)[name] == expected[name]
+    minutes_and_cost = ("billable_minutes", "ai_cost", "artifacts")
+
+    def money(found: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [tuple(r.get(k) for k in minutes_and_cost) for r in found["rooms"][0]]
+
+    assert money(figures(app)) == money(expected)
+
+    # Every delivery arrives after all: no minute and no cost changes.
+    send(app, BODIES)
+    assert money(figures(app)) == money(expected)
+    assert figures(app)["sessions"] == expected["sessions"]
+    assert figures(app)["usage"] == expected["usage"]
+
+
+def test_an_active_room_stays_open(reconciling, plugnmeet):
+    plugnmeet.load_corpus_session("running")
+    app = reconciling()
+    send(app, [name for name in BODIES if name < "13"])  # up to the recording's end
+
+    done = reconcile(app)
+
+    assert done.totals() == dict.fromkeys(done.totals(), 0)
+    assert done.passes[0].live == 1
+    assert session_row(app)["billable_minutes"] is None
+    assert api_facts(app) == []
+
+
+def test_a_session_that_ended_moments_ago_waits_for_its_session_ended(reconciling, plugnmeet):
+    app = reconciling()
+    send(app, BODIES.keys() - ENDS)
+    rt = runtime.of(app)
+    ended = datetime(2025, 11, 26, 16, 12, 45, tzinfo=UTC).timestamp()
+    reconciler = rt.reconciler()
+    reconciler.clock = lambda: ended + 30  # 30 s after the end: within the grace period
+
+    done = run_pass(rt.database(), reconciler, since=SINCE)
+
+    assert done is not None and done.totals()["sessions_closed"] == 0
+    assert session_row(app)["billable_minutes"] is None
+
+
+# --- the API failing: a clear error, an unchanged ledger ---------------------------------
+
+
+FAULTS = {
+    "connection refused": None,
+    "503": "503",
+    "a hang past the timeout": "hang",
+    "status false": "status_false",
+    "the connection closed": "close",
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_the_api_failing_leaves_the_ledger_as_it_was(reconciling, plugnmeet, fault):
+    app = reconciling()
+    send(app, BODIES.keys() - ENDS - ARTIFACTS)
+    before = ledger_snapshot(app)
+    if FAULTS[fault] is None:
+        plugnmeet.stop()
+    else:
+        plugnmeet.fault, plugnmeet.hang_seconds = FAULTS[fault], 5.0
+
+    started = time.monotonic()
+    done = reconcile(app, timeout=0.5)
+
+    assert time.monotonic() - started < 4.5  # the timeout held, not the server's hang
+    [failed] = done.failed
+    assert failed.error and SECRET not in failed.error
+    assert ledger_snapshot(app) == before
+    assert api_facts(app) == []
+    [kept] = passes.latest(runtime.of(app).database())
+    assert kept.outcome == passes.FAILED
+
+
+def test_a_failure_late_in_the_pass_changes_nothing_either(reconciling, plugnmeet):
+    app = reconciling()
+    send(app, BODIES.keys() - ENDS - ARTIFACTS)
+    before = ledger_snapshot(app)
+    plugnmeet.fault, plugnmeet.fault_paths = "503", {"/auth/recording/fetch"}
+
+    done = reconcile(app)
+
+    [failed] = done.failed
+    assert failed.endpoint == "recording/fetch"
+    assert ledger_snapshot(app) == before
+
+
+def test_a_wrong_secret_is_refused_with_what_to_do(make_app, plugnmeet):
+    server = PlugNmeetServer(KEY, plugnmeet.url, KEY, "a-secret-that-is-not-the-servers")
+    app = make_app(plugnmeet_servers=(server,), reconcile_interval=None)
+    send(app, BODIES.keys() - ENDS)
+    before = ledger_snapshot(app)
+
+    result = app.test_cli_runner().invoke(args=["reconcile", "--since", "2025-11-01"])
+
+    assert result.exit_code == 1
+    assert "refused the API key or its signature" in result.output
+    assert "client.secret" in result.output
+    assert "a-secret-that-is-not-the-servers" not in result.output
+    assert ledger_snapshot(app) == before
+    assert plugnmeet.bad_signatures >= 1
+    plugnmeet.bad_signatures = 0  # expected here
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def test_the_command_says_what_it_changed_and_a_dry_run_changes_nothing(reconciling):
+    app = reconciling()
+    send(app, BODIES.keys() - ENDS - ARTIFACTS)
+    before = ledger_snapshot(app)
+    runner = app.test_cli_runner()
+
+    dry = runner.invoke(args=["reconcile", "--since", "2025-11-01", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "Sessions closed: 1, discovered: 0; artifacts added: 9" in dry.output
+    assert "would be changed" in dry.output
+    assert ledger_snapshot(app) == before
+    assert passes.latest(runtime.of(app).database()) == []
+
+    done = runner.invoke(args=["reconcile", "--since", "2025-11-01", "--format", "json"])
+    assert done.exit_code == 0, done.output
+    answer = json.loads(done.output)
+    assert answer["completed"] is True and answer["dry_run"] is False
+    assert (answer["sessions_closed"], answer["artifacts_added"]) == (1, 9)
+    [server] = answer["servers"]
+    kinds = sorted({r["kind"] for r in server["repairs"]})
+    assert kinds == ["artifact", "closed"]
+    assert session_row(app)["billable_minutes"] == 43
+
+    again = runner.invoke(args=["reconcile", "--since", "2025-11-01"])
+    assert again.exit_code == 0
+    assert "Sessions closed: 0, discovered: 0; artifacts added: 0" in again.output
+
+
+def test_the_command_without_a_server_says_what_to_set(app):
+    result = app.test_cli_runner().invoke(args=["reconcile"])
+    assert result.exit_code == 1
+    assert "PNM_PLUGNMEET_URL" in result.output
+
+
+def test_a_bad_since_is_refused(reconciling):
+    result = reconciling().test_cli_runner().invoke(args=["reconcile", "--since", "yesterday"])
+    assert result.exit_code == 2
+    assert "2026-01-31" in result.output
+
+
+# --- in the background -------------------------------------------------------------------------
+
+
+def test_two_receivers_never_run_passes_at_once(make_app, plugnmeet, settings):
+    plugnmeet.delay = 0.02  # each call takes a while, so that passes last
+    server = PlugNmeetServer(KEY, plugnmeet.url, KEY, SECRET)
+    apps = [make_app(plugnmeet_servers=(server,), reconcile_interval=None) for _ in range(2)]
+    for app in apps:
+        runtime.of(app).database()
+    workers = [
+        ReconcileWorker(runtime.of(app).engine, runtime.of(app).reconciler(), 0.3, tick=0.02)
+        for app in apps
+    ]
+    for worker in workers:
+        worker.start()
+    time.sleep(4)
+    for worker in workers:
+        worker.stop()
+    kept = sorted(passes.latest(runtime.of(apps[0]).engine, limit=1000), key=lambda p: p.started_at)
+    assert len(kept) >= 3
+    for earlier, later in itertools.pairwise(kept):
+        assert later.started_at >= earlier.finished_at  # never overlapping
+    assert all(p.outcome == passes.COMPLETED for p in kept)
+
+
+def test_the_background_pass_repairs_without_a_command(make_app, plugnmeet):
+    server = PlugNmeetServer(KEY, plugnmeet.url, KEY, SECRET)
+    app = make_app(plugnmeet_servers=(server,), reconcile_interval=None)
+    send(app, BODIES.keys() - ENDS)
+    rt = runtime.of(app)
+    repaired = threading.Event()
+    worker = ReconcileWorker(
+        rt.engine, rt.reconciler(), 60, tick=0.05, on_report=lambda r: repaired.set()
+    )
+    worker.start()
+    try:
+        assert repaired.wait(10)
+    finally:
+        worker.stop()
+    assert session_row(app)["billable_minutes"] == 43
+    assert session_row(app)["end_source"] == "api"
