@@ -467,32 +467,38 @@ def _ca_file(env: Mapping[str, str]) -> str | None:
 MIN_RECONCILE_INTERVAL = 10.0
 
 
+def _duration(raw: str) -> float | None:
+    """Read one duration (``300``, ``90s``, ``5m``, ``1h``) as seconds, or None."""
+    match = _DURATION.fullmatch(raw)
+    return None if match is None else float(match.group(1)) * _UNIT[match.group(2)]
+
+
 def _interval(env: Mapping[str, str]) -> float | None:
     raw = env.get("PNM_RECONCILE_INTERVAL", "").strip().lower()
     if raw in ("off", "0"):
         return None
     if not raw:
         return DEFAULT_RECONCILE_INTERVAL
-    waits = _schedule(env, "PNM_RECONCILE_INTERVAL")
-    if waits is None or len(waits) != 1 or waits[0] < MIN_RECONCILE_INTERVAL:
+    seconds = _duration(raw)
+    if seconds is None or seconds < MIN_RECONCILE_INTERVAL:
         raise ConfigError(
             f"PNM_RECONCILE_INTERVAL must be one duration of at least 10 s (300, 5m, 1h) or "
             f"off, not {raw[:40]!r}."
         )
-    return waits[0]
+    return seconds
 
 
 def _grace(env: Mapping[str, str]) -> float:
     raw = env.get("PNM_RECONCILE_GRACE", "").strip()
     if not raw:
         return DEFAULT_RECONCILE_GRACE
-    waits = _schedule(env, "PNM_RECONCILE_GRACE")
-    if waits is None or len(waits) != 1 or not 10 <= waits[0] <= 86400:
+    seconds = _duration(raw.lower())
+    if seconds is None or not 10 <= seconds <= 86400:
         raise ConfigError(
             f"PNM_RECONCILE_GRACE must be one duration from 10 s to 24 h (120, 2m), not "
             f"{raw[:40]!r}: session_ended normally follows a session's end by about 10 s."
         )
-    return waits[0]
+    return seconds
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

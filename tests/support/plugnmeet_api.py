@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -524,8 +525,15 @@ class PlugNmeetApi:
     delay comes before the signature is checked, as a proxy's would.
     """
 
-    def __init__(self, api_key: str = SAMPLE_KEY, secret: str = SAMPLE_SECRET) -> None:
+    def __init__(
+        self,
+        api_key: str = SAMPLE_KEY,
+        secret: str = SAMPLE_SECRET,
+        *,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.api_key = api_key
+        self.tls = tls  # serve HTTPS with this context
         self.secret = secret
         self.url = ""
         self.fault: str | None = None
@@ -559,7 +567,11 @@ class PlugNmeetApi:
             raise RuntimeError("already started")
         self._stopping.clear()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "http"
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="plugnmeet-api", daemon=True
         )

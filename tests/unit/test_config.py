@@ -193,3 +193,103 @@ def test_an_outbox_lease_shorter_than_its_renewals_allow_is_refused():
     with pytest.raises(ConfigError, match="PNM_OUTBOX_LEASE must be at least 5 seconds"):
         load_settings({**env, "PNM_OUTBOX_LEASE": "2"})
     assert load_settings({**env, "PNM_OUTBOX_LEASE": "5"}).outbox_lease == 5.0
+
+
+# --- plugNmeet's API, for reconciliation -----------------------------------------------------
+
+
+def test_reconciliation_is_off_until_a_plugnmeet_url_is_given():
+    settings = load_settings(PAIR)
+    assert settings.plugnmeet_servers == ()
+    assert (settings.reconcile_interval, settings.reconcile_grace) == (300.0, 120.0)
+
+
+def test_the_plugnmeet_url_is_signed_with_the_webhooks_pair():
+    settings = load_settings(
+        PAIR
+        | {
+            "PNM_PLUGNMEET_URL": "https://meet.example.com/",
+            "PNM_RECONCILE_INTERVAL": "5m",
+            "PNM_RECONCILE_GRACE": "90",
+        }
+    )
+    [server] = settings.plugnmeet_servers
+    assert (server.tenant, server.url, server.api_key, server.secret) == (
+        "plugnmeet",
+        "https://meet.example.com",
+        "plugnmeet",
+        SECRET,
+    )
+    assert (settings.reconcile_interval, settings.reconcile_grace) == (300.0, 90.0)
+    assert SECRET not in repr(settings)
+    assert load_settings(PAIR | {"PNM_RECONCILE_INTERVAL": "off"}).reconcile_interval is None
+
+
+def test_plain_http_to_another_host_is_warned_about():
+    remote = load_settings(PAIR | {"PNM_PLUGNMEET_URL": "http://meet.example.com"})
+    assert any("plain http" in w for w in remote.warnings)
+    local = load_settings(PAIR | {"PNM_PLUGNMEET_URL": "http://127.0.0.1:8080"})
+    assert not any("plain http" in w for w in local.warnings)
+
+
+def test_each_tenant_names_its_server_in_the_keys_file(tmp_path):
+    env = _keys_file(
+        tmp_path,
+        f"[acme]\nplugnmeet_url = https://meet.acme.example\nacme-2026: {S1}\nacme-2025: {S2}\n"
+        f"\n[globex]\nglobex: {S2}\nplugnmeet_url = 'https://globex.example/meet/'\n"
+        f"\n[initech]\ninitech: {S1}\n",
+    )
+    servers = {s.tenant: s for s in load_settings(env).plugnmeet_servers}
+    assert sorted(servers) == ["acme", "globex"]  # initech names no server
+    assert (servers["acme"].url, servers["acme"].api_key) == (
+        "https://meet.acme.example",
+        "acme-2026",
+    )
+    assert (servers["globex"].url, servers["globex"].secret) == ("https://globex.example/meet", S2)
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        (PAIR | {"PNM_PLUGNMEET_URL": "meet.example.com"}, ["PNM_PLUGNMEET_URL", "https://"]),
+        (PAIR | {"PNM_PLUGNMEET_URL": "ftp://meet.example.com"}, ["PNM_PLUGNMEET_URL"]),
+        (PAIR | {"PNM_PLUGNMEET_URL": "https://u:p@meet.example.com"}, ["PNM_PLUGNMEET_URL"]),
+        (PAIR | {"PNM_PLUGNMEET_URL": "https://meet.example.com/?a=1"}, ["PNM_PLUGNMEET_URL"]),
+        (PAIR | {"PNM_PLUGNMEET_URL": "https://meet.example.com:port"}, ["PNM_PLUGNMEET_URL"]),
+        (PAIR | {"PNM_PLUGNMEET_CA": "/no/such/ca.pem"}, ["PNM_PLUGNMEET_CA", "PEM file"]),
+        (PAIR | {"PNM_RECONCILE_INTERVAL": "1s"}, ["PNM_RECONCILE_INTERVAL", "10 s"]),
+        (PAIR | {"PNM_RECONCILE_INTERVAL": "often"}, ["PNM_RECONCILE_INTERVAL"]),
+        (PAIR | {"PNM_RECONCILE_GRACE": "2d"}, ["PNM_RECONCILE_GRACE", "24 h"]),
+        (
+            {"PNM_API_KEYS": f"a:{S1},b:{S2}", "PNM_PLUGNMEET_URL": "https://m.example"},
+            ["PNM_PLUGNMEET_URL", "several tenants", "plugnmeet_url"],
+        ),
+    ],
+)
+def test_wrong_plugnmeet_settings_are_named_in_one_sentence(env, names):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert message.endswith(".")
+    for name in names:
+        assert name in message
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        (f"plugnmeet_url = https://m.example\nk: {S1}\n", ["line 1", "outside any [tenant]"]),
+        (f"[a]\nplugnmeet_url = m.example\nk: {S1}\n", ["line 2", "base URL"]),
+        (
+            f"[a]\nplugnmeet_url = https://m.example\nplugnmeet_url = https://n.example\nk: {S1}\n",
+            ["line 3", "second plugnmeet_url"],
+        ),
+        (f"[a]\nplugnmeet_url = https://m.example\n[b]\nk: {S1}\n", ["[a]", "no key"]),
+    ],
+)
+def test_mistakes_in_plugnmeet_urls_name_the_line(tmp_path, text, names):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_keys_file(tmp_path, text))
+    for name in names:
+        assert name in str(caught.value)
+    assert S1 not in str(caught.value)

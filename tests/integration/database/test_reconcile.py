@@ -23,9 +23,11 @@ from plugnmeet_webhooks.reconcile.reconciler import Report
 from plugnmeet_webhooks.reconcile.worker import ReconcileWorker, run_pass
 from plugnmeet_webhooks.storage import passes
 from plugnmeet_webhooks.storage.events import events
+from tests.support.chat import ChatServer
 from tests.support.helpers import (
     CORPUS,
     KEY,
+    ROOT,
     SECRET,
     deliver,
     ledger_snapshot,
@@ -379,3 +381,48 @@ def test_the_background_pass_repairs_without_a_command(make_app, plugnmeet):
         worker.stop()
     assert session_row(app)["billable_minutes"] == 43
     assert session_row(app)["end_source"] == "api"
+
+
+# --- told, not silent ---------------------------------------------------------------------------
+
+
+def test_a_pass_that_repairs_raises_a_reconciled_event_for_the_rules(reconciling, tmp_path):
+    with ChatServer("slack", interval=None) as slack:
+        rules = tmp_path / "rules.toml"
+        lost = (ROOT / "samples" / "rules.toml").read_text().split("[[rules]]")[-1]
+        rules.write_text(
+            f'[destinations.ops-slack]\nkind = "slack"\nurl = "{slack.url}"\n\n'
+            '[[rules]]\nname = "billed"\non = "session_ended"\nsend = ["ops-slack"]\n'
+            'text = "{{ room.room_id }} ended"\n\n[[rules]]' + lost
+        )
+        app = reconciling(rules_file=str(rules), outbox_retries=(0.05,), api_keys={KEY: SECRET})
+        send(app, BODIES.keys() - ENDS)
+        reconcile(app)
+        reconcile(app)  # repairs nothing: tells nothing
+        runtime.of(app).dispatcher().start()
+        slack.wait_for(1)
+        time.sleep(0.3)
+    # The session_ended learned from the API queues nothing of its own; the pass tells.
+    assert [t.text for t in slack.taken] == [
+        "1 sessions closed by reconciliation (weekly-standup): webhooks are being lost"
+    ]
+
+
+def test_the_metrics_count_passes_repairs_and_api_errors(reconciling, plugnmeet):
+    app = reconciling()
+    send(app, BODIES.keys() - ENDS - ARTIFACTS)
+    rt = runtime.of(app)
+    rt.count_pass(reconcile(app))
+    plugnmeet.fault = "503"
+    rt.count_pass(reconcile(app))
+    page = app.test_client().get("/metrics").get_data(as_text=True)
+    for line in (
+        'pnm_reconcile_passes_total{outcome="completed"} 1.0',
+        'pnm_reconcile_passes_total{outcome="failed"} 1.0',
+        'pnm_reconcile_repairs_total{kind="closed"} 1.0',
+        'pnm_reconcile_repairs_total{kind="artifact"} 9.0',
+        'pnm_plugnmeet_api_errors_total{endpoint="room/getActiveRoomsInfo"} 1.0',
+    ):
+        assert line in page
+    [age] = [x for x in page.splitlines() if x.startswith("pnm_reconcile_last_pass_age_seconds ")]
+    assert 0 <= float(age.split()[1]) < 60
