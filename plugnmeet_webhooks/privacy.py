@@ -73,15 +73,30 @@ def _set(obj: dict[str, Any], name: str, value: Any) -> None:
     obj[name if name in obj else camel_name(name)] = value
 
 
+def _api_answer(payload: Any) -> Any:
+    """What plugNmeet's API answered, kept beside an event reconciliation stored."""
+    return _get(_get(payload, "api"), "answer")
+
+
+def _metadatas(payload: Any) -> list[dict[str, Any]]:
+    """An artifact's metadata: the event's, and the copy in the API's answer."""
+    found = (
+        _get(_get(payload, "room_artifact"), "metadata"),
+        _get(_api_answer(payload), "metadata"),
+    )
+    return [m for m in found if isinstance(m, dict)]
+
+
 def _people(payload: Any) -> list[tuple[dict[str, Any], str, str]]:
     """The objects of an event that name a person: (object, id field, name field)."""
     found = []
     participant = _get(payload, "participant")
     if isinstance(participant, dict):
         found.append((participant, "identity", "name"))
-    user = _get(_get(_get(payload, "room_artifact"), "metadata"), "user_info")
-    if isinstance(user, dict):
-        found.append((user, "user_id", "name"))
+    for metadata in _metadatas(payload):
+        user = _get(metadata, "user_info")
+        if isinstance(user, dict):
+            found.append((user, "user_id", "name"))
     speech = _get(payload, "speech_service")
     if isinstance(speech, dict):
         found.append((speech, "user_id", "name"))
@@ -125,17 +140,19 @@ def _rewritten(payload: Any, identity: str, done: Forgotten) -> bool:
         if _get(person, "metadata"):  # a participant's own metadata speaks of them
             _set(person, "metadata", "")
         changed = True
-    metadata = _get(_get(payload, "room_artifact"), "metadata")
-    for kind in USAGE_KINDS:
-        breakdown = _get(_get(metadata, kind), "breakdown")
-        if isinstance(breakdown, dict) and identity in breakdown:
-            breakdown[pseudonym] = breakdown.pop(identity)
-            changed = True
-    for holder, path_field in (
-        (_get(metadata, "file_info"), "file_path"),
-        (_get(payload, "recording_info"), "file_path"),
-        (_get(metadata, "provider_job_info"), "file_name"),
-    ):
+    holders = [(_get(payload, "recording_info"), "file_path")]
+    answer = _api_answer(payload)
+    if _get(answer, "record_id"):  # a recording as the API listed it
+        holders.append((answer, "file_path"))
+    for metadata in _metadatas(payload):
+        for kind in USAGE_KINDS:
+            breakdown = _get(_get(metadata, kind), "breakdown")
+            if isinstance(breakdown, dict) and identity in breakdown:
+                breakdown[pseudonym] = breakdown.pop(identity)
+                changed = True
+        holders.append((_get(metadata, "file_info"), "file_path"))
+        holders.append((_get(metadata, "provider_job_info"), "file_name"))
+    for holder, path_field in holders:
         path = _get(holder, path_field)
         if isinstance(path, str) and (new := _in_text(path, done.personal, pseudonym)) != path:
             _set(holder, path_field, new)

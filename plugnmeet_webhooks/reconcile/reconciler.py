@@ -417,7 +417,7 @@ class Reconciler:
         received = self.clock()
         for start in range(0, len(plan.found), APPLY_BATCH):
             batch = plan.found[start : start + APPLY_BATCH]
-            deliveries = [self._delivery(server, fact, received) for fact, _ in batch]
+            deliveries = [as_delivery(server, fact, received) for fact, _ in batch]
             results = store_batch(self.engine, deliveries, self.ingest.apply_delivery)
             for (fact, repair), result in zip(batch, results, strict=True):
                 if isinstance(result, BaseException):
@@ -435,25 +435,6 @@ class Reconciler:
                             "--failed')",
                         )
                     )
-
-    @staticmethod
-    def _delivery(server: PlugNmeetServer, fact: facts.Fact, received: float) -> Delivery:
-        stored = StoredEvent(
-            dedupe_key=fact.dedupe_key,
-            event_id=fact.dedupe_key,
-            event=fact.event,
-            room_id=fact.room_id,
-            room_sid=fact.room_sid,
-            created_at=fact.created_at,
-            received_at=received,
-            api_key=server.api_key,
-            remote_addr=None,
-            body_sha256=fact.sha256,
-            body=fact.body,
-            tenant=server.tenant,
-            source=API,
-        )
-        return Delivery(stored, fact.payload)
 
     def _record(self, done: TenantPass, outcome: str) -> None:
         """Keep the pass; when it repaired something, queue what the rules make of it."""
@@ -488,6 +469,26 @@ class Reconciler:
                     received_at=done.started_at,
                     reconciled=summary,
                 )
+
+
+def as_delivery(server: PlugNmeetServer, fact: facts.Fact, received: float) -> Delivery:
+    """A fact on its way to storage, as a delivery from ``server``'s tenant would be."""
+    stored = StoredEvent(
+        dedupe_key=fact.dedupe_key,
+        event_id=fact.dedupe_key,
+        event=fact.event,
+        room_id=fact.room_id,
+        room_sid=fact.room_sid,
+        created_at=fact.created_at,
+        received_at=received,
+        api_key=server.api_key,
+        remote_addr=None,
+        body_sha256=fact.sha256,
+        body=fact.body,
+        tenant=server.tenant,
+        source=API,
+    )
+    return Delivery(stored, fact.payload)
 
 
 def describe_failure(done: TenantPass) -> str:

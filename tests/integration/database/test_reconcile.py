@@ -6,6 +6,7 @@ which answers as the real one does and checks every request's signature.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import threading
@@ -15,13 +16,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from config import PlugNmeetServer
 from plugnmeet_webhooks import runtime
-from plugnmeet_webhooks.reconcile.reconciler import Report
+from plugnmeet_webhooks.reconcile import facts
+from plugnmeet_webhooks.reconcile.api import PlugNmeetApi as ApiClient
+from plugnmeet_webhooks.reconcile.reconciler import Report, as_delivery
 from plugnmeet_webhooks.reconcile.worker import ReconcileWorker, run_pass
 from plugnmeet_webhooks.storage import passes
+from plugnmeet_webhooks.storage.commit import store_batch
 from plugnmeet_webhooks.storage.events import events
 from tests.support.chat import ChatServer
 from tests.support.helpers import (
@@ -33,6 +39,7 @@ from tests.support.helpers import (
     ledger_snapshot,
     report,
     reset_database,
+    stored_text,
 )
 from tests.support.plugnmeet_api import PlugNmeetApi
 
@@ -43,6 +50,9 @@ ENDS = {name for name in BODIES if name.endswith(("room_finished", "session_ende
 ARTIFACTS = {name for name in BODIES if "artifact_created" in name}
 RECORDING = {name for name in BODIES if name.endswith("recording_proceeded")}
 FIGURES = ("sessions", "usage", "rooms", "days", "files")
+SHUFFLES = settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @pytest.fixture
@@ -426,3 +436,68 @@ def test_the_metrics_count_passes_repairs_and_api_errors(reconciling, plugnmeet)
         assert line in page
     [age] = [x for x in page.splitlines() if x.startswith("pnm_reconcile_last_pass_age_seconds ")]
     assert 0 <= float(age.split()[1]) < 60
+
+
+def test_forgetting_someone_reaches_the_apis_answers_too(reconciling):
+    app = reconciling()
+    reconcile(app)  # every fact from the API: Alice is named in an artifact and a breakdown
+    cost = report(app, "usage")["total"]["estimated_cost"]
+    runner = app.test_cli_runner()
+
+    result = runner.invoke(args=["forget-participant", "u-alice", "--yes"])
+
+    assert result.exit_code == 0, result.output
+    text = stored_text(app)
+    assert "u-alice" not in text and "Alice Admin" not in text
+    assert "u-bob" in text, "the others stay"
+    assert report(app, "usage")["total"]["estimated_cost"] == cost
+    assert runner.invoke(args=["rebuild-ledger", "--yes"]).exit_code == 0
+    assert "u-alice" not in stored_text(app)
+    assert report(app, "usage")["total"]["estimated_cost"] == cost
+
+
+# --- merge rules: any order, both databases -----------------------------------------------------
+
+
+def _api_facts(plugnmeet: PlugNmeetApi, *, ended: int) -> list[Any]:
+    """What a pass learns of the corpus session, with the API's end ``ended``."""
+    api = ApiClient(PlugNmeetServer(KEY, plugnmeet.url, KEY, SECRET))
+    [past] = api.past_rooms()
+    past = dataclasses.replace(past, ended=ended)
+    found = [facts.session_ended(past, with_start=True)]
+    found += [facts.artifact_created(SID, item) for item in api.artifacts(SID)]
+    found += [facts.recording_proceeded(item) for item in api.recordings(SID)]
+    server = PlugNmeetServer(KEY, plugnmeet.url, KEY, SECRET)
+    return [as_delivery(server, fact, 1764180000.0) for fact in found if fact is not None]
+
+
+@SHUFFLES
+@given(order=st.permutations(range(28 + 11)))
+def test_deliveries_and_facts_give_the_same_ledger_in_any_order(app, plugnmeet, order):
+    # The API's end is 5 s after the session_ended's: whichever comes first, the API's stands.
+    stream: list[Any] = [*BODIES.values(), *_api_facts(plugnmeet, ended=1764173570)]
+    rt = runtime.of(app)
+
+    def play(items: list[Any]) -> None:
+        client = app.test_client()
+        for item in items:
+            if isinstance(item, bytes):
+                assert deliver(client, item).status == 200
+            else:
+                assert store_batch(rt.database(), [item], rt.ingest.apply_delivery) != []
+
+    reset_database(app)
+    play(stream)
+    expected = ledger_snapshot(app)
+    reset_database(app)
+
+    play([stream[i] for i in order])
+
+    assert ledger_snapshot(app) == expected
+    row = session_row(app)
+    assert (row["end_source"], row["duration_seconds"], row["billable_minutes"]) == (
+        "api",
+        2570,
+        43,
+    )
+    assert report(app, "usage")["total"]["artifacts"] == 6  # each usage record once
