@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 DAY = 86400
 DEFAULT_WINDOW = 7 * DAY  # the first pass looks this far back
-OVERLAP = 3600.0  # later passes look back this far before the last one (late artifacts)
+OVERLAP = 900.0  # later passes look back this far before the last one (late artifacts)
 LONGEST_SESSION = DAY  # a session created this long before the window cannot end in it
 APPLY_BATCH = 200  # facts stored per transaction (a short hold of SQLite's write lock)
 _IN_CHUNK = 500  # values per IN (...) list
@@ -175,9 +175,18 @@ class _Open:
 class _Plan:
     """What one server's answers mean for the ledger: the facts to store, and why."""
 
+    tenant: str
     found: list[tuple[facts.Fact, Repair]] = field(default_factory=list)
     unresolved: list[Unresolved] = field(default_factory=list)
     live: int = 0
+
+    def add(self, kind: str, fact: facts.Fact, detail: str) -> None:
+        """Plan to store a fact, a repair of this kind."""
+        self.found.append((fact, Repair(kind, self.tenant, fact.room_id, fact.room_sid, detail)))
+
+    def unsettled(self, session: _Open, reason: str) -> None:
+        """Note a session the pass cannot settle."""
+        self.unresolved.append(Unresolved(self.tenant, session.room_id, session.room_sid, reason))
 
 
 class Reconciler:
@@ -262,64 +271,39 @@ class Reconciler:
     # --- asking -------------------------------------------------------------------------
 
     def _plan(self, api: PlugNmeetApi, tenant: str, since: float, now: float) -> _Plan:
-        plan = _Plan()
+        plan = _Plan(tenant)
         still_open = self._open_sessions(tenant)
         running = {room.sid for room in api.active_rooms()}
         past = self._walk(api, since)
         waiting = [s for s in still_open if s.room_sid not in running]
         plan.live = len(still_open) - len(waiting)
-        missing = [s for s in waiting if s.room_sid not in past]
-        past |= self._look_up(api, missing)
-        backfill: dict[str, PastRoom] = {}
+        past |= self._look_up(api, [s for s in waiting if s.room_sid not in past])
+        ended = {}  # the sessions whose artifacts and recordings are asked for
         for session in waiting:
             found = past.get(session.room_sid)
             if found is None:
                 if session.started_at is None or now - session.started_at >= self.grace:
-                    plan.unresolved.append(
-                        Unresolved(
-                            tenant,
-                            session.room_id,
-                            session.room_sid,
-                            "open here, not running, and not among plugNmeet's past sessions",
-                        )
+                    plan.unsettled(
+                        session, "open here, not running, and not among plugNmeet's past sessions"
                     )
-                continue
-            if found.ended is None:
-                plan.unresolved.append(
-                    Unresolved(
-                        tenant,
-                        session.room_id,
-                        session.room_sid,
-                        "plugNmeet has no end time for it (it did not end cleanly)",
-                    )
-                )
-                continue
-            if now - found.ended < self.grace:
-                continue  # its session_ended may still be on its way
-            fact = facts.session_ended(found, with_start=session.started_at is None)
-            plan.found.append(
-                (fact, Repair(CLOSED, tenant, fact.room_id, found.room_sid, _iso(found.ended)))
-            )
-            backfill[found.room_sid] = found
-        in_window = [
-            p
+            elif found.ended is None:
+                plan.unsettled(session, "plugNmeet has no end time for it (it did not end cleanly)")
+            elif now - found.ended >= self.grace:  # else its session_ended may be on its way
+                fact = facts.session_ended(found, with_start=session.started_at is None)
+                plan.add(CLOSED, fact, _iso(found.ended))
+                ended[found.room_sid] = found
+        in_window = {
+            p.room_sid: p
             for p in past.values()
             if p.ended is not None and p.ended >= since and now - p.ended >= self.grace
-        ]
-        known = self._known_sessions(tenant, [p.room_sid for p in in_window])
-        for found in in_window:
-            backfill[found.room_sid] = found
-            if found.room_sid not in known:
-                fact = facts.session_ended(found, with_start=True)
-                plan.found.append(
-                    (
-                        fact,
-                        Repair(
-                            DISCOVERED, tenant, fact.room_id, found.room_sid, _iso(found.ended or 0)
-                        ),
-                    )
+        }
+        known = self._known_sessions(tenant, list(in_window))
+        for sid, found in in_window.items():
+            if sid not in known:
+                plan.add(
+                    DISCOVERED, facts.session_ended(found, with_start=True), _iso(found.ended or 0)
                 )
-        self._backfill(api, tenant, backfill, plan)
+        self._backfill(api, ended | in_window, plan)
         return plan
 
     def _walk(self, api: PlugNmeetApi, since: float) -> dict[str, PastRoom]:
@@ -350,26 +334,19 @@ class Reconciler:
                     break
         return found
 
-    def _backfill(
-        self, api: PlugNmeetApi, tenant: str, ended: dict[str, PastRoom], plan: _Plan
-    ) -> None:
+    def _backfill(self, api: PlugNmeetApi, ended: dict[str, PastRoom], plan: _Plan) -> None:
         """Add the artifacts and recordings of the ended sessions that the ledger lacks."""
         sids = sorted(ended)
-        have = self._known_files(tenant, sids)
+        have = self._known_files(plan.tenant, sids)
         for sid in sids:
             for item in api.artifacts(sid):
                 fact = facts.artifact_created(sid, item)
-                artifact_id = item.get("artifact_id")
-                if fact is None or artifact_id in have:
-                    continue
-                kind = plain(str(item.get("type") or ""), 60)
-                plan.found.append((fact, Repair(ARTIFACT, tenant, fact.room_id, sid, kind)))
+                if fact is not None and item["artifact_id"] not in have:
+                    plan.add(ARTIFACT, fact, plain(str(item.get("type") or ""), 60))
             for item in api.recordings(sid):
                 fact = facts.recording_proceeded(item)
-                if fact is None or f"recording:{item['record_id']}" in have:
-                    continue
-                repair = Repair(RECORDING, tenant, fact.room_id, fact.room_sid, item["record_id"])
-                plan.found.append((fact, repair))
+                if fact is not None and f"recording:{item['record_id']}" not in have:
+                    plan.add(RECORDING, fact, item["record_id"])
 
     # --- reading the ledger ------------------------------------------------------------------
 
