@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import (
@@ -110,3 +111,25 @@ def last_finished(engine: Engine, outcome: str | None = COMPLETED) -> float | No
     with engine.connect() as conn:
         found = conn.execute(query).scalar()
     return None if found is None else float(found)
+
+
+def newest_by_outcome(engine: Engine, tenants: Iterable[str]) -> dict[str, dict[str, PassRecord]]:
+    """Each tenant's newest pass of each outcome, by tenant then outcome (none: left out)."""
+    columns = [reconcile_passes.c[name] for name in PassRecord.__slots__]
+    found: dict[str, dict[str, PassRecord]] = {}
+    with engine.connect() as conn:
+        for tenant in tenants:
+            for outcome in (COMPLETED, FAILED):
+                # One tenant's passes never overlap (the lease): the last started finished last.
+                query = (
+                    select(*columns)
+                    .where(
+                        reconcile_passes.c.tenant == tenant, reconcile_passes.c.outcome == outcome
+                    )
+                    .order_by(reconcile_passes.c.started_at.desc(), reconcile_passes.c.id.desc())
+                    .limit(1)
+                )
+                row = conn.execute(query).first()
+                if row is not None:
+                    found.setdefault(tenant, {})[outcome] = PassRecord(**row._mapping)
+    return found

@@ -27,15 +27,16 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from werkzeug.exceptions import HTTPException
 
 from plugnmeet_webhooks.ledger import reports
-from plugnmeet_webhooks.ledger.tables import sessions
+from plugnmeet_webhooks.ledger.tables import session_end_column, sessions
+from plugnmeet_webhooks.ledger.writes import END_FROM_API
 from plugnmeet_webhooks.normalize import NormalizationError, normalize
 from plugnmeet_webhooks.runtime import current
-from plugnmeet_webhooks.storage import outbox
-from plugnmeet_webhooks.storage.events import EventFilter, events
+from plugnmeet_webhooks.storage import outbox, passes
+from plugnmeet_webhooks.storage.events import API, WEBHOOK, EventFilter, events
 from plugnmeet_webhooks.storage.replay import replay_events
 from plugnmeet_webhooks.web.dashboard.access import (
     add_routes,
@@ -61,6 +62,8 @@ PRESETS = (7, 30, 90)
 PAGE = 50
 MAX_ID = 2**63 - 1  # a row id the databases can hold
 HANDLER_STATES = ("ok", "failed")
+SOURCES = {WEBHOOK: "webhook", API: "plugNmeet API"}  # where an event came from, as shown
+API_SESSIONS_SHOWN = 20  # the overview lists this many sessions whose end came from the API
 
 
 def init_app(app: Flask) -> None:
@@ -211,7 +214,51 @@ def overview() -> str:
         cost_chart=cost_chart,
         top_minutes=by_minutes[:10],
         top_cost=by_cost[:10],
+        reconciliation=_reconciliation(engine, filters),
     )
+
+
+def _reconciliation(engine: Engine, filters: reports.Filters) -> dict[str, Any] | None:
+    """Each plugNmeet server's last passes, and the period's sessions whose end came from
+    plugNmeet's API; None when reconciliation is off (no server to ask)."""
+    servers = current().settings.plugnmeet_servers
+    if not servers:
+        return None
+    tenants = sorted({server.tenant for server in servers})
+    if filters.tenant in tenants:
+        tenants = [filters.tenant]
+    newest = passes.newest_by_outcome(engine, tenants)
+    status = []
+    for tenant in tenants:
+        kept = newest.get(tenant, {})
+        completed, failed = kept.get(passes.COMPLETED), kept.get(passes.FAILED)
+        if failed is not None and completed is not None:
+            failed = failed if failed.finished_at > completed.finished_at else None
+        status.append({"tenant": tenant, "completed": completed, "failed": failed})
+    start, end = filters.bounds()
+    where = [sessions.c.end_source == END_FROM_API]  # by the session's start, as reports do
+    if start is not None:
+        where.append(sessions.c.started_at >= start)
+    if end is not None:
+        where.append(sessions.c.started_at < end)
+    if filters.tenant:
+        where.append(sessions.c.tenant == filters.tenant)
+    query = (
+        select(
+            sessions.c.tenant,
+            sessions.c.room_id,
+            sessions.c.room_sid,
+            sessions.c.started_at,
+            session_end_column().label("ended_at"),
+        )
+        .where(*where)
+        .order_by(sessions.c.started_at.desc(), sessions.c.tenant, sessions.c.room_sid)
+        .limit(API_SESSIONS_SHOWN)
+    )
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(sessions).where(*where)).scalar_one()
+        ended = [dict(row._mapping) for row in conn.execute(query)]
+    return {"servers": status, "count": int(count), "sessions": ended}
 
 
 def _timeline(session: dict[str, Any], stays: list[dict[str, Any]]) -> str:
@@ -299,7 +346,7 @@ def _event_query(
     larger than a page reaches the page in full over the next polls."""
     chosen = {
         name: (args.get(name) or "").strip()
-        for name in ("event", "room", "handler", "since", "until", "tenant")
+        for name in ("event", "room", "handler", "source", "since", "until", "tenant")
     }
     columns = [c for c in events.c if c.name != "body"]
     newest_first = after is None
@@ -311,6 +358,10 @@ def _event_query(
             query = query.where(column == value)
     if chosen["handler"] in HANDLER_STATES:
         query = query.where(events.c.handler_status == chosen["handler"])
+    if chosen["source"] in SOURCES:
+        query = query.where(events.c.source == chosen["source"])
+    else:
+        chosen["source"] = ""  # an unknown source filters nothing, and is not passed on
     day = {n: reports.parse_day(n, chosen[n]) if chosen[n] else None for n in ("since", "until")}
     start, end = reports.Filters(since=day["since"], until=day["until"]).bounds()
     if start is not None:
@@ -350,6 +401,7 @@ def events_page() -> str | tuple[str, int]:
         chosen=chosen,
         names=_event_names(engine),
         states=HANDLER_STATES,
+        sources=SOURCES,
         live=before is None,  # an older page stays as it is
         page=PAGE,
         newest=max((r["id"] for r in rows), default=0),
@@ -378,6 +430,8 @@ def events_feed() -> Response | tuple[Response, int]:
                 "room_id": r["room_id"],
                 "event_id": r["event_id"] or r["dedupe_key"][:24],
                 "handler_status": r["handler_status"],
+                "source": r["source"],
+                "source_label": SOURCES.get(r["source"], r["source"]),
                 "url": url_for("dashboard.event", row_id=r["id"]),
             }
             for r in rows
@@ -397,11 +451,13 @@ def event(row_id: int) -> str:
         abort(404)
     body = bytes(row.body)
     pretty = normalised = None
-    problem = None
+    problem = api_path = None
     if row.pruned_at is None:
         try:
             payload = json.loads(body)
-            pretty = json.dumps(payload, indent=2, ensure_ascii=False)
+            shown = _without_urls(payload) if row.source == API else payload
+            pretty = json.dumps(shown, indent=2, ensure_ascii=False)
+            api_path = _api_path(payload) if row.source == API else None
             normalised = json.dumps(asdict(normalize(payload)), indent=2, ensure_ascii=False)
         except (ValueError, RecursionError, NormalizationError) as exc:
             problem = f"{type(exc).__name__}: {exc}"
@@ -411,7 +467,37 @@ def event(row_id: int) -> str:
         pretty=pretty,
         normalised=normalised,
         problem=problem,
+        api_path=api_path,
+        sources=SOURCES,
     )
+
+
+HIDDEN_URL = "(a URL, not shown)"
+
+
+def _without_urls(payload: Any) -> Any:
+    """A fact from plugNmeet's API, with the URLs in plugNmeet's answer hidden: a room's
+    ``webhook_url`` is its own app's address, which may carry a token."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("api"), dict):
+        return payload
+
+    def hide(value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {k: hide(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [hide(v) for v in value]
+        if isinstance(value, str) and value and (key.lower().endswith("url") or "://" in value):
+            return HIDDEN_URL
+        return value
+
+    return {**payload, "api": {**payload["api"], "answer": hide(payload["api"].get("answer"))}}
+
+
+def _api_path(payload: Any) -> str | None:
+    """The API call whose answer a fact from plugNmeet's API holds (``api.path``), if any."""
+    api = payload.get("api") if isinstance(payload, dict) else None
+    path = api.get("path") if isinstance(api, dict) else None
+    return path if isinstance(path, str) and path.startswith("/") else None
 
 
 @bp.post("/events/<int:row_id>/replay")

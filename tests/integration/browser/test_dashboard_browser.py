@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from plugnmeet_webhooks.cli.deliveries import post
+from plugnmeet_webhooks.storage import passes
+from plugnmeet_webhooks.storage.engine import make_engine, write_transaction
 from tests.support.gunicorn_server import Server, gunicorn
 from tests.support.helpers import CORPUS, KEY, SECRET
 from validation import sign
@@ -29,6 +31,8 @@ ADMIN = "b" * 20 + "-browser-admin-token"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 CORPUS_PERIOD = "since=2025-11-26&until=2025-11-26"
+PLUGNMEET_URL = "https://meet.plugnmeet.invalid"  # never asked: no background pass
+LAST_PASS = 1_764_180_000.0  # 2025-11-26 18:00:00 UTC
 
 if not (CHROMIUM and CHROMEDRIVER):
     pytest.skip(
@@ -45,10 +49,25 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
-    with gunicorn(tmp_path_factory.mktemp("browser"), workers=1, PNM_ADMIN_TOKEN=ADMIN) as running:
+    with gunicorn(
+        tmp_path_factory.mktemp("browser"),
+        workers=1,
+        PNM_ADMIN_TOKEN=ADMIN,
+        PNM_PLUGNMEET_URL=PLUGNMEET_URL,
+        PNM_RECONCILE_INTERVAL="off",
+    ) as running:
         for path in CORPUS:
             body = path.read_bytes()
             assert post(running.url, body, sign(body, KEY, SECRET))[0] == 200
+        engine = make_engine(running.database_url)  # a pass kept, as reconciliation keeps one
+        try:
+            with write_transaction(engine) as conn:
+                done = passes.PassRecord(
+                    KEY, LAST_PASS - 3, LAST_PASS, LAST_PASS - 86400, "completed"
+                )
+                passes.record(conn, done)
+        finally:
+            engine.dispose()
         yield running
 
 
@@ -137,6 +156,10 @@ def test_every_page_in_a_real_browser(server, browser, shots):
     charts = _charts_drawn(browser)
     assert [c["id"] for c in charts] == ["minutes-chart", "cost-chart"]
     assert all(c["chart"] and c["painted"] > 500 for c in charts), charts
+    reconciliation = browser.find_element(By.CSS_SELECTOR, "section.reconcile")
+    assert "Last completed pass (UTC)\n2025-11-26 18:00:00" in reconciliation.text
+    assert reconciliation.is_displayed() and _text(browser, "api-sessions") == "0"
+    assert PLUGNMEET_URL not in browser.page_source
     _save(browser, shots, "overview.png")
 
     browser.find_element(By.LINK_TEXT, "weekly-standup").click()

@@ -356,6 +356,7 @@ def test_a_room_page_has_sessions_timeline_usage_and_files(signed_in):
     for name in ("Alice Admin", "Bob Björnsson", "Carol (VIP)", "RECORDING", "MEETING_SUMMARY"):
         assert name in page, name
     assert page.count('data-chart="') == 1
+    assert "badge api" not in page and "plugNmeet API" not in page  # its end: a delivery
     assert signed_in.get("/dashboard/rooms/elsewhere").status_code == 200
 
 

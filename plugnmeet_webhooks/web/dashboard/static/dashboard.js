@@ -111,6 +111,13 @@ function eventRow(e) {
   cell(tr, e.received);
   cell(tr, e.tenant);
   cell(tr, e.event);
+  const source = cell(tr, e.source === "api" ? "" : e.source_label);
+  if (e.source === "api") {
+    const badge = document.createElement("span");
+    badge.className = "badge api";
+    badge.textContent = e.source_label;
+    source.appendChild(badge);
+  }
   cell(tr, e.room_id).className = "mono";
   cell(tr, e.event_id).className = "mono";
   const status = document.createElement("span");
