@@ -27,7 +27,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, literal_column, select
 from werkzeug.exceptions import HTTPException
 
 from plugnmeet_webhooks.ledger import reports
@@ -358,7 +358,9 @@ def _event_query(
             query = query.where(column == value)
     if chosen["handler"] in HANDLER_STATES:
         query = query.where(events.c.handler_status == chosen["handler"])
-    if chosen["source"] in SOURCES:
+    if chosen["source"] == API:  # as the partial index ix_events_api says it, to be used
+        query = query.where(events.c.source == literal_column(f"'{API}'"))
+    elif chosen["source"] in SOURCES:
         query = query.where(events.c.source == chosen["source"])
     else:
         chosen["source"] = ""  # an unknown source filters nothing, and is not passed on

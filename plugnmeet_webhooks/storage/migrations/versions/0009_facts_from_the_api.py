@@ -1,7 +1,8 @@
 """Facts from the plugNmeet API, stored like deliveries; reconciliation's passes and leases.
 
 ``events.source`` says where a stored event came from: ``webhook`` (a delivery) or ``api``
-(what reconciliation learned from plugNmeet's REST API for a delivery that was lost).
+(what reconciliation learned from plugNmeet's REST API for a delivery that was lost); a
+partial index finds those few without reading the deliveries.
 ``reconcile_passes`` keeps each pass and what it changed; ``leases`` lets one process at a
 time, on any host, run a job such as a pass.
 
@@ -21,6 +22,10 @@ depends_on = None
 def upgrade() -> None:
     op.add_column(
         "events", sa.Column("source", sa.String(16), nullable=False, server_default="webhook")
+    )
+    from_api = sa.text("source = 'api'")
+    op.create_index(
+        "ix_events_api", "events", ["id"], sqlite_where=from_api, postgresql_where=from_api
     )
     op.create_table(
         "reconcile_passes",
@@ -51,4 +56,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("leases")
     op.drop_table("reconcile_passes")
+    op.drop_index("ix_events_api", table_name="events")
     op.drop_column("events", "source")
