@@ -198,7 +198,7 @@ def run(conn: Connection, writes: list[Write], tenant: str) -> None:
 # --- what each event contributes ---------------------------------------------------------------
 
 
-END_FROM_API = "api"
+END_FROM_API = API
 """The end source of a session whose end reconciliation took from plugNmeet's API."""
 
 

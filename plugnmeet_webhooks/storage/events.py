@@ -27,6 +27,11 @@ from sqlalchemy import (
 
 from plugnmeet_webhooks.storage.sql import compiled, execute, metadata
 
+WEBHOOK = "webhook"
+API = "api"
+"""The sources of stored events: a delivery, or a fact reconciliation learned from the API."""
+
+
 events = Table(
     "events",
     metadata,
@@ -49,7 +54,7 @@ events = Table(
     # When retention removed the raw body (the event row and its ledger rows stay).
     Column("pruned_at", Float),
     # Where the event came from: a delivery, or plugNmeet's API for a delivery that was lost.
-    Column("source", String(16), nullable=False, server_default="webhook"),
+    Column("source", String(16), nullable=False, server_default=WEBHOOK),
     UniqueConstraint("tenant", "dedupe_key", name="uq_events_tenant_dedupe_key"),
 )
 Index("ix_events_event", events.c.event)
@@ -80,7 +85,7 @@ class StoredEvent:
     tenant: str
     handler_status: str = "ok"
     handler_error: str | None = None
-    source: str = "webhook"
+    source: str = WEBHOOK
 
 
 _EVENT_COLUMNS = [c.name for c in events.columns if c.name not in ("id", "pruned_at")]
@@ -120,11 +125,6 @@ def mark_failed(conn: Connection, row_id: int, error: str) -> None:
         .where(events.c.id == row_id)
         .values(handler_status="failed", handler_error=error[:4000])
     )
-
-
-WEBHOOK = "webhook"
-API = "api"
-"""The sources of stored events: a delivery, or a fact reconciliation learned from the API."""
 
 
 def error_text(exc: BaseException) -> str:
