@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import socket
 import threading
 import time
 from collections import Counter
@@ -25,17 +24,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 import urllib3
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from config import DEFAULT_OUTBOX_RETRIES
 from plugnmeet_webhooks.logs import quiet_http_client
 from plugnmeet_webhooks.metrics import Metrics
+from plugnmeet_webhooks.outbound import Watch, watched_pools, watching
 from plugnmeet_webhooks.storage.errors import describe
 from plugnmeet_webhooks.storage.outbox import (
     Claimed,
@@ -119,81 +116,9 @@ def headers_for(destination: Destination, claimed: Claimed, now: float) -> dict[
     return headers
 
 
-class Watch:
-    """One attempt's deadline: past it, the attempt's connection is shut, whatever the
-    destination is doing (a read timeout alone restarts with every byte a slow peer drips)."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.expired = False
-        self._lock = threading.Lock()
-        self._connection: Any = None
-
-    def attach(self, connection: Any) -> None:
-        """Follow the connection the attempt is using now."""
-        with self._lock:
-            self._connection = connection
-            if self.expired:
-                self._shut(connection)
-
-    def detach(self) -> None:
-        """Stop following the connection: the attempt is over, the connection may serve
-        another one."""
-        with self._lock:
-            self._connection = None
-
-    def expire(self) -> None:
-        """End the attempt now: shut its connection (its reads then fail at once)."""
-        with self._lock:  # not while the connection is being handed to another attempt
-            self.expired = True
-            if self._connection is not None:
-                self._shut(self._connection)
-
-    @staticmethod
-    def _shut(connection: Any) -> None:
-        sock = getattr(connection, "sock", None)
-        if sock is None:
-            return
-        # The plain socket's shutdown, also under TLS: it ends a read blocked in another
-        # thread without tearing the TLS object from under it.
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-_watching = threading.local()
-
-
-class _Watched:
-    """A connection that reports itself to the attempt running in this thread."""
-
-    def request(self, *args: Any, **kwargs: Any) -> Any:
-        watch: Watch | None = getattr(_watching, "watch", None)
-        if watch is not None:
-            watch.attach(self)
-        return super().request(*args, **kwargs)  # type: ignore[misc]
-
-
-class _WatchedHTTP(_Watched, HTTPConnection):
-    pass
-
-
-class _WatchedHTTPS(_Watched, HTTPSConnection):
-    pass
-
-
-class _Pool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTP
-
-
-class _TLSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPS
-
-
 def http_client(destinations: int) -> urllib3.PoolManager:
     """A connection pool per destination whose attempts a :class:`Watch` can end."""
-    http = urllib3.PoolManager(num_pools=max(4, destinations), maxsize=SLOTS_PER_DESTINATION)
-    http.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
-    return http
+    return watched_pools(max(4, destinations), SLOTS_PER_DESTINATION)
 
 
 DEADLINE_PASSED = f"no whole answer within {TOTAL_TIMEOUT:.0f} s"
@@ -223,7 +148,7 @@ def send(
 ) -> Attempt:
     """POST one message to its destination, once; ``watch`` can end it at its deadline."""
     now = time.time()
-    _watching.watch = watch
+    watching(watch)
     try:
         response = http.request(
             "POST",
@@ -243,7 +168,7 @@ def send(
         expired = watch is not None and watch.expired
         return Attempt(status=None, error=DEADLINE_PASSED if expired else _failure(exc))
     finally:
-        _watching.watch = None
+        watching(None)
     try:
         response.read(64 * 1024, decode_content=False)  # enough to free the connection
     except (urllib3.exceptions.HTTPError, OSError, ValueError):
