@@ -26,33 +26,33 @@ class Watch:
         self.deadline = deadline
         self.expired = False
         self._lock = threading.Lock()
-        self._connection: Any = None
+        self._sock: Any = None
 
     def attach(self, connection: Any) -> None:
-        """Follow the connection the attempt is using now."""
+        """Follow the socket of the connection the attempt is using now (the socket, which
+        the answer keeps reading after a connection that will close has let go of it)."""
         with self._lock:
-            self._connection = connection
-            if self.expired:
-                self._shut(connection)
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                self._sock = sock
+                if self.expired:
+                    self._shut(sock)
 
     def detach(self) -> None:
         """Stop following the connection: the attempt is over, the connection may serve
         another one."""
         with self._lock:
-            self._connection = None
+            self._sock = None
 
     def expire(self) -> None:
         """End the attempt now: shut its connection (its reads then fail at once)."""
         with self._lock:  # not while the connection is being handed to another attempt
             self.expired = True
-            if self._connection is not None:
-                self._shut(self._connection)
+            if self._sock is not None:
+                self._shut(self._sock)
 
     @staticmethod
-    def _shut(connection: Any) -> None:
-        sock = getattr(connection, "sock", None)
-        if sock is None:
-            return
+    def _shut(sock: Any) -> None:
         # The plain socket's shutdown, also under TLS: it ends a read blocked in another
         # thread without tearing the TLS object from under it.
         with contextlib.suppress(OSError):
@@ -63,12 +63,20 @@ _watching = threading.local()
 
 
 class _Watched:
-    """A connection that reports itself to the attempt running in this thread."""
+    """A connection that reports its socket to the attempt running in this thread: a reused
+    one as the request begins, a new one once it is connected."""
 
-    def request(self, *args: Any, **kwargs: Any) -> Any:
+    def _report(self) -> None:
         watch: Watch | None = getattr(_watching, "watch", None)
         if watch is not None:
             watch.attach(self)
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        self._report()
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        self._report()
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,12 +27,15 @@ import urllib3
 from urllib3.exceptions import HTTPError
 
 from config import PlugNmeetServer
+from plugnmeet_webhooks.normalize import EARLIEST, TIME_MAX
+from plugnmeet_webhooks.outbound import Watch, watched_pools, watching
 from plugnmeet_webhooks.text import plain
 
 PAGE = 100  # the most a list call answers at once
+MAX_PAGES = 10_000  # a million sessions or artifacts: more is a server that does not page
 DEFAULT_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # a page of 100 artifacts is a few hundred KB
-EARLIEST = 1_577_836_800  # 2020-01-01: an earlier time is plugNmeet's "never" (0001-01-01)
 
 
 class ApiError(Exception):
@@ -81,10 +86,10 @@ def rfc3339(value: Any) -> int | None:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    if when.tzinfo is None or when.year < 2020:
+    if when.tzinfo is None:
         return None
     seconds = int(when.timestamp())
-    return seconds if seconds >= EARLIEST else None
+    return seconds if EARLIEST <= seconds < TIME_MAX else None
 
 
 def _text(item: dict[str, Any], name: str) -> str:
@@ -92,29 +97,59 @@ def _text(item: dict[str, Any], name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _pool(ca: str | None, timeout: float) -> urllib3.PoolManager:
-    return urllib3.PoolManager(
-        num_pools=4,
-        maxsize=1,
-        retries=False,
-        timeout=urllib3.Timeout(total=timeout),
-        cert_reqs="CERT_REQUIRED",
-        ca_certs=ca,
-    )
+class _Clock:
+    """Keeps the deadline of the one call in flight: past it, its connection is shut."""
+
+    def __init__(self) -> None:
+        self._watch: Watch | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def begin(self, seconds: float) -> Watch:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="pnm-api-deadline", daemon=True)
+            self._thread.start()
+        self._watch = Watch(time.monotonic() + seconds)
+        return self._watch
+
+    def end(self) -> None:
+        self._watch = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            watch = self._watch
+            if watch is not None and not watch.expired and time.monotonic() > watch.deadline:
+                watch.expire()
 
 
 class PlugNmeetApi:
-    """The REST API of one plugNmeet server, signed with its key pair."""
+    """The REST API of one plugNmeet server, signed with its key pair (one caller at a time).
+
+    ``before_call`` runs before each call (reconciliation renews its lease there, and stops
+    by raising).
+    """
 
     def __init__(
-        self, server: PlugNmeetServer, *, ca: str | None = None, timeout: float = DEFAULT_TIMEOUT
+        self,
+        server: PlugNmeetServer,
+        *,
+        ca: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        before_call: Callable[[], None] | None = None,
     ) -> None:
         self.server = server
+        self.timeout = timeout
         self._secret = server.secret.encode()
-        self._http = _pool(ca, timeout)
+        self._http = watched_pools(2, 1, cert_reqs="CERT_REQUIRED", ca_certs=ca)
+        self._clock = _Clock()
+        self._before_call = before_call
 
     def close(self) -> None:
         """Close the connections kept open to the server."""
+        self._clock.stop()
         self._http.clear()
 
     def call(self, endpoint: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -131,18 +166,42 @@ class PlugNmeetApi:
             "HASH-SIGNATURE": signature,
         }
         url = f"{self.server.url}/auth/{endpoint}"
+        if self._before_call is not None:
+            self._before_call()
+        # A hard deadline for the whole call: a read timeout alone restarts with every byte
+        # a slow server drips.
+        watch = self._clock.begin(self.timeout)
+        watching(watch)
         try:
             response = self._http.request(
-                "POST", url, body=body, headers=headers, preload_content=False, redirect=False
+                "POST",
+                url,
+                body=body,
+                headers=headers,
+                timeout=urllib3.Timeout(
+                    connect=min(CONNECT_TIMEOUT, self.timeout), read=self.timeout
+                ),
+                retries=False,
+                redirect=False,
+                preload_content=False,
             )
             try:
                 raw = response.read(MAX_ANSWER_BYTES + 1)
             finally:
                 response.release_conn()
-        except (TimeoutError, HTTPError, OSError) as exc:
+        except (HTTPError, OSError) as exc:
+            reason = self._late() if watch.expired else _reason(exc)
             raise Unreachable(
-                endpoint, f"the plugNmeet server did not answer {endpoint} ({_reason(exc)})"
+                endpoint, f"the plugNmeet server did not answer {endpoint} ({reason})"
             ) from None
+        finally:
+            watching(None)
+            watch.detach()
+            self._clock.end()
+        if watch.expired:
+            raise Unreachable(
+                endpoint, f"the plugNmeet server did not answer {endpoint} ({self._late()})"
+            )
         if response.status == 401:
             raise Refused(
                 endpoint,
@@ -169,24 +228,35 @@ class PlugNmeetApi:
             raise Failed(endpoint, f"the plugNmeet server refused {endpoint}: {code} {msg}".strip())
         return answer
 
-    def _page(self, endpoint: str, request: dict[str, Any], key: str) -> list[dict[str, Any]]:
-        answer = self.call(endpoint, request)
-        if not answer["status"]:
-            return []  # NOT_FOUND: nothing at all matches
-        result = answer.get("result")
-        listed = result.get(key) if isinstance(result, dict) else None
-        if not isinstance(listed, list):
-            raise Unreachable(endpoint, f"the answer to {endpoint} has no {key}")
-        return [item for item in listed if isinstance(item, dict)]
+    def _late(self) -> str:
+        return f"no whole answer within {self.timeout:g} s"
 
-    def _pages(self, endpoint: str, request: dict[str, Any], key: str) -> Iterator[dict[str, Any]]:
-        start = 0
-        while True:
-            items = self._page(endpoint, request | {"from": start, "limit": PAGE}, key)
-            yield from items
-            if len(items) < PAGE:
+    def _pages(
+        self, endpoint: str, request: dict[str, Any], key: str, total_key: str
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a paged list, a page at a time, as long as the caller reads on."""
+        start, first = 0, None
+        for _ in range(MAX_PAGES):
+            answer = self.call(endpoint, request | {"from": start, "limit": PAGE})
+            if not answer["status"]:
+                return  # NOT_FOUND: nothing at all matches
+            result = answer.get("result")
+            if not isinstance(result, dict):
+                raise Unreachable(endpoint, f"the answer to {endpoint} has no result")
+            listed = result.get(key)
+            if not isinstance(listed, list):
+                raise Unreachable(endpoint, f"the answer to {endpoint} has no {key}")
+            if listed and listed[0] == first:
+                raise Unreachable(
+                    endpoint, f"the server answers {endpoint} with the same page again"
+                )
+            first = listed[0] if listed else None
+            yield from (item for item in listed if isinstance(item, dict))
+            start += len(listed)
+            total = _count(result.get(total_key))
+            if len(listed) < PAGE or (total is not None and start >= total):
                 return
-            start += len(items)
+        raise Unreachable(endpoint, f"{endpoint} has more than {MAX_PAGES} pages")
 
     def active_rooms(self) -> list[ActiveRoom]:
         """The rooms running now (``room/getActiveRoomsInfo``)."""
@@ -207,7 +277,7 @@ class PlugNmeetApi:
         request: dict[str, Any] = {"order_by": "DESC"}
         if room_ids:
             request["room_ids"] = list(room_ids)
-        for item in self._pages("room/fetchPastRooms", request, "rooms_list"):
+        for item in self._pages("room/fetchPastRooms", request, "rooms_list", "total_rooms"):
             sid = _text(item, "room_sid")
             if sid:
                 yield PastRoom(
@@ -222,12 +292,21 @@ class PlugNmeetApi:
     def artifacts(self, room_sid: str) -> list[dict[str, Any]]:
         """Every artifact of one session (``artifact/fetch`` by ``room_sid``), as answered."""
         request = {"room_sid": room_sid, "order_by": "ASC"}
-        return list(self._pages("artifact/fetch", request, "artifacts_list"))
+        return list(self._pages("artifact/fetch", request, "artifacts_list", "total_artifacts"))
 
     def recordings(self, room_sid: str) -> list[dict[str, Any]]:
         """Every recording of one session (``recording/fetch`` by ``room_sid``), as answered."""
         request = {"room_sid": room_sid, "order_by": "ASC"}
-        return list(self._pages("recording/fetch", request, "recordings_list"))
+        return list(self._pages("recording/fetch", request, "recordings_list", "total_recordings"))
+
+
+def _count(value: Any) -> int | None:
+    """Read a count written as a number or as an int64 string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return None
 
 
 def _reason(exc: BaseException) -> str:

@@ -3,11 +3,18 @@ errors named, TLS verified, and no secret in a log line."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import ssl
 import subprocess
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,7 +125,7 @@ def test_a_wrong_secret_is_refused_and_says_what_to_check(local):
         ("503", Unreachable, "HTTP 503"),
         ("status_false", Failed, "INTERNAL_ERROR"),
         ("close", Unreachable, "did not answer"),
-        ("hang", Unreachable, "no answer within the time allowed"),
+        ("hang", Unreachable, "no whole answer within 0.3 s"),
     ],
 )
 def test_faults_are_named_by_call(local, fault, error, words):
@@ -145,6 +152,80 @@ def test_no_secret_or_signature_reaches_a_log_line(local, caplog):
     signatures = [s.headers["HASH-SIGNATURE"] for s in local.seen]
     for secret in (SECRET, *signatures):
         assert secret not in caplog.text
+
+
+# --- servers that misbehave ------------------------------------------------------------------
+
+Answer = Callable[[BaseHTTPRequestHandler, dict[str, Any]], None]
+
+
+@contextmanager
+def serving(answer: Answer) -> Iterator[str]:
+    """A one-off local server that answers every POST with ``answer``; yields its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            answer(self, json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _json(handler: BaseHTTPRequestHandler, payload: Any) -> None:
+    body = json.dumps(payload).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def test_a_server_that_drips_its_answer_is_cut_at_the_deadline():
+    def drip(handler: BaseHTTPRequestHandler, request: dict[str, Any]) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        with contextlib.suppress(OSError):
+            for _ in range(100):  # a byte every 0.1 s: each read is quick, the whole is not
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+                time.sleep(0.1)
+
+    with serving(drip) as url:
+        started = time.monotonic()
+        with pytest.raises(Unreachable, match=r"no whole answer within 0\.5 s"):
+            client(url, timeout=0.5).active_rooms()
+        assert time.monotonic() - started < 2.0
+
+
+def test_a_server_that_answers_the_same_page_again_is_not_read_for_ever():
+    page = [{"room_sid": f"RM_{n}"} for n in range(100)]
+
+    def same(handler: BaseHTTPRequestHandler, request: dict[str, Any]) -> None:
+        _json(handler, {"status": True, "result": {"total_rooms": "100000", "rooms_list": page}})
+
+    with serving(same) as url, pytest.raises(Unreachable, match="same page again"):
+        list(client(url).past_rooms())
+
+
+def test_a_junk_item_in_a_full_page_does_not_end_the_list():
+    def pages(handler: BaseHTTPRequestHandler, request: dict[str, Any]) -> None:
+        start = request["from"]
+        rooms: list[Any] = [{"room_sid": f"RM_{start + n}"} for n in range(min(100, 250 - start))]
+        rooms[5] = "junk"  # one item a page that is no session
+        _json(handler, {"status": True, "result": {"total_rooms": "250", "rooms_list": rooms}})
+
+    with serving(pages) as url:
+        sids = [p.room_sid for p in client(url).past_rooms()]
+    assert len(sids) == 250 - 3 and sids[-1] == "RM_249"
 
 
 # --- TLS ---------------------------------------------------------------------------------------
