@@ -283,19 +283,19 @@ def plugnmeet_servers(
 
     ``PNM_PLUGNMEET_URL`` is the server of ``PNM_API_KEY`` (or of the only tenant); a
     ``plugnmeet_url = …`` line in a ``[tenant]`` section of the keys file is that tenant's,
-    signed with the section's first key.
+    signed with the section's last key (the newest, when a key is being rotated).
     """
     servers: dict[str, PlugNmeetServer] = {}
-    first_pair: dict[str, KeyPair] = {}
+    newest: dict[str, KeyPair] = {}
     for pair in pairs.values():  # in the order they were read
-        first_pair.setdefault(pair.tenant, pair)
+        newest[pair.tenant] = pair
     for tenant, url in urls.items():
-        if tenant not in first_pair:
+        if tenant not in newest:
             raise ConfigError(
                 f"PNM_API_KEYS_FILE gives [{tenant}] a plugnmeet_url but no key; add its "
                 "'key: secret' line (client.api_key and client.secret of that server)."
             )
-        signer = first_pair[tenant]
+        signer = newest[tenant]
         servers[tenant] = PlugNmeetServer(tenant, url, signer.key, signer.secret)
     raw = env.get("PNM_PLUGNMEET_URL", "").strip()
     if raw:
@@ -305,7 +305,7 @@ def plugnmeet_servers(
         if key and key in pairs:
             pair = pairs[key]
         elif len(tenants) == 1:
-            pair = first_pair[next(iter(tenants))]
+            pair = newest[next(iter(tenants))]
         else:
             raise ConfigError(
                 "PNM_PLUGNMEET_URL is set but the keys belong to several tenants and "

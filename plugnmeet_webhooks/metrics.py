@@ -74,7 +74,7 @@ class Metrics:
         self.reconcile_repairs = Counter(
             "pnm_reconcile_repairs",
             "What reconciliation repaired from plugNmeet's API, by kind (closed, discovered, "
-            "artifact, recording, unresolved): each one is a delivery that was lost.",
+            "artifact, recording): each one is a delivery that was lost.",
             ["kind"],
             registry=self.registry,
         )
@@ -190,21 +190,41 @@ class OutboxCollector(Collector):
         )
 
 
-class ReconcileCollector(Collector):
-    """The seconds since the last completed reconciliation pass, read at a scrape."""
+@dataclass(frozen=True, slots=True)
+class LastPass:
+    """A tenant's last completed reconciliation pass: when it finished, what it left."""
 
-    def __init__(self, read: Callable[[], float | None]) -> None:
+    finished_at: float
+    unresolved: int
+
+
+class ReconcileCollector(Collector):
+    """Per tenant, the seconds since its last completed reconciliation pass and what that
+    pass could not resolve, read at a scrape."""
+
+    def __init__(self, read: Callable[[], dict[str, LastPass]]) -> None:
         self._read = read
 
     def collect(self) -> Iterator[Metric]:
-        """Yield the gauge; nothing before the first pass or when the database does not answer."""
+        """Yield the gauges; a tenant before its first pass has none, and nothing is yielded
+        when the database does not answer (the page still is)."""
         try:
-            finished = self._read()
+            last = self._read()
         except Exception:  # a scrape must not fail for the database
             return
-        if finished is not None:
-            yield GaugeMetricFamily(
-                "pnm_reconcile_last_pass_age_seconds",
-                "Seconds since the last completed reconciliation pass finished.",
-                value=max(0.0, time.time() - finished),
-            )
+        age = GaugeMetricFamily(
+            "pnm_reconcile_last_pass_age_seconds",
+            "Seconds since the tenant's last completed reconciliation pass finished.",
+            labels=["tenant"],
+        )
+        unresolved = GaugeMetricFamily(
+            "pnm_reconcile_unresolved",
+            "What the tenant's last completed pass could not resolve (sessions, facts).",
+            labels=["tenant"],
+        )
+        now = time.time()
+        for tenant, done in sorted(last.items()):
+            age.add_metric([tenant], max(0.0, now - done.finished_at))
+            unresolved.add_metric([tenant], done.unresolved)
+        yield age
+        yield unresolved

@@ -23,6 +23,7 @@ from plugnmeet_webhooks.ingest import Ingest
 from plugnmeet_webhooks.logs import configure_logging
 from plugnmeet_webhooks.metrics import (
     CachedRead,
+    LastPass,
     Metrics,
     OutboxCollector,
     OutboxFigures,
@@ -73,7 +74,7 @@ class Runtime:
         self._dispatcher: Dispatcher | None = None
         self._outbox_figures = CachedRead(self._read_outbox)
         self._reconcile_worker: ReconcileWorker | None = None
-        self._last_pass = CachedRead(lambda: passes.last_finished(self.engine))
+        self._last_pass = CachedRead(self._read_last_passes)
 
     @property
     def engine(self) -> Engine:
@@ -145,8 +146,6 @@ class Runtime:
             for kind in REPAIR_KINDS:
                 if count := done.count(kind):
                     self.metrics.reconcile_repairs.labels(kind).inc(count)
-            if done.unresolved:
-                self.metrics.reconcile_repairs.labels("unresolved").inc(len(done.unresolved))
         if self._dispatcher is not None and any(p.repairs for p in report.passes):
             self._dispatcher.wake()  # a pass that repaired something may have queued messages
 
@@ -159,6 +158,15 @@ class Runtime:
         if self.settings.plugnmeet_servers:
             extra.append(ReconcileCollector(self._last_pass))
         return self.metrics.render(*extra)
+
+    def _read_last_passes(self) -> dict[str, LastPass]:
+        tenants = sorted({s.tenant for s in self.settings.plugnmeet_servers})
+        newest = passes.newest_by_outcome(self.engine, tenants)
+        return {
+            tenant: LastPass(done.finished_at, done.unresolved)
+            for tenant, by_outcome in newest.items()
+            if (done := by_outcome.get(passes.COMPLETED)) is not None
+        }
 
     def _read_outbox(self) -> OutboxFigures:
         by_state, oldest = outbox.counts(self.engine)

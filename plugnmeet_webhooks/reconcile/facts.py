@@ -17,7 +17,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from plugnmeet_webhooks.normalize import MAX_KEY, MAX_PATH, NormalizationError, to_time
 from plugnmeet_webhooks.reconcile.api import PastRoom, rfc3339
+
+MAX_EVENT_KEY = 200  # the events table's dedupe_key
+
+
+class Unusable(ValueError):
+    """An item of the API's answer that no fact can be made of; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +50,41 @@ class Fact:
         return parsed
 
 
-def _fact(event: str, key: str, room: dict[str, Any], created_at: int | None, extra: dict[str, Any],
-          path: str, answer: dict[str, Any]) -> Fact:  # fmt: skip
+def _id(item: dict[str, Any], name: str, what: str) -> str:
+    """An id of the answer that the ledger can key: text of 1 to 200 characters."""
+    value = item.get(name)
+    if not isinstance(value, str) or not value:
+        raise Unusable(f"{what} without a {name}")
+    if len(value) > MAX_KEY:
+        raise Unusable(f"{what} whose {name} is longer than {MAX_KEY} characters")
+    return value
+
+
+def key(kind: str, id_: str) -> str:
+    """The dedupe key of a fact: ``api:<kind>:<id>``, or its digest when that is too long."""
+    made = f"api:{kind}:{id_}"
+    if len(made) <= MAX_EVENT_KEY:
+        return made
+    return f"api:{kind}:sha256:{hashlib.sha256(id_.encode()).hexdigest()}"
+
+
+def _room(sid: str, item: dict[str, Any]) -> dict[str, Any]:
+    room: dict[str, Any] = {"sid": sid}
+    room_id = item.get("room_id")
+    if isinstance(room_id, str) and room_id and len(room_id) <= MAX_KEY:
+        room["room_id"] = room_id
+    return room
+
+
+def _fact(
+    event: str,
+    key: str,
+    room: dict[str, Any],
+    created_at: int | None,
+    extra: dict[str, Any],
+    path: str,
+    answer: dict[str, Any],
+) -> Fact:
     body: dict[str, Any] = {"event": event, "id": key}
     if created_at:
         body["created_at"] = str(created_at)
@@ -55,41 +95,41 @@ def _fact(event: str, key: str, room: dict[str, Any], created_at: int | None, ex
     return Fact(event, key, room.get("room_id") or None, room["sid"], created_at, text.encode())
 
 
-def session_end_key(room_sid: str) -> str:
-    """The key of the fact that ends a session."""
-    return f"api:session_ended:{room_sid}"
-
-
 def session_ended(past: PastRoom, *, with_start: bool) -> Fact:
     """The ``session_ended`` of a past session: its end is the API's ``ended``; its start
-    (``with_start``: for a session the ledger has no start for) the API's ``created``."""
-    room: dict[str, Any] = {"sid": past.room_sid}
-    if past.room_id:
-        room["room_id"] = past.room_id
+    (``with_start``: for a session the ledger has no start for) the API's ``created``.
+
+    The room's ``webhook_url`` is left out of the answer kept: it may hold a token.
+    """
+    sid = _id(past.item, "room_sid", "a past session")
+    room = _room(sid, past.item)
     if with_start and past.created:
         room["creation_time"] = str(past.created)
     if past.title:
-        room["metadata"] = json.dumps({"room_title": past.title}, ensure_ascii=False)
-    key = session_end_key(past.room_sid)
-    return _fact("session_ended", key, room, past.ended, {}, "/auth/room/fetchPastRooms", past.item)
+        room["metadata"] = json.dumps({"room_title": past.title[:500]}, ensure_ascii=False)
+    answer = {k: v for k, v in past.item.items() if k != "webhook_url"}
+    return _fact(
+        "session_ended",
+        key("session_ended", sid),
+        room,
+        past.ended,
+        {},
+        "/auth/room/fetchPastRooms",
+        answer,
+    )
 
 
-def artifact_created(room_sid: str, item: dict[str, Any]) -> Fact | None:
+def artifact_created(room_sid: str, item: dict[str, Any]) -> Fact:
     """The ``artifact_created`` of an artifact ``artifact/fetch`` listed for a session."""
-    artifact_id = item.get("artifact_id")
-    if not isinstance(artifact_id, str) or not artifact_id:
-        return None
-    room: dict[str, Any] = {"sid": room_sid}
-    if isinstance(item.get("room_id"), str) and item["room_id"]:
-        room["room_id"] = item["room_id"]
+    artifact_id = _id(item, "artifact_id", "an artifact")
     artifact: dict[str, Any] = {"artifact_id": artifact_id}
     for name in ("type", "metadata"):
         if item.get(name) is not None:
             artifact[name] = item[name]
     return _fact(
         "artifact_created",
-        f"api:artifact:{artifact_id}",
-        room,
+        key("artifact", artifact_id),
+        _room(room_sid, item),
         rfc3339(item.get("created")),
         {"room_artifact": artifact},
         "/auth/artifact/fetch",
@@ -97,23 +137,25 @@ def artifact_created(room_sid: str, item: dict[str, Any]) -> Fact | None:
     )
 
 
-def recording_proceeded(item: dict[str, Any]) -> Fact | None:
+def recording_proceeded(item: dict[str, Any]) -> Fact:
     """The ``recording_proceeded`` of a recording ``recording/fetch`` listed for a session."""
-    record_id, sid = item.get("record_id"), item.get("room_sid")
-    if not (isinstance(record_id, str) and record_id and isinstance(sid, str) and sid):
-        return None
-    room: dict[str, Any] = {"sid": sid}
-    if isinstance(item.get("room_id"), str) and item["room_id"]:
-        room["room_id"] = item["room_id"]
-    info = {"record_id": record_id}
-    info |= {k: item[k] for k in ("file_path", "file_size") if item.get(k) is not None}
-    created = item.get("creation_time")
-    created_at = int(created) if isinstance(created, str) and created.isdigit() else None
+    record_id = _id(item, "record_id", "a recording")
+    sid = _id(item, "room_sid", "a recording")
+    path = item.get("file_path")
+    if not isinstance(path, str) or not path or len(path) > MAX_PATH:
+        raise Unusable("a recording without a file path (not ready yet?)")
+    info = {"record_id": record_id, "file_path": path}
+    if item.get("file_size") is not None:
+        info["file_size"] = item["file_size"]
+    try:
+        created_at = to_time(item.get("creation_time"), "creation_time") or None
+    except NormalizationError:
+        created_at = None
     return _fact(
         "recording_proceeded",
-        f"api:recording:{record_id}",
-        room,
-        created_at or None,
+        key("recording", record_id),
+        _room(sid, item),
+        created_at,
         {"recording_info": info},
         "/auth/recording/fetch",
         item,

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from config import PlugNmeetServer
 from plugnmeet_webhooks.ingest import Ingest
@@ -37,7 +38,8 @@ from plugnmeet_webhooks.reconcile.api import ApiError, PastRoom, PlugNmeetApi
 from plugnmeet_webhooks.storage import passes
 from plugnmeet_webhooks.storage.commit import Delivery, Outcome, store_batch
 from plugnmeet_webhooks.storage.engine import write_transaction
-from plugnmeet_webhooks.storage.events import API, StoredEvent
+from plugnmeet_webhooks.storage.errors import describe, is_transient
+from plugnmeet_webhooks.storage.events import API, StoredEvent, events
 from plugnmeet_webhooks.text import plain
 from plugnmeet_webhooks.workflows.rules import RECONCILED, Reconciled
 
@@ -45,8 +47,12 @@ log = logging.getLogger(__name__)
 
 DAY = 86400
 DEFAULT_WINDOW = 7 * DAY  # the first pass looks this far back
-OVERLAP = 900.0  # later passes look back this far before the last one (late artifacts)
+OVERLAP = 900.0  # later passes look back this far before the last one started, and more
+LATE_FILES = DAY  # once an hour, a pass asks again for the files of the sessions of a day
+LATE_EVERY = 3600
 LONGEST_SESSION = DAY  # a session created this long before the window cannot end in it
+CLOCKS_AGREE = 900  # plugNmeet's `created` and the webhooks' creation_time, at most apart
+FUTURE_SLACK = 300  # an end later than now by more than this is no end yet
 APPLY_BATCH = 200  # facts stored per transaction (a short hold of SQLite's write lock)
 _IN_CHUNK = 500  # values per IN (...) list
 
@@ -165,6 +171,16 @@ def _iso(seconds: float) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class _Window:
+    since: float  # sessions that ended from here on are closed, discovered and backfilled
+    files_since: float  # and from here on, backfilled (at most as far back as ``since``)
+
+
+class LeaseLost(RuntimeError):
+    """Another process took the pass's lease: this pass stops, unwritten."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Open:
     room_sid: str
     room_id: str | None
@@ -212,6 +228,7 @@ class Reconciler:
         self.timeout = timeout
         self.clock = clock
         self.on_api_error = on_api_error
+        self.heartbeat_every = 60.0  # seconds between renewals of the lease during a pass
 
     def run(
         self,
@@ -222,7 +239,8 @@ class Reconciler:
     ) -> Report:
         """Run one pass over every server; ``since`` (unix seconds) overrides the window.
 
-        ``keep`` is asked before anything is written; when it says no (a lease was lost),
+        ``keep`` renews the pass's lease: it is asked each minute while the API is asked,
+        and before anything is written; when it says no (another process has the lease),
         the server's pass stops unwritten.
         """
         report = Report([], dry_run=dry_run)
@@ -230,9 +248,17 @@ class Reconciler:
             report.passes.append(self._server(server, since, dry_run, keep))
         return report
 
-    def _window(self, tenant: str, started: float) -> float:
+    def _window(self, tenant: str, started: float, since: float | None) -> _Window:
+        """The sessions a pass looks at: those that ended since the last completed pass (a
+        little before, and before the grace period), or ``since``; and once an hour, for
+        their late artifacts and recordings, those that ended in the last day."""
         last = passes.last_completed(self.engine, tenant)
-        return started - DEFAULT_WINDOW if last is None else last - OVERLAP
+        if since is None:
+            back = max(OVERLAP, self.grace + OVERLAP)
+            since = started - DEFAULT_WINDOW if last is None else last - back
+        hourly = last is None or int(started // LATE_EVERY) != int(last // LATE_EVERY)
+        files_since = min(since, started - LATE_FILES) if hourly else since
+        return _Window(since, files_since)
 
     def _server(
         self,
@@ -242,39 +268,60 @@ class Reconciler:
         keep: Callable[[], bool] | None,
     ) -> TenantPass:
         started = self.clock()
-        window = self._window(server.tenant, started) if since is None else since
-        done = TenantPass(server.tenant, window, started)
-        api = PlugNmeetApi(server, ca=self.ca, timeout=self.timeout)
+        window = self._window(server.tenant, started, since)
+        done = TenantPass(server.tenant, window.since, started)
         try:
-            plan = self._plan(api, server.tenant, window, started)
+            self._run_one(server, window, done, dry_run, keep)
+        except LeaseLost:
+            done.error = "the pass lost its lease to another process; it stopped unwritten"
+        except SQLAlchemyError as exc:
+            if is_transient(exc):
+                raise  # the database is out: nothing can be kept; the next pass resumes
+            log.exception("reconciliation of %r: the database refused a write", server.tenant)
+            done.error = f"the database refused a write ({describe(exc)})"
+        except Exception as exc:  # a bug must not leave the pass unrecorded (and retried hot)
+            log.exception("reconciliation of %r failed", server.tenant)
+            done.error = f"the pass failed unexpectedly ({type(exc).__name__}); see the log"
+        if done.error is not None and not dry_run:
+            self._record(done, passes.FAILED)
+        return done
+
+    def _run_one(
+        self,
+        server: PlugNmeetServer,
+        window: _Window,
+        done: TenantPass,
+        dry_run: bool,
+        keep: Callable[[], bool] | None,
+    ) -> None:
+        beat = _heartbeat(keep, self.heartbeat_every)
+        api = PlugNmeetApi(server, ca=self.ca, timeout=self.timeout, before_call=beat)
+        try:
+            plan = self._plan(api, server.tenant, window, done.started_at)
         except ApiError as exc:
             done.error, done.endpoint = str(exc), exc.endpoint
             if self.on_api_error is not None:
                 self.on_api_error(exc.endpoint)
+            return
         finally:
             api.close()
-        if done.error is not None:
-            if not dry_run:
-                self._record(done, passes.FAILED)
-            return done
+        self._drop_stored(plan)
         done.live, done.unresolved = plan.live, list(plan.unresolved)
         if dry_run:
             done.repairs = [repair for _, repair in plan.found]
-            return done
+            return
         if keep is not None and not keep():
-            done.error = "the pass lost its lease to another process; it changed nothing"
-            return done
+            raise LeaseLost
         self._store(server, plan, done)
         self._record(done, passes.COMPLETED)
-        return done
 
     # --- asking -------------------------------------------------------------------------
 
-    def _plan(self, api: PlugNmeetApi, tenant: str, since: float, now: float) -> _Plan:
+    def _plan(self, api: PlugNmeetApi, tenant: str, window: _Window, now: float) -> _Plan:
         plan = _Plan(tenant)
         still_open = self._open_sessions(tenant)
         running = {room.sid for room in api.active_rooms()}
-        past = self._walk(api, since)
+        past = self._walk(api, window.files_since)
         waiting = [s for s in still_open if s.room_sid not in running]
         plan.live = len(still_open) - len(waiting)
         past |= self._look_up(api, [s for s in waiting if s.room_sid not in past])
@@ -286,25 +333,42 @@ class Reconciler:
                     plan.unsettled(
                         session, "open here, not running, and not among plugNmeet's past sessions"
                     )
-            elif found.ended is None:
-                plan.unsettled(session, "plugNmeet has no end time for it (it did not end cleanly)")
-            elif now - found.ended >= self.grace:  # else its session_ended may be on its way
-                fact = facts.session_ended(found, with_start=session.started_at is None)
-                plan.add(CLOSED, fact, _iso(found.ended))
+            elif (
+                found.ended is not None
+                and found.ended <= now + FUTURE_SLACK
+                and (now - found.ended < self.grace)
+            ):
+                continue  # its session_ended may still come
+            elif self._end(plan, CLOSED, found, session.started_at, now):
                 ended[found.room_sid] = found
-        in_window = {
+        settled = {
             p.room_sid: p
             for p in past.values()
-            if p.ended is not None and p.ended >= since and now - p.ended >= self.grace
+            if p.ended is not None and p.ended >= window.files_since and now - p.ended >= self.grace
         }
-        known = self._known_sessions(tenant, list(in_window))
-        for sid, found in in_window.items():
-            if sid not in known:
-                plan.add(
-                    DISCOVERED, facts.session_ended(found, with_start=True), _iso(found.ended or 0)
-                )
-        self._backfill(api, ended | in_window, plan)
+        in_window = [p for p in settled.values() if (p.ended or 0) >= window.since]
+        known = self._known_sessions(tenant, [p.room_sid for p in in_window])
+        for found in in_window:
+            if found.room_sid not in known and not self._end(plan, DISCOVERED, found, None, now):
+                settled.pop(found.room_sid)
+        self._backfill(api, ended | settled, plan)
         return plan
+
+    @staticmethod
+    def _end(plan: _Plan, kind: str, found: PastRoom, started_at: int | None, now: float) -> bool:
+        """Plan the end plugNmeet gives a session (closed or discovered); or, when it cannot
+        be taken, say why. Tell whether it was planned."""
+        problem = _end_problem(found, started_at, now)
+        if problem is None:
+            try:
+                fact = facts.session_ended(found, with_start=started_at is None)
+            except facts.Unusable as exc:
+                problem = str(exc)
+        if problem is not None:
+            plan.unresolved.append(Unresolved(plan.tenant, found.room_id, found.room_sid, problem))
+            return False
+        plan.add(kind, fact, _iso(found.ended or 0))
+        return True
 
     def _walk(self, api: PlugNmeetApi, since: float) -> dict[str, PastRoom]:
         """The ended sessions from the newest back to those created well before ``since``."""
@@ -340,13 +404,22 @@ class Reconciler:
         have = self._known_files(plan.tenant, sids)
         for sid in sids:
             for item in api.artifacts(sid):
-                fact = facts.artifact_created(sid, item)
-                if fact is not None and item["artifact_id"] not in have:
-                    plan.add(ARTIFACT, fact, plain(str(item.get("type") or ""), 60))
+                if item.get("artifact_id") in have:
+                    continue
+                try:
+                    fact = facts.artifact_created(sid, item)
+                except facts.Unusable as exc:
+                    plan.unresolved.append(Unresolved(plan.tenant, None, sid, str(exc)))
+                    continue
+                plan.add(ARTIFACT, fact, plain(str(item.get("type") or ""), 60))
             for item in api.recordings(sid):
-                fact = facts.recording_proceeded(item)
-                if fact is not None and f"recording:{item['record_id']}" not in have:
-                    plan.add(RECORDING, fact, item["record_id"])
+                if f"recording:{item.get('record_id')}" in have:
+                    continue
+                try:
+                    fact = facts.recording_proceeded(item)
+                except facts.Unusable:
+                    continue  # a recording not ready: the next pass asks again
+                plan.add(RECORDING, fact, plain(str(item["record_id"]), 60))
 
     # --- reading the ledger ------------------------------------------------------------------
 
@@ -389,6 +462,26 @@ class Reconciler:
 
     # --- writing --------------------------------------------------------------------------
 
+    def _drop_stored(self, plan: _Plan) -> None:
+        """Leave out the facts stored by an earlier pass; one that could not be applied
+        stays unresolved, with the reason, on every pass."""
+        stored: dict[str, tuple[str, str | None]] = {}
+        keys = [fact.dedupe_key for fact, _ in plan.found]
+        with self.engine.connect() as conn:
+            for chunk in self._chunks(keys):
+                query = select(
+                    events.c.dedupe_key, events.c.handler_status, events.c.handler_error
+                ).where(events.c.tenant == plan.tenant, events.c.dedupe_key.in_(chunk))
+                stored |= {row[0]: (row[1], row[2]) for row in conn.execute(query)}
+        kept = []
+        for fact, repair in plan.found:
+            status, error = stored.get(fact.dedupe_key, (None, None))
+            if status is None:
+                kept.append((fact, repair))
+            elif status != "ok":
+                plan.unresolved.append(_unusable(plan.tenant, fact, error))
+        plan.found = kept
+
     def _store(self, server: PlugNmeetServer, plan: _Plan, done: TenantPass) -> None:
         """Store the facts like deliveries, a batch a transaction, and apply them."""
         received = self.clock()
@@ -396,22 +489,28 @@ class Reconciler:
             batch = plan.found[start : start + APPLY_BATCH]
             deliveries = [as_delivery(server, fact, received) for fact, _ in batch]
             results = store_batch(self.engine, deliveries, self.ingest.apply_delivery)
+            failed = []
             for (fact, repair), result in zip(batch, results, strict=True):
-                if isinstance(result, BaseException):
-                    raise result  # the database failed: the pass stops, the next one resumes
+                if isinstance(result, SQLAlchemyError) and is_transient(result):
+                    raise result  # the database is out: the pass stops, the next one resumes
                 if result is Outcome.ACCEPTED:
                     done.repairs.append(repair)
+                elif isinstance(result, BaseException):
+                    done.unresolved.append(_unusable(server.tenant, fact, describe(result)))
                 elif result is Outcome.HANDLER_FAILED:
-                    done.unresolved.append(
-                        Unresolved(
-                            server.tenant,
-                            fact.room_id,
-                            fact.room_sid,
-                            f"plugNmeet's answer for {fact.dedupe_key} could not be "
-                            "applied; it is stored, marked failed (see 'flask replay "
-                            "--failed')",
-                        )
-                    )
+                    failed.append(fact)
+            if failed:
+                reasons = self._errors(server.tenant, [f.dedupe_key for f in failed])
+                done.unresolved += [
+                    _unusable(server.tenant, f, reasons.get(f.dedupe_key)) for f in failed
+                ]
+
+    def _errors(self, tenant: str, keys: list[str]) -> dict[str, str | None]:
+        query = select(events.c.dedupe_key, events.c.handler_error).where(
+            events.c.tenant == tenant, events.c.dedupe_key.in_(keys)
+        )
+        with self.engine.connect() as conn:
+            return {row[0]: row[1] for row in conn.execute(query)}
 
     def _record(self, done: TenantPass, outcome: str) -> None:
         """Keep the pass; when it repaired something, queue what the rules make of it."""
@@ -446,6 +545,50 @@ class Reconciler:
                     received_at=done.started_at,
                     reconciled=summary,
                 )
+
+
+def _end_problem(found: PastRoom, started_at: int | None, now: float) -> str | None:
+    """Why plugNmeet's end of a session cannot be taken, or None when it can."""
+    if found.ended is None:
+        return "plugNmeet has no end time for it (it did not end cleanly)"
+    if found.ended > now + FUTURE_SLACK:
+        return "plugNmeet's end time for it is in the future: check the server's clock"
+    start = started_at if started_at is not None else found.created
+    if start is not None and found.ended < start:
+        return "plugNmeet's end time for it is before its start: check the server's time zone"
+    if started_at is not None and found.created is not None:
+        apart = abs(found.created - started_at)
+        if apart > CLOCKS_AGREE:
+            return (
+                f"plugNmeet's start time for it is {apart} s from the webhooks': check the "
+                "server's time zone"
+            )
+    return None
+
+
+def _unusable(tenant: str, fact: facts.Fact, error: str | None) -> Unresolved:
+    why = plain(error or "", 200) or "it could not be stored"
+    return Unresolved(
+        tenant,
+        fact.room_id,
+        fact.room_sid,
+        f"plugNmeet's answer for {plain(fact.dedupe_key, 80)} cannot be used: {why}",
+    )
+
+
+def _heartbeat(keep: Callable[[], bool] | None, every: float) -> Callable[[], None]:
+    """Before each API call: renew the pass's lease at most every ``every`` seconds; stop
+    the pass (:class:`LeaseLost`) when another process has it."""
+    last = time.monotonic()
+
+    def beat() -> None:
+        nonlocal last
+        if keep is not None and time.monotonic() - last >= every:
+            if not keep():
+                raise LeaseLost
+            last = time.monotonic()
+
+    return beat
 
 
 def as_delivery(server: PlugNmeetServer, fact: facts.Fact, received: float) -> Delivery:

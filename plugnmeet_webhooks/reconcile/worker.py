@@ -29,7 +29,7 @@ from plugnmeet_webhooks.storage.errors import describe
 log = logging.getLogger(__name__)
 
 LEASE = "reconcile"
-LEASE_SECONDS = 1800.0  # renewed before a pass writes; a pass that died frees it after this
+LEASE_SECONDS = 300.0  # renewed each minute of a pass; a pass that died frees it after this
 
 
 class PassBusy(RuntimeError):

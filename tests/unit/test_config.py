@@ -235,12 +235,13 @@ def test_plain_http_to_another_host_is_warned_about():
 def test_each_tenant_names_its_server_in_the_keys_file(tmp_path):
     env = _keys_file(
         tmp_path,
-        f"[acme]\nplugnmeet_url = https://meet.acme.example\nacme-2026: {S1}\nacme-2025: {S2}\n"
+        f"[acme]\nplugnmeet_url = https://meet.acme.example\nacme-2025: {S2}\nacme-2026: {S1}\n"
         f"\n[globex]\nglobex: {S2}\nplugnmeet_url = 'https://globex.example/meet/'\n"
         f"\n[initech]\ninitech: {S1}\n",
     )
     servers = {s.tenant: s for s in load_settings(env).plugnmeet_servers}
     assert sorted(servers) == ["acme", "globex"]  # initech names no server
+    # Signed with the section's last key: the newest, as keys are rotated.
     assert (servers["acme"].url, servers["acme"].api_key) == (
         "https://meet.acme.example",
         "acme-2026",

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from plugnmeet_webhooks.reconcile.reconciler import Report, as_delivery
 from plugnmeet_webhooks.reconcile.worker import ReconcileWorker, run_pass
 from plugnmeet_webhooks.storage import passes
 from plugnmeet_webhooks.storage.commit import store_batch
+from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.events import events
 from tests.support.chat import ChatServer
 from tests.support.helpers import (
@@ -434,8 +436,10 @@ def test_the_metrics_count_passes_repairs_and_api_errors(reconciling, plugnmeet)
         'pnm_plugnmeet_api_errors_total{endpoint="room/getActiveRoomsInfo"} 1.0',
     ):
         assert line in page
-    [age] = [x for x in page.splitlines() if x.startswith("pnm_reconcile_last_pass_age_seconds ")]
+    [age] = [x for x in page.splitlines() if x.startswith("pnm_reconcile_last_pass_age_seconds{")]
+    assert age.startswith('pnm_reconcile_last_pass_age_seconds{tenant="plugnmeet"} ')
     assert 0 <= float(age.split()[1]) < 60
+    assert 'pnm_reconcile_unresolved{tenant="plugnmeet"} 0.0' in page
 
 
 def test_forgetting_someone_reaches_the_apis_answers_too(reconciling):
@@ -501,3 +505,187 @@ def test_deliveries_and_facts_give_the_same_ledger_in_any_order(app, plugnmeet, 
         43,
     )
     assert report(app, "usage")["total"]["artifacts"] == 6  # each usage record once
+
+
+# --- answers a ledger must not take -------------------------------------------------------------
+
+ENDED = 1764173565  # the corpus session's end
+
+
+def _unresolved(done: Report) -> list[str]:
+    return [u.reason for p in done.passes for u in p.unresolved]
+
+
+@pytest.mark.parametrize(
+    ("created", "ended", "why"),
+    [
+        (1764171000, 1764171000 - 7200, "before its start"),
+        (1764171000 + 7200, ENDED + 7200, "7200 s from the webhooks'"),  # a zone 2 h off
+    ],
+)
+def test_an_end_the_webhooks_contradict_is_not_taken(reconciling, plugnmeet, created, ended, why):
+    plugnmeet.reset()
+    plugnmeet.add_past_room("weekly-standup", SID, created=created, ended=ended)
+    app = reconciling()
+    send(app, BODIES.keys() - ENDS)
+
+    done = reconcile(app)
+
+    assert not done.failed and done.totals()["sessions_closed"] == 0
+    [reason] = _unresolved(done)
+    assert why in reason and "time zone" in reason
+    assert session_row(app)["billable_minutes"] is None  # still open, not billed wrongly
+    assert _unresolved(reconcile(app)) == [reason]  # said again on every pass
+
+
+def test_artifacts_made_late_are_asked_for_again_each_hour(reconciling):
+    app = reconciling()
+    send(app, BODIES.keys() - ARTIFACTS)  # the session closed by its own webhook
+    rt = runtime.of(app)
+    earlier = ENDED + 3 * 3600  # a pass ran well after the end: its window starts later
+    with write_transaction(rt.database()) as conn:
+        passes.record(
+            conn,
+            passes.PassRecord(
+                rt.settings.plugnmeet_servers[0].tenant,
+                earlier,
+                earlier + 1,
+                earlier - 900,
+                "completed",
+            ),
+        )
+    reconciler = rt.reconciler()
+
+    reconciler.clock = lambda: earlier + 60  # the same hour: the day is not asked again
+    same_hour = run_pass(rt.database(), reconciler)
+    assert same_hour is not None and same_hour.totals()["artifacts_added"] == 0
+
+    reconciler.clock = lambda: earlier + 3600  # the next hour: the last day's sessions are
+    next_hour = run_pass(rt.database(), reconciler)
+    assert next_hour is not None and next_hour.totals()["artifacts_added"] == 9
+
+
+def test_a_pass_longer_than_its_lease_keeps_it_and_finishes(reconciling, plugnmeet, monkeypatch):
+    from plugnmeet_webhooks.reconcile import worker
+
+    monkeypatch.setattr(worker, "LEASE_SECONDS", 0.5)
+    plugnmeet.delay = 0.2  # five calls: a second, twice the lease
+    app = reconciling()
+    send(app, BODIES.keys() - ENDS)
+    rt = runtime.of(app)
+    reconciler = rt.reconciler()
+    reconciler.heartbeat_every = 0.1
+
+    done = run_pass(rt.database(), reconciler, since=SINCE)
+
+    assert done is not None and not done.failed
+    assert done.totals()["sessions_closed"] == 1
+
+
+def _scripted(answers: dict[str, dict[str, Any]]) -> Any:
+    """A plugNmeet server that answers each call with a fixed answer (bad ones included)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps(answers[self.path]).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return server
+
+
+def _rooms(*rooms: tuple[str, str, str]) -> dict[str, Any]:
+    listed = [
+        {"room_id": "r", "room_sid": sid, "room_title": "", "created": c, "ended": e}
+        for sid, c, e in rooms
+    ]
+    return {"status": True, "result": {"total_rooms": str(len(listed)), "rooms_list": listed}}
+
+
+def test_odd_answers_are_reported_not_stored_and_the_pass_completes(make_app):
+    tokens = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": "lots"}
+    good = {"token_usage": {"total_tokens": 10, "total_tokens_estimated_cost": 0.5}}
+    artifacts = [
+        {"artifact_id": "a" * 300, "type": "MEETING_SUMMARY_USAGE", "metadata": good},
+        {
+            "artifact_id": "bad-tokens",
+            "type": "MEETING_SUMMARY_USAGE",
+            "metadata": {"token_usage": tokens},
+            "created": "2025-11-26T16:20:00Z",
+        },
+        {
+            "artifact_id": "good",
+            "type": "MEETING_SUMMARY_USAGE",
+            "metadata": good,
+            "created": "2025-11-26T16:20:00Z",
+        },
+    ]
+    recordings = [
+        {"record_id": "REC_none", "room_sid": "RM_a", "file_path": ""},  # not ready yet
+        {
+            "record_id": "REC_big",
+            "room_sid": "RM_a",
+            "file_path": "x.mp4",
+            "creation_time": "99999999999999999999",
+            "file_size": 1.5,
+        },
+    ]
+    server = _scripted(
+        {
+            "/auth/room/getActiveRoomsInfo": {"status": False, "status_code": "NOT_FOUND"},
+            "/auth/room/fetchPastRooms": _rooms(
+                ("RM_a", "2025-11-26T15:30:00Z", "2025-11-26T16:00:00Z"),
+                ("RM_" + "x" * 300, "2025-11-26T15:30:00Z", "2025-11-26T16:00:00Z"),
+                ("RM_backwards", "2025-11-26T17:30:00Z", "2025-11-26T16:00:00Z"),
+                ("RM_future", "2025-11-26T15:30:00Z", "2999-01-01T00:00:00Z"),
+            ),
+            "/auth/artifact/fetch": {
+                "status": True,
+                "result": {"total_artifacts": "3", "artifacts_list": artifacts},
+            },
+            "/auth/recording/fetch": {
+                "status": True,
+                "result": {"total_recordings": "2", "recordings_list": recordings},
+            },
+        }
+    )
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        app = make_app(plugnmeet_servers=(PlugNmeetServer(KEY, url, KEY, SECRET),))
+
+        done = reconcile(app)
+        again = reconcile(app)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert not done.failed and not again.failed
+    assert done.totals() | {"unresolved": 0} == {
+        "sessions_closed": 0,
+        "sessions_discovered": 1,
+        "artifacts_added": 1,
+        "recordings_added": 1,
+        "unresolved": 0,
+    }
+    reasons = _unresolved(done)
+    assert any("room_sid is longer than 200" in r for r in reasons)
+    assert any("artifact_id is longer than 200" in r for r in reasons)
+    assert any("before its start" in r for r in reasons)
+    assert any(
+        "api:artifact:bad-tokens cannot be used" in r and "total_tokens" in r for r in reasons
+    )
+    assert again.totals()["sessions_discovered"] == again.totals()["artifacts_added"] == 0
+    assert any("bad-tokens" in r for r in _unresolved(again))  # not forgotten on the next pass
+    [row] = report(app, "sessions")["rows"]
+    assert (row["room_sid"], row["billable_minutes"]) == ("RM_a", 30)
+    assert report(app, "usage")["total"]["artifacts"] == 1
+    [recording] = report(app, "files")["rows"]
+    assert recording["path"] == "x.mp4"
