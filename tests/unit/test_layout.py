@@ -116,6 +116,14 @@ LAYERS = {
     "validation": set(),
     f"{PACKAGE}.text": set(),
     f"{PACKAGE}.normalize": set(),
+    f"{PACKAGE}.outbound": set(),
+    # The plugNmeet API client knows the protocol and HTTP, nothing of storage or the ledger.
+    f"{PACKAGE}.reconcile.api": {
+        "config",
+        f"{PACKAGE}.normalize",
+        f"{PACKAGE}.outbound",
+        f"{PACKAGE}.text",
+    },
     f"{PACKAGE}.storage": {f"{PACKAGE}.storage", f"{PACKAGE}.text"},
     f"{PACKAGE}.ledger": {
         f"{PACKAGE}.ledger",
