@@ -291,11 +291,13 @@ def during_load(
 
 @dataclass
 class Timing:
-    """One ``flask reconcile`` run: its wall time, its totals, the API calls it made."""
+    """One ``flask reconcile`` run: its wall time, its totals, the API calls it made, and the
+    peak resident memory of its process."""
 
     seconds: float
     totals: dict[str, int]
     calls: dict[str, int]
+    rss_mb: float
 
 
 @dataclass
@@ -327,18 +329,23 @@ def ledger_counts(database_url: str) -> dict[str, int]:
 
 
 def _reconcile(env: dict[str, str], prefix: list[str], since_day: str, log: Path) -> tuple:
+    """Run the command; return its wall time, its totals and its peak RSS (taskset runs the
+    command in its own process, so the process waited for is the command's)."""
     command = [*prefix, sys.executable, "-m", "flask", "--app", "app", "reconcile",
                "--since", since_day, "--format", "json"]  # fmt: skip
-    with log.open("ab") as err:
+    answer = log.with_suffix(".json")
+    with log.open("ab") as err, answer.open("wb") as out:
         started = time.perf_counter()
-        done = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err)
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"FAILED: flask reconcile exited {done.returncode}; see {log}")
-    report = json.loads(done.stdout)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"FAILED: flask reconcile exited {process.returncode}; see {log}")
+    report = json.loads(answer.read_bytes())
     totals = {k: report[k] for k in ("sessions_discovered", "sessions_closed", "artifacts_added",
                                      "recordings_added", "unresolved")}  # fmt: skip
-    return seconds, totals
+    return seconds, totals, usage.ru_maxrss / 1024
 
 
 def history_pass(
@@ -365,9 +372,9 @@ def history_pass(
         timings = []
         for _ in range(2):
             before = api.calls()
-            seconds, totals = _reconcile(env, server_prefix, since_day, log)
+            seconds, totals, rss_mb = _reconcile(env, server_prefix, since_day, log)
             after = api.calls()
-            timings.append(Timing(seconds, totals, calls_between(before, after)))
+            timings.append(Timing(seconds, totals, calls_between(before, after), rss_mb))
         if after["bad_signatures"]:
             raise SystemExit(f"FAILED: the API saw {after['bad_signatures']} bad signatures")
     first, second = timings
@@ -401,7 +408,7 @@ def _median(values: list[float]) -> float:
 
 
 def report_lines(plain: Any, reconciling: Any, load: DuringLoad, history: list[HistoryPass],
-                 skipped: str | None, target: float) -> list[str]:  # fmt: skip
+                 skipped: str | None, target: float, rss_target: float) -> list[str]:  # fmt: skip
     """The section of BENCHMARKS.md on reconciliation (``plain``, ``reconciling``: the loads
     bench/run.py measured)."""
     ratio = reconciling.rps / plain.rps
@@ -426,6 +433,9 @@ def report_lines(plain: Any, reconciling: Any, load: DuringLoad, history: list[H
          ", ".join(f"{w:.2f} s ({s:.1%})" for w, s in zip(watched, shares, strict=True)), "", ""),
         ("CPU per request of the other threads, with / without (medians)",
          f"{rest:,.0f} µs / {cpu_plain:,.0f} µs ({rest / cpu_plain:.2f})", "", ""),
+        ("peak RSS of the worker, with / without",
+         f"{reconciling.rss_mb:.1f} MB / {plain.rss_mb:.1f} MB", f"≤ {rss_target:.0f} MB",
+         "met" if reconciling.rss_mb <= rss_target else "**missed**"),
     ]  # fmt: skip
     lines = [
         "## Reconciliation",
@@ -473,8 +483,8 @@ def report_lines(plain: Any, reconciling: Any, load: DuringLoad, history: list[H
             "the second, over the same window, changed nothing.",
             "",
             "| database | first pass | sessions/s | added | second pass | sessions/s "
-            "| API calls (each pass) |",
-            "| --- | ---: | ---: | --- | ---: | ---: | --- |",
+            "| peak RSS, first / second | API calls (each pass) |",
+            "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |",
         ]
         for h in history:
             t = h.first.totals
@@ -482,7 +492,8 @@ def report_lines(plain: Any, reconciling: Any, load: DuringLoad, history: list[H
                 f"| {h.database} | {h.first.seconds:.1f} s | {h.sessions / h.first.seconds:,.0f} "
                 f"| {t['sessions_discovered']:,} sessions, {t['artifacts_added']:,} artifacts, "
                 f"{t['recordings_added']:,} recordings | {h.second.seconds:.1f} s | "
-                f"{h.sessions / h.second.seconds:,.0f} | {_calls_text(h.first.calls)}"
+                f"{h.sessions / h.second.seconds:,.0f} | {h.first.rss_mb:,.0f} MB / "
+                f"{h.second.rss_mb:,.0f} MB | {_calls_text(h.first.calls)}"
                 + (
                     ""
                     if h.second.calls == h.first.calls

@@ -659,6 +659,7 @@ def reconcile_section(results: dict) -> list[str]:
         results["history"],
         results.get("history_skipped"),
         TARGETS["reconcile_over_plain"],
+        TARGETS["rss_mb"],
     )
 
 
