@@ -6,7 +6,10 @@ the body, and the public guide's listener ported to Flask (verifies and logs, st
 nothing). Drives them with wrk from the other core using pre-signed distinct deliveries,
 checks that every answer was a 200 and every event was stored, repeats the service run over
 a database of 1,000,000 events and with the example workflow rules, times the reports,
-replay, rebuild-ledger and the dashboard, and writes BENCHMARKS.md and a chart.
+replay, rebuild-ledger and the dashboard, measures the receiver with reconciliation's
+background pass on (bench/reconcile.py) and times a pass over 10,000 past sessions, and writes
+BENCHMARKS.md and a chart. ``--only reconcile`` runs only the reconciliation parts, with the
+plain receiver as their peer, and writes bench/out/reconcile.md instead.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import reconcile
 from config import load_server_settings
 from plugnmeet_webhooks.storage.engine import make_engine, write_transaction
 from plugnmeet_webhooks.storage.events import events as events_table
 from plugnmeet_webhooks.storage.migrate import prepare_schema
+from tests.support import postgres
 from tests.support.sink import Answer, Sink
 from validation import sign
 
@@ -57,7 +62,9 @@ TARGETS = {
     "replay_events_per_second": 5000.0,
     "rules_over_plain": 0.90,
     "dashboard_seconds": 1.0,
+    "reconcile_over_plain": 0.95,
 }
+RECONCILE_INTERVAL = "10"  # seconds: the shortest the settings allow, so passes run in each round
 ADMIN_TOKEN = "bench-admin-token-0123456789"  # noqa: S105 - a throw-away token for the run
 BILLING_SECRET = "whsec_YmVuY2gtYmlsbGluZy1zZWNyZXQtMDEyMzQ1Njc4OQ=="  # noqa: S105 - a throw-away
 SLOW_DESTINATION_SECONDS = 10.0
@@ -136,6 +143,20 @@ class Server:
                 return int(stat.parent.name)
         raise RuntimeError("gunicorn has no worker")
 
+    def cpu_seconds(self, thread: int | None = None) -> float:
+        """The CPU time (user and system) the worker has used so far: all its threads', or
+        one thread's."""
+        pid = self.worker_pid()
+        stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def busiest_thread(self) -> int:
+        """The worker's thread, other than its main one, that has used the most CPU."""
+        pid = self.worker_pid()
+        others = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir() if int(t.name) != pid]
+        return max(others, key=lambda tid: self.cpu_seconds(tid))
+
     def peak_rss_mb(self) -> float:
         status = Path(f"/proc/{self.worker_pid()}/status").read_text()
         kb = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))
@@ -207,8 +228,9 @@ def compact(payload: dict) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def write_deliveries(path: Path, count: int, first: int) -> None:
-    """Write ``count`` distinct signed deliveries, one ``token<TAB>body`` a line."""
+def write_deliveries(path: Path, count: int, first: int) -> int:
+    """Write ``count`` distinct signed deliveries, one ``token<TAB>body`` a line; return the
+    time they are dated from (their events happened an hour before it)."""
     templates = _templates()
     now = int(time.time())
     with path.open("wb") as out:
@@ -216,6 +238,7 @@ def write_deliveries(path: Path, count: int, first: int) -> None:
             body = compact(realistic_event(templates[n % len(templates)], n, 500, now - 3600))
             token = sign(body, KEY, SECRET, ttl=4 * 3600)
             out.write(token.encode() + b"\t" + body + b"\n")
+    return now
 
 
 # --- load ---------------------------------------------------------------------------------
@@ -278,27 +301,41 @@ def measure(
     seconds: int,
     *,
     floor_slice: int,
+    watch: dict[str, int] | None = None,
 ) -> dict[str, Load]:
     """Warm each server up, then measure them in turn, ``rounds`` times; keep the medians.
 
     Taking turns, round after round, spreads the machine's noise over every server alike,
     so the ratios compare like with like. The floor stores nothing, so it is sent one slice
-    of deliveries again and again; the receivers never see a delivery twice.
+    of deliveries again and again; the receivers never see a delivery twice. ``watch`` names
+    a worker thread of some servers whose own CPU time is kept for each run too.
     """
+    watch = watch or {}
 
     def first(name: str) -> int:
         return floor_slice if name in STATELESS else slices.take()
 
+    def timed(name: str, server: Server, seconds: int) -> Load:
+        """One wrk run, with when it ran and the worker's CPU time during it."""
+        thread = watch.get(name)
+        cpu, started = server.cpu_seconds(), time.time()
+        watched = server.cpu_seconds(thread) if thread else 0.0
+        load = wrk(server.url, deliveries, first(name), slices.per_run, seconds)
+        load.extra["span"] = (started, time.time())
+        load.extra["cpu_s"] = server.cpu_seconds() - cpu
+        load.extra["watched_s"] = server.cpu_seconds(thread) - watched if thread else 0.0
+        return load
+
     runs: dict[str, list[Load]] = {name: [] for name in servers}
     acknowledged = dict.fromkeys(servers, 0)
     for name, server in servers.items():
-        warm = wrk(server.url, deliveries, first(name), slices.per_run, 3)
+        warm = timed(name, server, 3)
         acknowledged[name] += warm.completed
         runs[name].append(warm)  # checked below, not counted in the medians
     for number in range(1, rounds + 1):
         for name, server in servers.items():
             say(f"  round {number}/{rounds}: {name}")
-            load = wrk(server.url, deliveries, first(name), slices.per_run, seconds)
+            load = timed(name, server, seconds)
             acknowledged[name] += load.completed
             runs[name].append(load)
     results = {}
@@ -312,6 +349,7 @@ def measure(
             )
         measured = runs[name][1:]
         middle = sorted(measured, key=lambda r: r.rps)[len(measured) // 2]
+        cpu_us = [r.extra["cpu_s"] / max(1, r.completed) * 1e6 for r in measured]
         results[name] = Load(
             rps=middle.rps,
             p50_ms=middle.p50_ms,
@@ -324,6 +362,14 @@ def measure(
                 "acknowledged": acknowledged[name],
                 "runs": len(runs[name]),
                 "all_rps": [r.rps for r in measured],
+                "spans": [r.extra["span"] for r in measured],
+                "all_cpu_us": cpu_us,  # CPU per answered request, each run
+                "cpu_us": sorted(cpu_us)[len(cpu_us) // 2],
+                "watched_s": [r.extra["watched_s"] for r in measured],
+                "watched_rest_us": [
+                    (r.extra["cpu_s"] - r.extra["watched_s"]) / max(1, r.completed) * 1e6
+                    for r in measured
+                ],
             },
         )
     return results
@@ -385,8 +431,9 @@ def check_stored(load: Load, stored: int) -> None:
 
 
 def stored_events(path: Path) -> int:
+    """The events stored from deliveries (not the facts a reconciliation pass stored)."""
     with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        return conn.execute("SELECT count(*) FROM events WHERE source = 'webhook'").fetchone()[0]
 
 
 # --- a database of a million events ----------------------------------------------------------
@@ -474,10 +521,12 @@ def chart(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels = ["floor\n(bare Flask)", "guide's\nlistener", "receiver\n(empty db)",
-              "receiver\n(1M events)", "receiver\n(with rules)"]  # fmt: skip
-    loads = [results[name] for name in ("floor", "guide", "empty", "full", "rules")]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6))
-    colors = ["#9e9e9e", "#bdbdbd", "#1f77b4", "#2ca02c", "#ff7f0e"]
+              "receiver\n(reconciling)", "receiver\n(1M events)",
+              "receiver\n(with rules)"]  # fmt: skip
+    names = ("floor", "guide", "empty", "reconcile", "full", "rules")
+    loads = [results[name] for name in names]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.6))
+    colors = ["#9e9e9e", "#bdbdbd", "#1f77b4", "#9467bd", "#2ca02c", "#ff7f0e"]
     bars = left.bar(labels, [x.rps for x in loads], color=colors)
     left.bar_label(bars, fmt="%.0f")
     left.axhline(results["floor"].rps * TARGETS["ratio_to_floor"], color="#d62728", ls="--",
@@ -561,6 +610,8 @@ def write_report(results: dict, path: Path) -> str:
     for label, load in (("floor (bare Flask)", floor),
                         ("the guide's listener in Flask (verifies, logs, stores nothing)", guide),
                         ("receiver, empty database", empty),
+                        ("receiver, empty database, reconciling (a background pass every "
+                         f"{RECONCILE_INTERVAL} s)", results["reconcile"]),
                         ("receiver, 1,000,000 events stored", full),
                         ("receiver with the example rules", rules)):  # fmt: skip
         stored = load.extra.get("stored", "—")
@@ -590,12 +641,68 @@ def write_report(results: dict, path: Path) -> str:
         + ". Every delivery was still answered 200: a slow destination holds only its own "
         "messages.",
     ]
+    lines += ["", *reconcile_section(results)]
     notes = results.get("notes")
     if notes:
         lines += ["", "## Notes", "", notes.strip()]
     text = "\n".join(lines) + "\n"
     path.write_text(text)
     return text
+
+
+def reconcile_section(results: dict) -> list[str]:
+    """BENCHMARKS.md's section on reconciliation."""
+    return reconcile.report_lines(
+        results["empty"],
+        results["reconcile"],
+        results["reconcile_load"],
+        results["history"],
+        results.get("history_skipped"),
+        TARGETS["reconcile_over_plain"],
+        TARGETS["rss_mb"],
+    )
+
+
+def start_reconciling(database_url: str, deliveries_dated: int) -> tuple[reconcile.ApiProcess,
+                                                                          Server]:  # fmt: skip
+    """The local plugNmeet API (busy) on the load core, and a receiver that reconciles with it
+    every RECONCILE_INTERVAL seconds, once its first pass (the 7-day catch-up) has finished."""
+    api = reconcile.ApiProcess(
+        pinned(LOAD_CPU), KEY, SECRET, "--state", "busy", "--sessions", "300",
+        "--bench-ended", str(deliveries_dated - 3600), "--end-every", "3",
+    )  # fmt: skip
+    try:
+        server = start(database_url, None, "receiver-reconcile", PNM_PLUGNMEET_URL=api.url,
+                       PNM_RECONCILE_INTERVAL=RECONCILE_INTERVAL)  # fmt: skip
+    except BaseException:
+        api.stop()
+        raise
+    return api, server
+
+
+def history_passes(results: dict, sessions: int, postgres_url: str) -> None:
+    """Time a pass over ``sessions`` past sessions missing from an empty ledger, and a second
+    pass, on SQLite and (when it answers) on PostgreSQL in a fresh schema."""
+    common = (pinned(SERVER_CPU), pinned(LOAD_CPU), KEY, SECRET, sessions)
+    say(f"reconcile: a pass over {sessions:,} past sessions, SQLite ...")
+    url = f"sqlite:///{OUT / 'history.db'}"
+    results["history"] = [reconcile.history_pass(url, "SQLite", service_env(url, 0), *common)]
+    if postgres_url == "off":
+        results["history_skipped"] = "PostgreSQL was not measured (`--postgres off`)."
+        return
+    import psycopg
+
+    try:
+        psycopg.connect(postgres_url, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        results["history_skipped"] = f"PostgreSQL was not measured: {reason}."
+        return
+    say(f"reconcile: a pass over {sessions:,} past sessions, PostgreSQL ...")
+    with postgres.fresh_schema(postgres_url) as url:
+        results["history"].append(
+            reconcile.history_pass(url, "PostgreSQL", service_env(url, 0), *common)
+        )
 
 
 def main() -> None:
@@ -606,6 +713,23 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=40_000, help="signed deliveries per run")
     parser.add_argument("--rounds", type=int, default=3, help="measured runs per server (median)")
     parser.add_argument("--notes", type=Path, help="a Markdown file appended to BENCHMARKS.md")
+    parser.add_argument(
+        "--only",
+        choices=("reconcile",),
+        help="run only these parts, with the plain receiver as their peer, and write "
+        "bench/out/<part>.md instead of BENCHMARKS.md",
+    )
+    parser.add_argument(
+        "--history-sessions",
+        type=int,
+        default=10_000,
+        help="past sessions the timed reconciliation pass finds missing",
+    )
+    parser.add_argument(
+        "--postgres",
+        default=postgres.DEFAULT_URL,
+        help="PostgreSQL for the timed pass (in a fresh schema), or 'off'",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk (Debian/Ubuntu), then retry.")
@@ -622,61 +746,105 @@ def main() -> None:
         "threads": load_server_settings(service_env("", 0)).threads,
     }
     say(f"machine: {results['machine']}")
+    everything = args.only is None
 
     rounds = args.rounds
     slices = Slices(args.deliveries)
     deliveries = OUT / "deliveries.tsv"
-    count = args.deliveries * (1 + 3 * (rounds + 1))  # the floor reuses one slice for all
+    receivers = ("empty", "reconcile", "full", "rules") if everything else ("empty", "reconcile")
+    # the floor and the guide reuse one slice for all their runs
+    count = args.deliveries * (1 + len(receivers) * (rounds + 1))
     say(f"signing {count:,} distinct deliveries ...")
-    write_deliveries(deliveries, count, 0)
+    dated = write_deliveries(deliveries, count, 0)
 
     full_db = OUT / "full.db"
     full_url = f"sqlite:///{full_db}"
-    say(f"seeding {args.events:,} events over {args.rooms:,} rooms ...")
-    seed(full_db, args.events, args.rooms)
-    say("rebuild-ledger ...")
-    results["rebuild_s"] = flask(full_url, "rebuild-ledger", "--yes")
-    results["rebuild_eps"] = args.events / results["rebuild_s"]
-    say("replay ...")
-    results["replay_s"] = flask(full_url, "replay")
-    results["replay_eps"] = args.events / results["replay_s"]
-    say("reports ...")
-    results["report_rooms_s"] = flask(full_url, "report", "rooms", "--format", "json")
-    results["report_usage_s"] = flask(full_url, "report", "usage", "--format", "json")
+    if everything:
+        say(f"seeding {args.events:,} events over {args.rooms:,} rooms ...")
+        seed(full_db, args.events, args.rooms)
+        say("rebuild-ledger ...")
+        results["rebuild_s"] = flask(full_url, "rebuild-ledger", "--yes")
+        results["rebuild_eps"] = args.events / results["rebuild_s"]
+        say("replay ...")
+        results["replay_s"] = flask(full_url, "replay")
+        results["replay_eps"] = args.events / results["replay_s"]
+        say("reports ...")
+        results["report_rooms_s"] = flask(full_url, "report", "rooms", "--format", "json")
+        results["report_usage_s"] = flask(full_url, "report", "usage", "--format", "json")
+    history_passes(results, args.history_sessions, args.postgres)
 
     empty_db = OUT / "empty.db"
     rules_db = OUT / "rules.db"
+    reconcile_db = OUT / "reconcile.db"
+    reconcile_url = f"sqlite:///{reconcile_db}"
     check_durability(f"sqlite:///{empty_db}")
-    full_before = stored_events(full_db)
+    full_before = stored_events(full_db) if everything else 0
     say(
-        f"load: floor, receiver (empty), receiver ({args.events:,} events), receiver with the "
-        f"example rules, {rounds} rounds ..."
+        f"load: {', '.join(receivers)}{', floor, guide' if everything else ''}, {rounds} rounds ..."
     )
     with Sink() as sink:
-        servers = {
-            "floor": start(f"sqlite:///{OUT / 'floor.db'}", "bench.floor:app", "floor"),
-            "guide": start(f"sqlite:///{OUT / 'guide.db'}", "bench.guide:app", "guide"),
-            "empty": start(f"sqlite:///{empty_db}", None, "receiver-empty"),
-            "full": start(full_url, None, "receiver-full", PNM_ADMIN_TOKEN=ADMIN_TOKEN),
-            "rules": start(f"sqlite:///{rules_db}", None, "receiver-rules", **rules_env(sink)),
-        }
+        servers: dict[str, Server] = {}
+        api: reconcile.ApiProcess | None = None
         try:
-            for name in ("empty", "full", "rules"):
+            if everything:
+                servers["floor"] = start(f"sqlite:///{OUT / 'floor.db'}", "bench.floor:app",
+                                         "floor")  # fmt: skip
+                servers["guide"] = start(f"sqlite:///{OUT / 'guide.db'}", "bench.guide:app",
+                                         "guide")  # fmt: skip
+            servers["empty"] = start(f"sqlite:///{empty_db}", None, "receiver-empty")
+            api, servers["reconcile"] = start_reconciling(reconcile_url, dated)
+            if everything:
+                servers["full"] = start(full_url, None, "receiver-full",
+                                        PNM_ADMIN_TOKEN=ADMIN_TOKEN)  # fmt: skip
+                servers["rules"] = start(f"sqlite:///{rules_db}", None, "receiver-rules",
+                                         **rules_env(sink))  # fmt: skip
+            say("reconcile: waiting for the reconciling receiver's first pass ...")
+            first_pass = reconcile.wait_for_first_pass(reconcile_url)
+            # No request has come yet: the busiest thread besides the main one ran that pass.
+            pass_thread = servers["reconcile"].busiest_thread()
+            for name in receivers:
                 check_guards(servers[name])
+            before = api.calls()
             loads = measure(
-                servers, deliveries, slices, rounds, args.seconds, floor_slice=slices.take()
+                servers,
+                deliveries,
+                slices,
+                rounds,
+                args.seconds,
+                floor_slice=slices.take(),
+                watch={"reconcile": pass_thread},
             )
-            say("dashboard overview over the full database ...")
-            results["dashboard_s"] = time_dashboard(servers["full"])
-            results["slack_received"] = len(sink.at("/slack"))
-            results["billing_received"] = len(sink.at("/billing"))
+            after = api.calls()
+            if after["bad_signatures"]:
+                raise SystemExit(f"FAILED: the API saw {after['bad_signatures']} bad signatures")
+            if everything:
+                say("dashboard overview over the full database ...")
+                results["dashboard_s"] = time_dashboard(servers["full"])
+                results["slack_received"] = len(sink.at("/slack"))
+                results["billing_received"] = len(sink.at("/billing"))
         finally:
             for server in servers.values():
                 server.stop()
-    results["outbox"] = outbox_states(rules_db)
+            if api is not None:
+                api.stop()
     results.update(loads)
     results["rounds"] = rounds
     check_stored(results["empty"], stored_events(empty_db) - 1)  # minus the guard's event
+    check_stored(results["reconcile"], stored_events(reconcile_db) - 1)
+    spans = results["reconcile"].extra["spans"]
+    calls = reconcile.calls_between(before, after)
+    load = reconcile.during_load(reconcile_url, first_pass, spans, calls)
+    load.api = {**api.held, **after}
+    results["reconcile_load"] = load
+    if not load.during:
+        raise SystemExit("FAILED: no reconciliation pass ran while the reconciling receiver was "
+                         "measured (raise --seconds)")  # fmt: skip
+    if not everything:
+        text = "\n".join(reconcile_section(results)) + "\n"
+        (OUT / "reconcile.md").write_text(text)
+        print(text)
+        return
+    results["outbox"] = outbox_states(rules_db)
     check_stored(results["full"], stored_events(full_db) - full_before - 1)
     check_stored(results["rules"], stored_events(rules_db) - 1)
 
