@@ -354,7 +354,7 @@ class GroupCommitter:
                     break
                 self._cond.wait(max(self._idle - idle_for, 0.01))
             self._janitor = None
-        _release_memory()
+        release_memory()
 
     def stop_taking(self, grace: float) -> None:
         """Within ``grace`` seconds, stop taking deliveries: answer those still queued and any
@@ -396,7 +396,7 @@ class GroupCommitter:
             job.done.set()
 
 
-def _release_memory() -> None:
+def release_memory() -> None:
     """After a burst, hand the heap memory it freed back to the system (glibc's arenas keep
     it otherwise, and a worker would stay as large as its largest burst)."""
     gc.collect()
