@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from plugnmeet_webhooks.reconcile.reconciler import Reconciler, Report, describe_failure
 from plugnmeet_webhooks.storage import leases, passes
+from plugnmeet_webhooks.storage.commit import release_memory
 from plugnmeet_webhooks.storage.errors import describe
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class ReconcileWorker:
             return None
         if report is None:
             return None
+        release_memory()  # a catch-up pass holds every answer until it writes: give it back
         for failed in report.failed:  # once per pass; the next pass tries again
             log.warning("%s; the next pass tries again", describe_failure(failed))
         totals = report.totals()
