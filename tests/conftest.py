@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -12,6 +13,7 @@ from config import Settings
 from plugnmeet_webhooks import runtime
 from tests.support import postgres
 from tests.support.helpers import KEY, OTHER_KEY, OTHER_SECRET, SECRET
+from tests.support.plugnmeet_api import PlugNmeetApi
 
 
 @pytest.fixture(autouse=True)
@@ -92,3 +94,13 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def plugnmeet() -> Iterator[PlugNmeetApi]:
+    """A local plugNmeet API knowing the corpus session as ended, signed with the tests' pair;
+    it must have seen no bad signature by the end of the test."""
+    with PlugNmeetApi(api_key=KEY, secret=SECRET) as api:
+        api.load_corpus_session("ended")
+        yield api
+        assert api.bad_signatures == 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import (
     BigInteger,
@@ -68,21 +68,7 @@ class PassRecord:
 
 def record(conn: Connection, done: PassRecord) -> None:
     """Keep a pass, in the caller's transaction."""
-    conn.execute(
-        reconcile_passes.insert().values(
-            tenant=done.tenant,
-            started_at=done.started_at,
-            finished_at=done.finished_at,
-            since=done.since,
-            outcome=done.outcome,
-            closed=done.closed,
-            discovered=done.discovered,
-            artifacts=done.artifacts,
-            recordings=done.recordings,
-            unresolved=done.unresolved,
-            error=done.error,
-        )
-    )
+    conn.execute(reconcile_passes.insert().values(**asdict(done)))
 
 
 def last_completed(engine: Engine, tenant: str) -> float | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,23 +23,13 @@ from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.events import events
 from plugnmeet_webhooks.web.dashboard import _when
 from tests.integration.database.test_dashboard import ADMIN, PERIOD, login
+from tests.integration.database.test_reconcile import SID, SINCE
 from tests.support.helpers import CORPUS, KEY, OTHER_KEY, SECRET, deliver
 from tests.support.plugnmeet_api import PlugNmeetApi
 
-SID = "RM_hK3v9QpZt2Lx"
-SINCE = datetime(2025, 11, 1, tzinfo=UTC).timestamp()  # the corpus session is from 2025-11-26
 ENDS = ("room_finished", "session_ended")
 API_ROW = re.compile(r"<tr[^>]*>.*?</tr>", re.S)
 RECONCILE_TITLE = "Reconciliation with plugNmeet's API"
-
-
-@pytest.fixture
-def plugnmeet() -> Iterator[PlugNmeetApi]:
-    """The plugNmeet API, knowing the corpus session as ended."""
-    with PlugNmeetApi(api_key=KEY, secret=SECRET) as api:
-        api.load_corpus_session("ended")
-        yield api
-        assert api.bad_signatures == 0
 
 
 @pytest.fixture

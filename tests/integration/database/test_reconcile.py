@@ -11,7 +11,6 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -55,15 +54,6 @@ FIGURES = ("sessions", "usage", "rooms", "days", "files")
 SHUFFLES = settings(
     max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-
-
-@pytest.fixture
-def plugnmeet() -> Iterator[PlugNmeetApi]:
-    """The plugNmeet API, knowing the corpus session as ended; it never saw a bad signature."""
-    with PlugNmeetApi(api_key=KEY, secret=SECRET) as api:
-        api.load_corpus_session("ended")
-        yield api
-        assert api.bad_signatures == 0
 
 
 @pytest.fixture
