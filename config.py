@@ -277,11 +277,15 @@ def check_plugnmeet_url(url: str, where: str) -> str:
 
 
 def plugnmeet_servers(
-    env: Mapping[str, str], pairs: Mapping[str, KeyPair], urls: Mapping[str, str]
+    env: Mapping[str, str],
+    pairs: Mapping[str, KeyPair],
+    urls: Mapping[str, str],
+    primary: str | None = None,
 ) -> tuple[PlugNmeetServer, ...]:
     """Pair each plugNmeet server URL with the key pair that signs for it.
 
-    ``PNM_PLUGNMEET_URL`` is the server of ``PNM_API_KEY`` (or of the only tenant); a
+    ``PNM_PLUGNMEET_URL`` is the server of the main pair (``PNM_API_KEY``'s, or the one read
+    from plugNmeet's ``config.yaml``), or of the only tenant; a
     ``plugnmeet_url = …`` line in a ``[tenant]`` section of the keys file is that tenant's,
     signed with the section's last key (the newest, when a key is being rotated).
     """
@@ -300,10 +304,9 @@ def plugnmeet_servers(
     raw = env.get("PNM_PLUGNMEET_URL", "").strip()
     if raw:
         url = check_plugnmeet_url(raw, "PNM_PLUGNMEET_URL")
-        key = env.get("PNM_API_KEY", "").strip()
         tenants = {p.tenant for p in pairs.values()}
-        if key and key in pairs:
-            pair = pairs[key]
+        if primary and primary in pairs:
+            pair = pairs[primary]
         elif len(tenants) == 1:
             pair = newest[next(iter(tenants))]
         else:
@@ -323,11 +326,41 @@ def plugnmeet_servers(
 
 @dataclass(frozen=True, slots=True)
 class ReadKeys:
-    """The key pairs (in the order read), the warnings about them, each tenant's server URL."""
+    """The key pairs (in the order read), the warnings about them, each tenant's server URL,
+    and the key of the main pair (``PNM_API_KEY``, or plugNmeet's ``config.yaml``)."""
 
     pairs: dict[str, KeyPair]
     warnings: list[str]
     urls: dict[str, str]
+    primary: str | None = None
+
+
+def read_plugnmeet_config(path_text: str) -> tuple[str, str]:
+    """Read ``client.api_key`` and ``client.secret`` from plugNmeet's ``config.yaml``."""
+    import yaml
+
+    where = f"PNM_PLUGNMEET_CONFIG names {path_text}, which"
+    try:
+        data = yaml.safe_load(Path(path_text).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(
+            f"{where} cannot be read ({exc.strerror or type(exc).__name__})."
+        ) from None
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError):
+        raise ConfigError(
+            f"{where} is not YAML; give the path of plugNmeet's config.yaml."
+        ) from None
+    client = data.get("client") if isinstance(data, dict) else None
+    found = {}
+    for name in ("api_key", "secret"):
+        value = client.get(name) if isinstance(client, dict) else None
+        if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
+            raise ConfigError(
+                f"{where} has no client.{name}; give the path of plugNmeet's config.yaml "
+                "(usually /opt/plugNmeet/config.yaml)."
+            )
+        found[name] = str(value).strip()
+    return found["api_key"], found["secret"]
 
 
 def parse_api_keys(env: Mapping[str, str]) -> ReadKeys:
@@ -342,12 +375,25 @@ def parse_api_keys(env: Mapping[str, str]) -> ReadKeys:
     secret = env.get("PNM_API_SECRET", "").strip()
     listed = env.get("PNM_API_KEYS", "").strip()
     keys_file = env.get("PNM_API_KEYS_FILE", "").strip()
-    if key or secret or not (listed or keys_file):
+    plugnmeet_config = env.get("PNM_PLUGNMEET_CONFIG", "").strip()
+    primary = None
+    if plugnmeet_config:
+        if key or secret:
+            raise ConfigError(
+                "PNM_PLUGNMEET_CONFIG and PNM_API_KEY/PNM_API_SECRET both give the key pair; "
+                "keep one (the config file, so that nothing is copied by hand)."
+            )
+        key, secret = read_plugnmeet_config(plugnmeet_config)
+        where = "PNM_PLUGNMEET_CONFIG (client.secret)"
+        keys.add(key, secret, None, where, key_where="PNM_PLUGNMEET_CONFIG (client.api_key)")
+        primary = key
+    elif key or secret or not (listed or keys_file):
         if not key:
             raise ConfigError(f"PNM_API_KEY is not set; {_WHERE_KEYS_COME_FROM}.")
         if not secret:
             raise ConfigError(f"PNM_API_SECRET is not set or empty; {_WHERE_KEYS_COME_FROM}.")
         keys.add(key, secret, None, "PNM_API_SECRET", key_where="PNM_API_KEY")
+        primary = key
     for number, item in enumerate(listed.split(",") if listed else [], start=1):
         key, sep, secret = (part.strip() for part in item.partition(":"))
         if not sep or not key:
@@ -368,7 +414,7 @@ def parse_api_keys(env: Mapping[str, str]) -> ReadKeys:
         raise ConfigError(
             f"PNM_API_KEYS_FILE holds no 'key: secret' line; {_WHERE_KEYS_COME_FROM}."
         )
-    return ReadKeys(keys.pairs, keys.warnings, keys.urls)
+    return ReadKeys(keys.pairs, keys.warnings, keys.urls, primary=primary)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
@@ -519,7 +565,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     read = parse_api_keys(env)
     pairs, warnings = read.pairs, read.warnings
-    servers = plugnmeet_servers(env, pairs, read.urls)
+    servers = plugnmeet_servers(env, pairs, read.urls, read.primary)
     warnings.extend(
         f"the plugNmeet server of {s.tenant!r} is asked over plain http: the API secret's "
         "signatures and the answers cross the network readable; use https unless it is on "

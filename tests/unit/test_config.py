@@ -294,3 +294,68 @@ def test_mistakes_in_plugnmeet_urls_name_the_line(tmp_path, text, names):
     for name in names:
         assert name in str(caught.value)
     assert S1 not in str(caught.value)
+
+
+# --- plugNmeet's own config.yaml ---------------------------------------------------------------
+
+PLUGNMEET_YAML = """\
+## as plugNmeet's installer writes it (abridged)
+client:
+  port: 8080
+  debug: false
+  path: "/app/client/dist"
+  api_key: "plugnmeet"
+  secret: "zumyyYWqv7KR2kUqvYdq4z4sXg7XTBD2ljT6"
+  webhook_conf:
+    enable: true
+    url: ""
+    enable_for_per_meeting: false
+"""
+
+
+def _plugnmeet_yaml(tmp_path, text: str = PLUGNMEET_YAML) -> dict[str, str]:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return {"PNM_PLUGNMEET_CONFIG": str(path)}
+
+
+def test_the_key_pair_is_read_from_plugnmeets_config_yaml(tmp_path):
+    env = _plugnmeet_yaml(tmp_path) | {"PNM_PLUGNMEET_URL": "http://127.0.0.1:8080"}
+    settings = load_settings(env)
+    assert dict(settings.api_keys) == {"plugnmeet": "zumyyYWqv7KR2kUqvYdq4z4sXg7XTBD2ljT6"}
+    [server] = settings.plugnmeet_servers  # the API is signed with the same pair
+    assert (server.api_key, server.secret) == ("plugnmeet", "zumyyYWqv7KR2kUqvYdq4z4sXg7XTBD2ljT6")
+
+
+def test_a_numeric_secret_in_config_yaml_stays_the_digits_written(tmp_path):
+    text = PLUGNMEET_YAML.replace('"zumyyYWqv7KR2kUqvYdq4z4sXg7XTBD2ljT6"', "12345678901234567890")
+    assert dict(load_settings(_plugnmeet_yaml(tmp_path, text)).api_keys) == {
+        "plugnmeet": "12345678901234567890"
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("client: [unclosed\n", ["is not YAML", "config.yaml"]),
+        ("server:\n  port: 1\n", ["has no client.api_key", "/opt/plugNmeet/config.yaml"]),
+        ('client:\n  api_key: "k"\n', ["has no client.secret"]),
+        ('client:\n  api_key: "k"\n  secret: "short"\n', ["16 characters"]),
+        (None, ["cannot be read"]),
+    ],
+)
+def test_a_config_yaml_that_cannot_give_the_pair_says_so(tmp_path, text, names):
+    env = {"PNM_PLUGNMEET_CONFIG": str(tmp_path / "missing.yaml")}
+    if text is not None:
+        env = _plugnmeet_yaml(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert message.endswith(".") and "PNM_PLUGNMEET_CONFIG" in message
+    for name in names:
+        assert name in message
+
+
+def test_config_yaml_and_a_key_in_the_environment_are_not_both_taken(tmp_path):
+    with pytest.raises(ConfigError, match="keep one"):
+        load_settings(_plugnmeet_yaml(tmp_path) | PAIR)
