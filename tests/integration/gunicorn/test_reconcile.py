@@ -46,6 +46,10 @@ def test_the_background_pass_closes_a_session_whose_end_was_lost(tmp_path):
         while _session(str(database))[0] is None and time.monotonic() < deadline:
             time.sleep(0.5)
         assert _session(str(database)) == (43, "api")
+        # The pass says what it did once it has stored it: the line follows the commit.
+        while "reconciliation: sessions closed 1" not in server.log():
+            assert time.monotonic() < deadline + 10, server.log()[-2000:]
+            time.sleep(0.2)
         log = server.log()
     assert api.bad_signatures == 0
     assert "reconciliation: sessions closed 1" in log
