@@ -462,17 +462,21 @@ class Reconciler:
 
     # --- writing --------------------------------------------------------------------------
 
-    def _drop_stored(self, plan: _Plan) -> None:
-        """Leave out the facts stored by an earlier pass; one that could not be applied
-        stays unresolved, with the reason, on every pass."""
-        stored: dict[str, tuple[str, str | None]] = {}
-        keys = [fact.dedupe_key for fact, _ in plan.found]
+    def _stored(self, tenant: str, keys: list[str]) -> dict[str, tuple[str, str | None]]:
+        """The facts already stored under these keys: their handler status and error."""
+        found: dict[str, tuple[str, str | None]] = {}
         with self.engine.connect() as conn:
             for chunk in self._chunks(keys):
                 query = select(
                     events.c.dedupe_key, events.c.handler_status, events.c.handler_error
-                ).where(events.c.tenant == plan.tenant, events.c.dedupe_key.in_(chunk))
-                stored |= {row[0]: (row[1], row[2]) for row in conn.execute(query)}
+                ).where(events.c.tenant == tenant, events.c.dedupe_key.in_(chunk))
+                found |= {row[0]: (row[1], row[2]) for row in conn.execute(query)}
+        return found
+
+    def _drop_stored(self, plan: _Plan) -> None:
+        """Leave out the facts stored by an earlier pass; one that could not be applied
+        stays unresolved, with the reason, on every pass."""
+        stored = self._stored(plan.tenant, [fact.dedupe_key for fact, _ in plan.found])
         kept = []
         for fact, repair in plan.found:
             status, error = stored.get(fact.dedupe_key, (None, None))
@@ -500,17 +504,11 @@ class Reconciler:
                 elif result is Outcome.HANDLER_FAILED:
                     failed.append(fact)
             if failed:
-                reasons = self._errors(server.tenant, [f.dedupe_key for f in failed])
+                stored = self._stored(server.tenant, [f.dedupe_key for f in failed])
                 done.unresolved += [
-                    _unusable(server.tenant, f, reasons.get(f.dedupe_key)) for f in failed
+                    _unusable(server.tenant, f, stored.get(f.dedupe_key, ("", None))[1])
+                    for f in failed
                 ]
-
-    def _errors(self, tenant: str, keys: list[str]) -> dict[str, str | None]:
-        query = select(events.c.dedupe_key, events.c.handler_error).where(
-            events.c.tenant == tenant, events.c.dedupe_key.in_(keys)
-        )
-        with self.engine.connect() as conn:
-            return {row[0]: row[1] for row in conn.execute(query)}
 
     def _record(self, done: TenantPass, outcome: str) -> None:
         """Keep the pass; when it repaired something, queue what the rules make of it."""

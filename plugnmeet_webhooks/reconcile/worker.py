@@ -109,7 +109,7 @@ class ReconcileWorker:
             self._thread.join(timeout)
 
     def _due(self) -> bool:
-        last = passes.last_finished(self._engine, outcome=None)
+        last = passes.last_finished(self._engine)
         return last is None or time.time() - last >= self._interval
 
     def run_once(self) -> Report | None:

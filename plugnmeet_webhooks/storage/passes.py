@@ -89,11 +89,9 @@ def latest(engine: Engine, limit: int = 10) -> list[PassRecord]:
         return [PassRecord(**row._mapping) for row in conn.execute(query)]
 
 
-def last_finished(engine: Engine, outcome: str | None = COMPLETED) -> float | None:
-    """When the last pass (over any tenant) with this outcome (None: any) finished, or None."""
+def last_finished(engine: Engine) -> float | None:
+    """When the last pass (over any tenant, whatever its outcome) finished, or None."""
     query = select(func.max(reconcile_passes.c.finished_at))
-    if outcome is not None:
-        query = query.where(reconcile_passes.c.outcome == outcome)
     with engine.connect() as conn:
         found = conn.execute(query).scalar()
     return None if found is None else float(found)
