@@ -40,8 +40,10 @@ wsgi_app = "app:create_app()"
 bind = f"{_server.host}:{_server.port}"
 workers = _server.workers
 # Threads let one worker take several deliveries at once, and the group committer store
-# all of them with one commit (and one wait for the disk) instead of one each.
-worker_class = "gthread"
+# all of them with one commit (and one wait for the disk) instead of one each. The worker
+# is gunicorn's threaded one, except that on SIGTERM it first takes in the connections
+# queued on the socket, which the kernel would otherwise reset (plugnmeet_webhooks/serving.py).
+worker_class = "plugnmeet_webhooks.serving.DrainingWorker"
 threads = _server.threads
 # A delivery is answered in milliseconds; a worker stuck longer (a client that stalls
 # mid-request, say) is restarted.

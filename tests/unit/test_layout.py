@@ -117,6 +117,8 @@ LAYERS = {
     f"{PACKAGE}.text": set(),
     f"{PACKAGE}.normalize": set(),
     f"{PACKAGE}.outbound": set(),
+    # gunicorn's master loads the worker class, and the master knows only the settings.
+    f"{PACKAGE}.serving": set(),
     # The plugNmeet API client knows the protocol and HTTP, nothing of storage or the ledger.
     f"{PACKAGE}.reconcile.api": {
         "config",

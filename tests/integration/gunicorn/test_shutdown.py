@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import signal
 import threading
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from plugnmeet_webhooks.cli.deliveries import post
 from plugnmeet_webhooks.storage.engine import make_engine
 from plugnmeet_webhooks.storage.events import events as events_table
-from tests.support.gunicorn_server import gunicorn, wait_for_workers
+from tests.support.gunicorn_server import gunicorn, wait_for_workers, worker_pids
 from tests.support.helpers import KEY, SECRET, corpus_bodies
 from validation import sign
 
@@ -45,59 +48,104 @@ def _stored_ids(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_sigterm_in_a_burst_answers_every_delivery_in_flight(tmp_path, database_url):
-    bodies = _bodies(200)
-    answers: dict[str, int | str] = {}
+def _deliver(url: str, body: bytes) -> tuple[float, int | str]:
+    """Connect, then POST ``body``: when the connection was made, and the status or the
+    name of the error (a reset, a refusal) the sender saw."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    connected_at = float("inf")
+    try:
+        connection.connect()
+        connected_at = time.monotonic()
+        token = sign(body, KEY, SECRET)
+        headers = {"Content-Type": "application/json", "Authorization": token}
+        connection.request("POST", parts.path, body, headers)
+        return connected_at, connection.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        return connected_at, type(exc).__name__
+    finally:
+        connection.close()
+
+
+def _wait_for_pending(pid: int, signum: int, timeout: float = 10) -> None:
+    """Wait until a stopped process has ``signum`` pending (read from /proc)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, mask = line.partition(":")
+            if name in ("SigPnd", "ShdPnd") and int(mask, 16) & (1 << (signum - 1)):
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never had signal {signum} pending")
+
+
+def test_sigterm_in_a_burst_answers_every_connection_made_before_it(tmp_path, database_url):
+    # Two workers of four threads and 32 connections at once; when the signal comes, 16
+    # more connections wait in the socket's queue, not yet taken by a worker. Every
+    # connection made before the signal is answered.
+    bodies = _bodies(216)
+    burst, queued = bodies[:200], bodies[200:]
+    answers: dict[str, tuple[float, int | str]] = {}
     lock = threading.Lock()
     sent = threading.Event()
-
-    with gunicorn(tmp_path, workers=2, PNM_DATABASE_URL=database_url) as server:
+    environment = {"PNM_DATABASE_URL": database_url, "PNM_WORKER_THREADS": "4"}
+    with gunicorn(tmp_path, workers=2, **environment) as server:
         wait_for_workers(server.process.pid, 2)
-        stopped_at: list[float] = []
+        signalled_at: list[float] = []
 
         def send(body: bytes) -> None:
-            event_id = json.loads(body)["id"]
-            try:
-                status, _ = post(server.url, body, sign(body, KEY, SECRET), timeout=30)
-            except (OSError, http.client.HTTPException) as exc:
-                # Refused or reset once the listener closed: the sender sees it and retries.
-                status = type(getattr(exc, "reason", exc)).__name__
+            answer = _deliver(server.url, body)
             with lock:
-                answers[event_id] = status
+                answers[json.loads(body)["id"]] = answer
                 if len(answers) == 60:
                     sent.set()
 
         def terminate() -> None:
             sent.wait(30)
+            # The workers held still, the kernel completes the next connections and queues
+            # them, as it does whenever deliveries come faster than workers take them.
+            workers = worker_pids(server.process.pid)
+            for pid in workers:
+                os.kill(pid, signal.SIGSTOP)
+            latecomers = [threading.Thread(target=send, args=(body,)) for body in queued]
+            for thread in latecomers:
+                thread.start()
+            time.sleep(0.5)
+            signalled_at.append(time.monotonic())
             server.process.send_signal(signal.SIGTERM)
-            stopped_at.append(time.monotonic())
+            for pid in workers:
+                _wait_for_pending(pid, signal.SIGTERM)  # the master has passed it on
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+            for thread in latecomers:
+                thread.join(60)
 
         killer = threading.Thread(target=terminate)
         killer.start()
-        with ThreadPoolExecutor(16) as pool:
-            list(pool.map(send, bodies))
+        with ThreadPoolExecutor(32) as pool:
+            list(pool.map(send, burst))
         killer.join()
         server.process.wait(timeout=GRACEFUL_TIMEOUT + 10)
-        exited_after = time.monotonic() - stopped_at[0]
+        exited_after = time.monotonic() - signalled_at[0]
         log = server.log()
 
-    statuses = list(answers.values())
-    answered = {event_id for event_id, status in answers.items() if isinstance(status, int)}
-    assert len(answered) >= 60
-    assert {s for s in statuses if isinstance(s, int)} <= {200, 503}
-    # Refused or reset: the listener had closed, or the connection still sat in its
-    # backlog, never taken by a worker. A worker that took a request always answers it.
-    assert {s for s in statuses if not isinstance(s, int)} <= {
-        "ConnectionRefusedError",
-        "ConnectionResetError",
-    }
-    # Whatever a worker took in, it answered: every delivery its handler saw, and every
-    # stored event, got an answer; and every 200 is stored.
+    signalled = signalled_at[0]
+    before = {event_id: status for event_id, (at, status) in answers.items() if at < signalled}
+    assert len(before) >= 60
+    assert {f"term-{n:04d}" for n in range(200, 216)} <= before.keys()  # queued ones
+    # Every connection made before the signal got an answer: stored, or 503 to retry.
+    assert {status for status in before.values()} <= {200, 503}, sorted(
+        (event_id, status) for event_id, status in before.items() if status not in (200, 503)
+    )
+    # Later ones may be refused (the socket is closed) but never answered with anything else.
+    later = {status for at, status in answers.values() if at >= signalled}
+    assert later <= {200, 503, "ConnectionRefusedError", "ConnectionResetError"}
+    answered = {event_id for event_id, (_, status) in answers.items() if isinstance(status, int)}
     handled = {f"term-{int(n):04d}" for n in re.findall(r"Participant u-(\d+) joined", log)}
     stored = _stored_ids(database_url)
     assert handled and handled <= answered
     assert stored <= answered
-    acknowledged = {event_id for event_id, status in answers.items() if status == 200}
+    acknowledged = {event_id for event_id, (_, status) in answers.items() if status == 200}
     assert acknowledged <= stored
     assert exited_after <= GRACEFUL_TIMEOUT, f"the master took {exited_after:.1f} s"
     assert "Traceback" not in log
