@@ -47,6 +47,28 @@ def _wait_until_listening(port: int, process: subprocess.Popen, log_path: Path) 
     raise RuntimeError(f"gunicorn did not listen within 30 s:\n{log_path.read_text()}")
 
 
+# The command ``make run`` runs, from the project's root.
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
+
+
+def server_environment(
+    tmp_path: Path, *, port: int, workers: int = 2, **env: str
+) -> dict[str, str]:
+    """The environment of a test receiver: this process's, without its ``PNM_`` settings,
+    plus the test key pairs, a database in ``tmp_path`` and ``env``."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PNM_")}
+    return environment | {
+        "PNM_API_KEY": KEY,
+        "PNM_API_SECRET": SECRET,
+        "PNM_API_KEYS": f"{OTHER_KEY}:{OTHER_SECRET}",
+        "PNM_DATABASE_URL": f"sqlite:///{tmp_path / 'gunicorn.db'}",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
+        **env,
+    }
+
+
 @contextmanager
 def gunicorn(
     tmp_path: Path, *, workers: int = 2, app: str | None = None, **env: str
@@ -56,23 +78,13 @@ def gunicorn(
     ``app`` names another app factory (``module:callable``) in place of the receiver's own.
     """
     port = free_port()
-    database_url = env.pop("PNM_DATABASE_URL", f"sqlite:///{tmp_path / 'gunicorn.db'}")
+    environment = server_environment(tmp_path, port=port, workers=workers, **env)
+    database_url = environment["PNM_DATABASE_URL"]
     log_path = tmp_path / "gunicorn.log"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("PNM_")}
-    environment |= {
-        "PNM_API_KEY": KEY,
-        "PNM_API_SECRET": SECRET,
-        "PNM_API_KEYS": f"{OTHER_KEY}:{OTHER_SECRET}",
-        "PNM_DATABASE_URL": database_url,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WEB_CONCURRENCY": str(workers),
-        **env,
-    }
     with log_path.open("wb") as log_file:
         extra = [app] if app else []
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", *extra],
+            [*GUNICORN, *extra],
             cwd=ROOT,
             env=environment,
             stdout=log_file,
