@@ -359,3 +359,68 @@ def test_a_config_yaml_that_cannot_give_the_pair_says_so(tmp_path, text, names):
 def test_config_yaml_and_a_key_in_the_environment_are_not_both_taken(tmp_path):
     with pytest.raises(ConfigError, match="keep one"):
         load_settings(_plugnmeet_yaml(tmp_path) | PAIR)
+
+
+FULL_PLUGNMEET_YAML = """\
+## as plugNmeet's installer writes it: other blocks have key pairs of their own
+room_default_settings:
+  max_duration: 0
+client:
+  port: 8080
+  api_key: "plugnmeet"
+  secret: "zumyyYWqv7KR2kUqvYdq4z4sXg7XTBD2ljT6"
+  webhook_conf:
+    enable: true
+    url: ""
+livekit_info:
+  host: "http://livekit:7880"
+  api_key: "lk-key"
+  secret: "lk-secret-0123456789abcdefghijkl"
+  token_validity: 1h
+nats_info:
+  nats_urls: ["nats://nats:4222"]
+  account: "PNM"
+  user: "auth"
+  password: "nats-password"
+"""
+
+
+def test_only_the_client_block_gives_the_pair(tmp_path):
+    assert dict(load_settings(_plugnmeet_yaml(tmp_path, FULL_PLUGNMEET_YAML)).api_keys) == {
+        "plugnmeet": "zumyyYWqv7KR2kUqvYdq4z4sXg7XTBD2ljT6"
+    }
+    # Without client.api_key the file is refused, although livekit_info has an api_key.
+    text = FULL_PLUGNMEET_YAML.replace('  api_key: "plugnmeet"\n', "")
+    env = _plugnmeet_yaml(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    assert str(caught.value) == (
+        f"PNM_PLUGNMEET_CONFIG names {env['PNM_PLUGNMEET_CONFIG']}, which has no "
+        "client.api_key; give the path of plugNmeet's config.yaml "
+        "(usually /opt/plugNmeet/config.yaml)."
+    )
+
+
+def test_a_delivery_signed_with_the_pair_of_config_yaml_is_accepted(tmp_path):
+    from dataclasses import replace
+
+    from app import create_app
+    from plugnmeet_webhooks import runtime
+    from tests.support.helpers import corpus_bodies
+    from validation import sign
+
+    settings = load_settings(_plugnmeet_yaml(tmp_path, FULL_PLUGNMEET_YAML))
+    app = create_app(replace(settings, database_url=f"sqlite:///{tmp_path / 'yaml.db'}"))
+    try:
+        client = app.test_client()
+        body = corpus_bodies()[0]
+
+        def deliver(key: str, secret: str) -> int:
+            token = sign(body, key, secret)
+            headers = {"Authorization": token, "Content-Type": "application/json"}
+            return client.post("/webhook-listener", data=body, headers=headers).status_code
+
+        assert deliver("lk-key", "lk-secret-0123456789abcdefghijkl") == 403  # LiveKit's pair
+        assert deliver("plugnmeet", "zumyyYWqv7KR2kUqvYdq4z4sXg7XTBD2ljT6") == 200
+    finally:
+        runtime.of(app).close()
