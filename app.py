@@ -34,7 +34,7 @@ from plugnmeet_webhooks import cli, runtime
 from plugnmeet_webhooks.metrics import event_label
 from plugnmeet_webhooks.normalize import NormalizationError, peek, to_str
 from plugnmeet_webhooks.runtime import Runtime, current
-from plugnmeet_webhooks.storage.commit import Delivery, Outcome
+from plugnmeet_webhooks.storage.commit import CommitterStopped, Delivery, Outcome
 from plugnmeet_webhooks.storage.errors import Fault, classify, describe
 from plugnmeet_webhooks.storage.events import StoredEvent, now
 from plugnmeet_webhooks.text import plain, shown
@@ -160,6 +160,11 @@ def bad_event(exc: BadEvent) -> Response:
 
 def database_error(exc: SQLAlchemyError) -> Response:
     """Answer a database error by its kind: 503 to retry, 400 for refused data, 500 for a bug."""
+    if isinstance(exc, CommitterStopped):
+        # A reload or a restart: the sender's retry a second later finds another worker,
+        # or waits in the socket's queue for the next process.
+        log.warning("the receiver is stopping: delivery answered 503 for a retry")
+        return _reply(503, "unavailable", **{"Retry-After": "1"})
     fault = classify(exc)
     if fault is Fault.TRANSIENT:
         log.error("database unavailable, answered 503 for a retry: %s", describe(exc))

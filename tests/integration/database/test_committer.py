@@ -15,7 +15,8 @@ from plugnmeet_webhooks.storage.commit import (
     store_batch,
 )
 from plugnmeet_webhooks.storage.events import StoredEvent
-from tests.support.helpers import corpus_bodies, deliver, stored_count, stored_rows
+from tests.support.helpers import KEY, SECRET, corpus_bodies, deliver, stored_count, stored_rows
+from validation import sign
 
 
 def test_concurrent_deliveries_share_commits_and_each_gets_its_own_answer(app, client):
@@ -168,3 +169,20 @@ def test_a_delivery_that_times_out_before_its_batch_starts_is_never_stored(app, 
     writer.close()
     ids = {r["event_id"] for r in stored_rows(app)}
     assert ids == {"e1"}, "a delivery answered 503 before it started must not be stored later"
+
+
+def test_a_stopping_receiver_answers_503_and_asks_for_a_retry_a_second_later(
+    app, app_runtime, client, caplog
+):
+    first, second = corpus_bodies()[:2]
+    assert deliver(client, first).status == 200
+    app_runtime.stop_taking(grace=0)  # what SIGTERM does to a worker
+    time.sleep(0.3)  # the grace of 0 s has passed
+    token = sign(second, KEY, SECRET)
+    headers = {"Authorization": token, "Content-Type": "application/json"}
+    answer = client.post("/webhook-listener", data=second, headers=headers)
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "1"  # another worker, or the next process
+    assert answer.get_json() == {"status": "unavailable"}
+    assert stored_count(app) == 1
+    assert "the receiver is stopping" in caplog.text
