@@ -33,6 +33,8 @@ APP_PATHS=(app.py config.py validation.py handlers.py gunicorn.conf.py requireme
 MASTER_FILES=(config.py gunicorn.conf.py plugnmeet_webhooks/__init__.py
   plugnmeet_webhooks/serving.py requirements.txt)
 
+SCHEMA_UPGRADE="Run 'flask --app app db upgrade' as README.md, \"Running in production\", shows, then: systemctl restart $SERVICE"
+
 SOURCE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 usage() {
@@ -179,10 +181,15 @@ for file in "${files[@]}"; do
   [ -f "$SOURCE/$file" ] || continue # deleted in the checkout but not yet in git
   install -D -p -m 0644 "$SOURCE/$file" "$staged/$file" # -p: the bytecode checks the time
 done
+schema_changed=0
 if [ $upgrade = 1 ]; then
   for file in "${MASTER_FILES[@]}"; do
     cmp -s "$app/$file" "$staged/$file" || restart_reasons+=("$file changed")
   done
+  # A new migration: the database needs 'flask db upgrade' before the new code serves.
+  versions=plugnmeet_webhooks/storage/migrations/versions
+  migrations() { (cd "$1/$versions" && find . -maxdepth 1 -name '*.py' | sort); }
+  [ "$(migrations "$app")" = "$(migrations "$staged")" ] || schema_changed=1
 fi
 
 say "Installing the pinned packages into $venv"
@@ -392,7 +399,10 @@ if [ $run_systemctl = 1 ]; then
   if [ $settings_ok = 0 ]; then
     systemctl enable --quiet "$SOCKET" "$SERVICE"
   elif systemctl is-active --quiet "$SERVICE"; then
-    if [ ${#restart_reasons[@]} -gt 0 ]; then
+    if [ $schema_changed = 1 ]; then
+      note "not reloading $SERVICE: the new version changes the database schema."
+      note "$SCHEMA_UPGRADE"
+    elif [ ${#restart_reasons[@]} -gt 0 ]; then
       note "restarting $SERVICE: $(
         IFS=,
         echo "${restart_reasons[*]}"
@@ -413,7 +423,9 @@ if [ $run_systemctl = 1 ]; then
 else
   say "Not running systemctl (--no-systemctl); run:"
   note "systemctl daemon-reload"
-  if [ $upgrade = 1 ]; then
+  if [ $schema_changed = 1 ]; then
+    note "# the new version changes the database schema: $SCHEMA_UPGRADE"
+  elif [ $upgrade = 1 ]; then
     if [ ${#restart_reasons[@]} -gt 0 ]; then
       note "systemctl restart $SERVICE   # $(
         IFS=,

@@ -383,6 +383,15 @@ def test_running_it_again_upgrades_and_keeps_the_environment_file(installed):
         assert "systemctl reload plugnmeet-webhooks.service\n" in again.stdout
         assert "systemctl restart plugnmeet-webhooks.service" not in again.stdout
         assert "(unchanged)" in again.stdout
+        # A new migration: the schema must be upgraded before the new code serves.
+        versions = app / "plugnmeet_webhooks" / "storage" / "migrations" / "versions"
+        max(versions.glob("0*.py")).unlink()
+        migrated = installed.run()
+        assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+        assert "the new version changes the database schema: Run 'flask --app app db upgrade'" in (
+            migrated.stdout
+        )
+        assert "systemctl reload plugnmeet-webhooks.service" not in migrated.stdout
     finally:
         socket_drop_in.unlink()
         socket_drop_in.parent.rmdir()
