@@ -483,14 +483,10 @@ Check it:
   systemctl status plugnmeet-webhooks
   journalctl -u plugnmeet-webhooks -f
 EOF
-if [ $have_plugnmeet_config = 1 ]; then
-  send_env="env PNM_PLUGNMEET_CONFIG=$plugnmeet_config "
-else
-  send_env="env PNM_API_KEY=… PNM_API_SECRET=… "
-fi
 cat <<EOF
-  # a signed test delivery (the answer is "200 accepted", then "200 duplicate"):
-  cd $app && sudo ${send_env}$venv/bin/flask --app app send --url $url samples/session_ended.json
+  curl -s http://$address/readyz        # {"status": "ready"} once the database is current
+  # then start a meeting in plugNmeet: the journal shows "Room '…' created", and so on.
+  # (A sample sent by hand with 'flask --app app send' would be stored as a real event.)
 EOF
 [ -n "$address" ] || printf '\nerror: %s listens on %s, a Unix socket plugNmeet cannot send to; give it a TCP address (see the comment in %s).\n' "$SOCKET" "${listen:-nothing}" "$unit_dir/$SOCKET" >&2
 

@@ -344,7 +344,7 @@ def test_the_installer_prints_plugnmeets_webhook_conf(installed):
     )
     assert expected in installed.output
     assert PNM_SECRET not in installed.output
-    assert "samples/session_ended.json" in installed.output  # the test delivery to send
+    assert "curl -s http://127.0.0.1:8000/readyz" in installed.output  # how to check it
     assert installed.plugnmeet_config.read_text() == PLUGNMEET_YAML  # never edited
 
 
