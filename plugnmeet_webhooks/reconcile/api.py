@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 import urllib3
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 from config import PlugNmeetServer
 from plugnmeet_webhooks.normalize import EARLIEST, TIME_MAX
@@ -190,7 +190,9 @@ class PlugNmeetApi:
             finally:
                 response.release_conn()
         except (HTTPError, OSError) as exc:
-            reason = self._late() if watch.expired else _reason(exc)
+            # The read timeout is the deadline too: whichever fires first, the same words.
+            late = watch.expired or isinstance(exc, ReadTimeoutError)
+            reason = self._late() if late else _reason(exc)
             raise Unreachable(
                 endpoint, f"the plugNmeet server did not answer {endpoint} ({reason})"
             ) from None
