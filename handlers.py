@@ -1,7 +1,7 @@
 """Event handlers: one registered function per event name, reading normalised events.
 
 Each handler logs what happened and asks for the ledger writes the event implies
-(:class:`~plugnmeet_webhooks.dispatch.Context`); it never touches the database itself.
+(:class:`~plugnmeet_webhooks.handler_registry.Context`); it never touches the database itself.
 ``registry`` holds them all; every runtime works on its own copy of it.
 """
 
@@ -11,7 +11,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from plugnmeet_webhooks.dispatch import Context, Registry
+from plugnmeet_webhooks.handler_registry import Context, Registry
 from plugnmeet_webhooks.ledger import writes as ledger
 from plugnmeet_webhooks.normalize import Artifact, Event
 from plugnmeet_webhooks.storage.events import API

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from plugnmeet_webhooks.dispatch import Context, Registry
+from plugnmeet_webhooks.handler_registry import Context, Registry
 from plugnmeet_webhooks.ledger.writes import run
 from plugnmeet_webhooks.normalize import check_times, normalize
 from plugnmeet_webhooks.storage.commit import Delivery

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from config import Settings
-from plugnmeet_webhooks.dispatch import Registry
+from plugnmeet_webhooks.handler_registry import Registry
 from plugnmeet_webhooks.ingest import Ingest
 from plugnmeet_webhooks.logs import configure_logging
 from plugnmeet_webhooks.metrics import (

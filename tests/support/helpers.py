@@ -103,9 +103,9 @@ def artifact_type(body: bytes) -> str | None:
 def handler_messages(caplog: Any) -> list[str]:
     """Return what the handlers logged at INFO and above."""
     import handlers
-    from plugnmeet_webhooks import dispatch
+    from plugnmeet_webhooks import handler_registry
 
-    names = {handlers.log.name, dispatch.log.name}
+    names = {handlers.log.name, handler_registry.log.name}
     return [r.getMessage() for r in caplog.records if r.name in names and r.levelno >= 20]
 
 
