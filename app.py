@@ -2,7 +2,7 @@
 
 A delivery goes: :func:`receive` reads the body, checks its size and type, verifies its
 token (``validation``), parses the event, and hands a
-:class:`~plugnmeet_webhooks.storage.commit.Delivery` to the runtime's group committer, which
+:class:`~plugnmeet_webhooks.storage.batch.Delivery` to the runtime's group committer, which
 inserts the event with others waiting and applies it to the ledger in one transaction
 (``plugnmeet_webhooks.ingest``: normalise, run the handler from ``handlers``, run its
 writes), commits, and only then is the delivery answered 200.
@@ -34,7 +34,8 @@ from plugnmeet_webhooks import cli, runtime
 from plugnmeet_webhooks.metrics import event_label
 from plugnmeet_webhooks.normalize import NormalizationError, peek, to_str
 from plugnmeet_webhooks.runtime import Runtime, current
-from plugnmeet_webhooks.storage.commit import CommitterStopped, Delivery, Outcome
+from plugnmeet_webhooks.storage.batch import Delivery, Outcome
+from plugnmeet_webhooks.storage.committer import CommitterStopped
 from plugnmeet_webhooks.storage.errors import Fault, classify, describe
 from plugnmeet_webhooks.storage.events import StoredEvent, now
 from plugnmeet_webhooks.text import plain, shown

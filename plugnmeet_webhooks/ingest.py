@@ -1,6 +1,6 @@
 """From a stored event to ledger rows: normalise it, let its handler plan, run the writes.
 
-The webhook route hands a :class:`~plugnmeet_webhooks.storage.commit.Delivery` to the group
+The webhook route hands a :class:`~plugnmeet_webhooks.storage.batch.Delivery` to the group
 committer; the batch that stores the event calls :meth:`Ingest.apply_delivery` in the same
 transaction. Replays call :meth:`Ingest.apply_stored` on bodies read back from the table.
 """
@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from plugnmeet_webhooks.handler_registry import Context, Registry
 from plugnmeet_webhooks.ledger.writes import run
 from plugnmeet_webhooks.normalize import check_times, normalize
-from plugnmeet_webhooks.storage.commit import Delivery
+from plugnmeet_webhooks.storage.batch import Delivery
 from plugnmeet_webhooks.storage.events import WEBHOOK
 from plugnmeet_webhooks.workflows.messages import Workflows
 

@@ -33,7 +33,8 @@ from plugnmeet_webhooks.reconcile.api import DEFAULT_TIMEOUT as API_TIMEOUT
 from plugnmeet_webhooks.reconcile.reconciler import REPAIR_KINDS, Reconciler, Report
 from plugnmeet_webhooks.reconcile.worker import ReconcileWorker
 from plugnmeet_webhooks.storage import outbox, passes
-from plugnmeet_webhooks.storage.commit import Delivery, GroupCommitter, Result, store_batch
+from plugnmeet_webhooks.storage.batch import Delivery, Result, store_batch
+from plugnmeet_webhooks.storage.committer import GroupCommitter
 from plugnmeet_webhooks.storage.engine import PoolTimeout, make_engine
 from plugnmeet_webhooks.storage.migrate import SchemaBehind, prepare_schema
 from plugnmeet_webhooks.storage.retention import Pruner

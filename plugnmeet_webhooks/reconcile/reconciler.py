@@ -36,7 +36,7 @@ from plugnmeet_webhooks.normalize import Event
 from plugnmeet_webhooks.reconcile import facts
 from plugnmeet_webhooks.reconcile.api import ApiError, PastRoom, PlugNmeetApi
 from plugnmeet_webhooks.storage import passes
-from plugnmeet_webhooks.storage.commit import Delivery, Outcome, store_batch
+from plugnmeet_webhooks.storage.batch import Delivery, Outcome, store_batch
 from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.errors import describe, is_transient
 from plugnmeet_webhooks.storage.events import API, StoredEvent, events

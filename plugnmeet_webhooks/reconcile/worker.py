@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from plugnmeet_webhooks.reconcile.reconciler import Reconciler, Report, describe_failure
 from plugnmeet_webhooks.storage import leases, passes
-from plugnmeet_webhooks.storage.commit import release_memory
+from plugnmeet_webhooks.storage.committer import release_memory
 from plugnmeet_webhooks.storage.errors import describe
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
 
-from plugnmeet_webhooks.storage.commit import CommitTimeout
+from plugnmeet_webhooks.storage.committer import CommitTimeout
 from plugnmeet_webhooks.storage.errors import Fault, classify, describe, sqlstate
 
 

@@ -94,7 +94,7 @@ def _cycles() -> list[list[str]]:
 
 def test_the_graph_sees_the_whole_project():
     assert len(MODULES) > 25
-    assert "plugnmeet_webhooks.storage.commit" in GRAPH["plugnmeet_webhooks.runtime"]
+    assert "plugnmeet_webhooks.storage.committer" in GRAPH["plugnmeet_webhooks.runtime"]
     assert "plugnmeet_webhooks.runtime" in GRAPH["app"]
 
 

@@ -7,13 +7,8 @@ import time
 
 import pytest
 
-from plugnmeet_webhooks.storage.commit import (
-    CommitTimeout,
-    Delivery,
-    GroupCommitter,
-    Outcome,
-    store_batch,
-)
+from plugnmeet_webhooks.storage.batch import Delivery, Outcome, store_batch
+from plugnmeet_webhooks.storage.committer import CommitTimeout, GroupCommitter
 from plugnmeet_webhooks.storage.events import StoredEvent
 from tests.support.helpers import KEY, SECRET, corpus_bodies, deliver, stored_count, stored_rows
 from validation import sign

@@ -27,7 +27,7 @@ from plugnmeet_webhooks.reconcile.api import PlugNmeetApi as ApiClient
 from plugnmeet_webhooks.reconcile.reconciler import Report, as_delivery
 from plugnmeet_webhooks.reconcile.worker import ReconcileWorker, run_pass
 from plugnmeet_webhooks.storage import passes
-from plugnmeet_webhooks.storage.commit import store_batch
+from plugnmeet_webhooks.storage.batch import store_batch
 from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.events import events
 from tests.support.chat import ChatServer
