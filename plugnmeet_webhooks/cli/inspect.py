@@ -7,7 +7,7 @@ from flask.cli import with_appcontext
 
 from plugnmeet_webhooks.cli.context import database
 from plugnmeet_webhooks.cli.output import REPORT_FORMATS, as_json, table, utc_time
-from plugnmeet_webhooks.ledger import reports
+from plugnmeet_webhooks.ledger import periods, reports
 from plugnmeet_webhooks.storage import events as stored_events
 
 
@@ -67,7 +67,7 @@ def report(
     artifact was created; days are UTC and --until is included.
     """
     try:
-        filters = reports.Filters.parse(since, until, room, tenant)
+        filters = periods.Filters.parse(since, until, room, tenant)
         reports.check(name, filters)
     except ValueError as exc:
         raise click.UsageError(f"{exc}.") from None

@@ -16,7 +16,7 @@ import click
 from flask.cli import with_appcontext
 
 from plugnmeet_webhooks.cli.context import database, runtime
-from plugnmeet_webhooks.ledger import reports
+from plugnmeet_webhooks.ledger import periods
 from plugnmeet_webhooks.ledger.writes import clear
 from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.events import EventFilter, count_matching
@@ -70,7 +70,7 @@ def parse_json_file(path: str) -> dict[str, Any]:
 
 def first_second(text: str) -> float:
     try:
-        return reports.epoch(reports.parse_day("--since", text))
+        return periods.epoch(periods.parse_day("--since", text))
     except ValueError as exc:
         raise click.BadParameter(f"{exc}.", param_hint="--since") from None
 

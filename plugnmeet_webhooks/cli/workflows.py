@@ -16,7 +16,7 @@ from config import ConfigError
 from plugnmeet_webhooks.cli.context import database, runtime
 from plugnmeet_webhooks.cli.output import as_json, table, utc_time
 from plugnmeet_webhooks.cli.repair import first_second, parse_json_file
-from plugnmeet_webhooks.ledger import reports
+from plugnmeet_webhooks.ledger import periods
 from plugnmeet_webhooks.normalize import NormalizationError, normalize
 from plugnmeet_webhooks.storage import outbox
 from plugnmeet_webhooks.storage.engine import write_transaction, writer
@@ -197,10 +197,10 @@ def outbox_retry(ids: tuple[int, ...], dead: bool) -> None:
 def outbox_purge(sent_before: str) -> None:
     """Delete sent messages older than a day; pending and dead ones stay."""
     try:
-        day = reports.parse_day("--sent-before", sent_before)
+        day = periods.parse_day("--sent-before", sent_before)
     except ValueError as exc:
         raise click.BadParameter(f"{exc}.", param_hint="--sent-before") from None
-    count = outbox.purge_sent(database(), reports.epoch(day))
+    count = outbox.purge_sent(database(), periods.epoch(day))
     click.echo(f"Deleted {count} messages sent before {day}.")
 
 

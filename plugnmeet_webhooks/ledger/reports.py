@@ -8,123 +8,30 @@ the README. Times are ISO 8601 in UTC, costs are in the plugNmeet server's curre
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from itertools import groupby
-from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, select
+from sqlalchemy import Connection, case, func, select
 
 from plugnmeet_webhooks.ledger import stays
+from plugnmeet_webhooks.ledger.attendance import attendance_by_session
+from plugnmeet_webhooks.ledger.periods import DAY, MAX_DAYS, Filters, iso, within
 from plugnmeet_webhooks.ledger.tables import (
-    attendance,
     files,
-    participants,
     session_end_column,
     sessions,
     usage,
 )
-from plugnmeet_webhooks.storage.sql import fetch_all
 
 REPORTS = ("sessions", "usage", "rooms", "days", "attendance", "files")
-DAY = 86400
-MAX_DAYS = 3660  # the days report has a row per day: ten years at most
 
 
 MICROS = 1_000_000  # costs are kept in micro-units of the currency
-FIRST_DAY = date(1970, 1, 1)
-LAST_DAY = date(9998, 12, 31)
-MAX_NAME = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """Which part of the ledger a report covers; ``until`` is inclusive (a whole day)."""
-
-    since: date | None = None
-    until: date | None = None
-    room: str | None = None
-    tenant: str | None = None
-
-    @classmethod
-    def parse(
-        cls,
-        since: str | None,
-        until: str | None,
-        room: str | None,
-        tenant: str | None = None,
-    ) -> Filters:
-        """Read filters as given on a command line or in a query string, or say what is wrong."""
-        days = {
-            name: parse_day(name, text)
-            for name, text in (("since", since), ("until", until))
-            if text
-        }
-        if "since" in days and "until" in days and days["since"] > days["until"]:
-            raise ValueError(f"since {days['since']} is after until {days['until']}; swap them")
-        return cls(
-            since=days.get("since"),
-            until=days.get("until"),
-            room=checked_name("room", room),
-            tenant=checked_name("tenant", tenant),
-        )
-
-    def bounds(self) -> tuple[int | None, int | None]:
-        """Return [start, end) in unix seconds, UTC days."""
-        start = epoch(self.since) if self.since else None
-        end = epoch(self.until + timedelta(days=1)) if self.until else None
-        return start, end
-
-
-def parse_day(name: str, text: str) -> date:
-    """Read a day written as 2026-11-01, or say which option is wrong."""
-    try:
-        day = date.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"{name} must be a date like 2026-11-01, not {text[:40]!r}") from None
-    if not FIRST_DAY <= day <= LAST_DAY:
-        raise ValueError(f"{name} must be a date from {FIRST_DAY} to {LAST_DAY}, not {day}")
-    return day
-
-
-def checked_name(what: str, text: str | None) -> str | None:
-    """Read a room id or tenant filter: printable text of at most 200 characters."""
-    if not text:
-        return None
-    if len(text) > MAX_NAME or not text.isprintable():
-        raise ValueError(f"{what} must be printable text of at most {MAX_NAME} characters")
-    return text
-
-
-def epoch(day: date) -> int:
-    """Return the first second of a UTC day."""
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
-
-
-def iso(seconds: int | None) -> str | None:
-    """Format unix seconds as ISO 8601 UTC, e.g. ``2025-11-26T15:30:00Z``."""
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def cost(micros: int | None) -> float | None:
     """Turn micro-units back into the currency unit, exactly to 6 decimals."""
     return None if micros is None else round(int(micros) / MICROS, 6)
-
-
-def _where(query: Any, column: Any, room_column: Any, filters: Filters) -> Any:
-    start, end = filters.bounds()
-    if start is not None:
-        query = query.where(column >= start)
-    if end is not None:
-        query = query.where(column < end)
-    if filters.room:
-        query = query.where(room_column == filters.room)
-    if filters.tenant:
-        query = query.where(room_column.table.c.tenant == filters.tenant)
-    return query
 
 
 def session_status(ended: bool, end_source: str | None) -> str:
@@ -137,7 +44,7 @@ def session_status(ended: bool, end_source: str | None) -> str:
 def sessions_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     """One row per room session, oldest first, with billable minutes and a total."""
     query = select(sessions, session_end_column().label("session_end"))
-    query = _where(query, sessions.c.started_at, sessions.c.room_id, filters)
+    query = within(query, sessions.c.started_at, sessions.c.room_id, filters)
     found = sorted(
         conn.execute(query),
         key=lambda r: (r.started_at is None, r.started_at or 0, r.tenant, r.room_sid),
@@ -207,7 +114,7 @@ def usage_report(conn: Connection, filters: Filters) -> dict[str, Any]:
         *_cost_parts(),
         _without_cost(),
     ).group_by(usage.c.tenant, usage.c.room_id, usage.c.artifact_type, usage.c.unit)
-    query = _where(query, usage.c.created_at, usage.c.room_id, filters)
+    query = within(query, usage.c.created_at, usage.c.room_id, filters)
     found = sorted(
         conn.execute(query), key=lambda r: (r.tenant, r.room_id or "", r.artifact_type, r.unit)
     )
@@ -237,78 +144,6 @@ def usage_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     return {"rows": rows, "total": total}
 
 
-@dataclass
-class SessionAttendance:
-    """One session's stays before clipping, and who each participant sid is."""
-
-    tenant: str
-    room_id: str | None
-    room_sid: str
-    start: int | None
-    end: int | None
-    pairs: dict[str, list[tuple[int, int | None]]]  # participant sid: its (join, leave)s
-    people: dict[str, tuple[str, str | None, int | None]]  # sid: (identity, name, name_at)
-
-    @property
-    def identities(self) -> dict[str, str]:
-        """Each participant sid's identity."""
-        return {sid: person[0] for sid, person in self.people.items()}
-
-    def stays(self) -> list[stays.Stay]:
-        """The session's stays, clipped to it, in time order."""
-        return stays.stays_of(self.pairs, self.identities, self.start, self.end)
-
-    def names(self) -> dict[str, str | None]:
-        """A name for each person."""
-        return stays.names_of(self.people.values())
-
-    def seconds_by_person(self) -> dict[str, int | None]:
-        """Each person's time in the session (their stays together, overlaps once)."""
-        return stays.seconds_by_person(self.pairs, self.identities, self.start, self.end)
-
-
-def attendance_by_session(conn: Connection, filters: Filters) -> list[SessionAttendance]:
-    """The attendance of each session that started in the period, from its join and leave
-    marks (see :mod:`plugnmeet_webhooks.ledger.stays` for the rules)."""
-    a, p, s = attendance.c, participants.c, sessions.c
-
-    def in_period(table: Any, *columns: Any) -> Any:
-        query = select(*columns)
-        if filters == Filters():  # every session: no need to look each one up
-            return query
-        same = and_(table.c.tenant == s.tenant, table.c.room_sid == s.room_sid)
-        query = query.select_from(table.join(sessions, same))
-        return _where(query, s.started_at, s.room_id, filters)
-
-    held = select(s.tenant, s.room_sid, s.room_id, s.started_at, session_end_column())
-    found: dict[tuple[str, str], SessionAttendance] = {}
-    for tenant, room_sid, room_id, start, end in fetch_all(
-        conn, _where(held, s.started_at, s.room_id, filters)
-    ):
-        found[tenant, room_sid] = SessionAttendance(
-            tenant, room_id, room_sid, start, end, pairs={}, people={}
-        )
-    who = in_period(
-        participants, p.tenant, p.room_sid, p.participant_sid, p.identity, p.name, p.name_at
-    )
-    for (tenant, room_sid), rows in groupby(fetch_all(conn, who), _session_key):
-        session = found.get((tenant, room_sid))
-        if session is not None:
-            session.people.update((row[2], row[3:]) for row in rows)
-    # In key order, so that each sid's marks come together (and in time order).
-    marks = in_period(attendance, a.tenant, a.room_sid, a.participant_sid, a.at, a.kind)
-    marks = marks.order_by(a.tenant, a.room_sid, a.participant_sid, a.at, a.kind)
-    for (tenant, room_sid, sid), rows in groupby(fetch_all(conn, marks), _sid_key):
-        session = found.get((tenant, room_sid))
-        if session is not None:
-            session.pairs[sid] = stays.pair([(at, kind) for _, _, _, at, kind in rows])
-    return [found[key] for key in sorted(found) if found[key].pairs]
-
-
-_session_key = itemgetter(0, 1)
-_sid_key = itemgetter(0, 1, 2)
-
-
 def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     """Per room: sessions, billable minutes, attendees, attendee minutes and AI cost; and a
     total, where a person who attended several rooms is one attendee."""
@@ -334,7 +169,7 @@ def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
         func.count().label("sessions"),
         func.coalesce(func.sum(sessions.c.billable_minutes), 0).label("minutes"),
     ).group_by(sessions.c.tenant, sessions.c.room_id)
-    session_totals = _where(session_totals, sessions.c.started_at, sessions.c.room_id, filters)
+    session_totals = within(session_totals, sessions.c.started_at, sessions.c.room_id, filters)
     for r in conn.execute(session_totals):
         room(r.tenant, r.room_id).update(sessions=r.sessions, billable_minutes=int(r.minutes))
     people: dict[tuple[str, str], set[str]] = {}
@@ -350,7 +185,7 @@ def rooms_report(conn: Connection, filters: Filters) -> dict[str, Any]:
         usage.c.tenant, usage.c.room_id
     )
     micros: list[int] = []
-    for r in conn.execute(_where(cost_totals, usage.c.created_at, usage.c.room_id, filters)):
+    for r in conn.execute(within(cost_totals, usage.c.created_at, usage.c.room_id, filters)):
         joined = _joined(r)
         room(r.tenant, r.room_id)["ai_cost"] = cost(joined)
         if joined is not None:
@@ -392,7 +227,7 @@ def days_report(conn: Connection, filters: Filters) -> dict[str, Any]:
         func.count().label("sessions"),
         func.coalesce(func.sum(sessions.c.billable_minutes), 0).label("minutes"),
     ).where(sessions.c.started_at.is_not(None))
-    per_day = _where(per_day, sessions.c.started_at, sessions.c.room_id, filters).group_by(started)
+    per_day = within(per_day, sessions.c.started_at, sessions.c.room_id, filters).group_by(started)
     for r in conn.execute(per_day):
         day(_day(int(r.day))).update(sessions=r.sessions, billable_minutes=int(r.minutes))
     created = (usage.c.created_at // DAY).label("day")
@@ -401,7 +236,7 @@ def days_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     )
     micros: list[int] = []
     without_cost = 0
-    for r in conn.execute(_where(costs, usage.c.created_at, usage.c.room_id, filters)):
+    for r in conn.execute(within(costs, usage.c.created_at, usage.c.room_id, filters)):
         without_cost += int(r.without_cost)
         joined = _joined(r)
         if joined is None:
@@ -465,7 +300,7 @@ def attendance_report(conn: Connection, filters: Filters) -> dict[str, Any]:
 
 def files_report(conn: Connection, filters: Filters) -> dict[str, Any]:
     """The recordings and files of the rooms, newest first."""
-    query = _where(select(files), files.c.created_at, files.c.room_id, filters)
+    query = within(select(files), files.c.created_at, files.c.room_id, filters)
     found = sorted(conn.execute(query), key=lambda r: (-r.created_at, r.file_key))
     rows = [
         {

@@ -6,7 +6,7 @@ import logging
 
 from flask import Blueprint, Response, abort, jsonify, request
 
-from plugnmeet_webhooks.ledger import reports
+from plugnmeet_webhooks.ledger import periods, reports
 from plugnmeet_webhooks.runtime import current
 from plugnmeet_webhooks.storage.migrate import SchemaBehind
 from plugnmeet_webhooks.web.auth import bearer_is
@@ -39,7 +39,7 @@ def api_report(name: str) -> tuple[Response, int]:
     if name not in reports.REPORTS:
         abort(404)
     try:
-        filters = reports.Filters.parse(
+        filters = periods.Filters.parse(
             request.args.get("since"),
             request.args.get("until"),
             request.args.get("room"),

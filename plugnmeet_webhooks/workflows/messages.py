@@ -18,7 +18,8 @@ from typing import Any
 import jinja2
 from sqlalchemy import Connection, bindparam, func, select
 
-from plugnmeet_webhooks.ledger.reports import cost, epoch, iso, session_status
+from plugnmeet_webhooks.ledger.periods import epoch, iso
+from plugnmeet_webhooks.ledger.reports import cost, session_status
 from plugnmeet_webhooks.ledger.tables import session_end_column, sessions, usage
 from plugnmeet_webhooks.normalize import Event, Room
 from plugnmeet_webhooks.storage.outbox import Message, enqueue, message_id, queued_already

@@ -206,10 +206,10 @@ def reset_database(app: Any) -> None:
 
 def report(app: Any, name: str, **filters: Any) -> dict[str, Any]:
     """Build a report straight from the app's database."""
-    from plugnmeet_webhooks.ledger import reports
+    from plugnmeet_webhooks.ledger import periods, reports
 
     with runtime.of(app).database().connect() as conn:
-        return reports.build(conn, name, reports.Filters(**filters))
+        return reports.build(conn, name, periods.Filters(**filters))
 
 
 @contextmanager

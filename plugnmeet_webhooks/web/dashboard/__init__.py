@@ -30,7 +30,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import Engine, func, literal_column, select
 from werkzeug.exceptions import HTTPException
 
-from plugnmeet_webhooks.ledger import reports
+from plugnmeet_webhooks.ledger import periods, reports
 from plugnmeet_webhooks.ledger.tables import session_end_column, sessions
 from plugnmeet_webhooks.ledger.writes import END_FROM_API
 from plugnmeet_webhooks.normalize import NormalizationError, normalize
@@ -99,7 +99,7 @@ def _number(value: int | None) -> str:
 def _when(value: float | str | None) -> str:
     if value is None:
         return "–"
-    text = value if isinstance(value, str) else reports.iso(int(value))
+    text = value if isinstance(value, str) else periods.iso(int(value))
     return str(text).replace("T", " ").removesuffix("Z")
 
 
@@ -112,7 +112,7 @@ def _engine() -> Engine:
     return current().database()
 
 
-def _period() -> tuple[reports.Filters, dict[str, Any]]:
+def _period() -> tuple[periods.Filters, dict[str, Any]]:
     """Read the period and tenant from the query string: a preset, or custom days."""
     args = request.args
     today = datetime.now(UTC).date()
@@ -121,13 +121,13 @@ def _period() -> tuple[reports.Filters, dict[str, Any]]:
     problem = None
     try:
         if since_text or until_text:
-            filters = reports.Filters.parse(
+            filters = periods.Filters.parse(
                 since_text or None, until_text or None, None, args.get("tenant")
             )
             days = None
         else:
             days = int(preset) if preset.isdigit() and int(preset) in PRESETS else 30
-            filters = reports.Filters.parse(
+            filters = periods.Filters.parse(
                 (today - timedelta(days=days - 1)).isoformat(),
                 today.isoformat(),
                 None,
@@ -138,10 +138,10 @@ def _period() -> tuple[reports.Filters, dict[str, Any]]:
         problem = f"{exc}."
         days = 30
         try:
-            tenant = reports.checked_name("tenant", args.get("tenant"))
+            tenant = periods.checked_name("tenant", args.get("tenant"))
         except ValueError:
             tenant = None
-        filters = reports.Filters(since=today - timedelta(days=29), until=today, tenant=tenant)
+        filters = periods.Filters(since=today - timedelta(days=29), until=today, tenant=tenant)
     shown = {
         "days": days,
         "since": filters.since.isoformat() if filters.since else "",
@@ -158,7 +158,7 @@ def _tenants(engine: Engine) -> list[str]:
         return sorted(conn.execute(select(sessions.c.tenant).distinct()).scalars())
 
 
-def _build(engine: Engine, name: str, filters: reports.Filters) -> dict[str, Any]:
+def _build(engine: Engine, name: str, filters: periods.Filters) -> dict[str, Any]:
     with engine.connect() as conn:
         return reports.build(conn, name, filters)
 
@@ -218,7 +218,7 @@ def overview() -> str:
     )
 
 
-def _reconciliation(engine: Engine, filters: reports.Filters) -> dict[str, Any] | None:
+def _reconciliation(engine: Engine, filters: periods.Filters) -> dict[str, Any] | None:
     """Each plugNmeet server's last passes, and the period's sessions whose end came from
     plugNmeet's API; None when reconciliation is off (no server to ask)."""
     servers = current().settings.plugnmeet_servers
@@ -295,7 +295,7 @@ def room(room_id: str) -> str:
     engine = _engine()
     filters, period = _period()
     try:
-        filters = replace(filters, room=reports.checked_name("room", room_id))
+        filters = replace(filters, room=periods.checked_name("room", room_id))
     except ValueError:
         abort(404)
     sessions = _build(engine, "sessions", filters)
@@ -353,7 +353,7 @@ def _event_query(
     query = select(*columns).order_by(events.c.id.desc() if newest_first else events.c.id)
     for name, column in (("event", events.c.event), ("room", events.c.room_id),
                          ("tenant", events.c.tenant)):  # fmt: skip
-        value = reports.checked_name(name, chosen[name])
+        value = periods.checked_name(name, chosen[name])
         if value:
             query = query.where(column == value)
     if chosen["handler"] in HANDLER_STATES:
@@ -364,8 +364,8 @@ def _event_query(
         query = query.where(events.c.source == chosen["source"])
     else:
         chosen["source"] = ""  # an unknown source filters nothing, and is not passed on
-    day = {n: reports.parse_day(n, chosen[n]) if chosen[n] else None for n in ("since", "until")}
-    start, end = reports.Filters(since=day["since"], until=day["until"]).bounds()
+    day = {n: periods.parse_day(n, chosen[n]) if chosen[n] else None for n in ("since", "until")}
+    start, end = periods.Filters(since=day["since"], until=day["until"]).bounds()
     if start is not None:
         query = query.where(events.c.received_at >= start)
     if end is not None:

@@ -493,10 +493,10 @@ def test_replaying_one_row_takes_that_row_only_when_tenants_share_an_event_id(ap
 def test_the_days_report_has_a_row_for_every_day_even_with_an_open_end(signed_in, dash):
     from datetime import date
 
-    from plugnmeet_webhooks.ledger import reports
+    from plugnmeet_webhooks.ledger import periods, reports
 
     rows = report(dash, "days", since=date(2025, 11, 20))["rows"]
     assert [r["day"] for r in rows] == [f"2025-11-{d}" for d in range(20, 27)]
     assert [r["billable_minutes"] for r in rows] == [0] * 6 + [43]
     with pytest.raises(ValueError, match="at most 3,660 days"):
-        reports.check("days", reports.Filters.parse("2000-01-01", "2020-01-01", None))
+        reports.check("days", periods.Filters.parse("2000-01-01", "2020-01-01", None))
