@@ -379,9 +379,9 @@ def test_events_page_filters_and_feed(signed_in):
 
 
 def test_the_events_page_pages_back_and_a_burst_reaches_the_feed_in_full(signed_in, monkeypatch):
-    from plugnmeet_webhooks.web import dashboard
+    from plugnmeet_webhooks.web.dashboard import views
 
-    monkeypatch.setattr(dashboard, "PAGE", 10)
+    monkeypatch.setattr(views, "PAGE", 10)
     ids = sorted(r["id"] for r in stored_rows(signed_in.application))
     first = signed_in.get("/dashboard/events").get_data(as_text=True)
     assert 'data-live="true"' in first

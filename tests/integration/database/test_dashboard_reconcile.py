@@ -21,7 +21,7 @@ from plugnmeet_webhooks.reconcile.worker import run_pass
 from plugnmeet_webhooks.storage import passes
 from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.events import events
-from plugnmeet_webhooks.web.dashboard import _when
+from plugnmeet_webhooks.web.dashboard.views import _when
 from tests.integration.database.test_dashboard import ADMIN, PERIOD, login
 from tests.integration.database.test_reconcile import SID, SINCE
 from tests.support.helpers import CORPUS, KEY, OTHER_KEY, SECRET, deliver
