@@ -41,7 +41,7 @@ from plugnmeet_webhooks.storage.events import StoredEvent, now
 from plugnmeet_webhooks.text import plain, shown
 from plugnmeet_webhooks.web import api, auth, dashboard, ops
 from plugnmeet_webhooks.web.proxy import behind_proxies
-from plugnmeet_webhooks.workflows.rules import load_rules
+from plugnmeet_webhooks.workflows.rules_file import load_rules
 from validation import VerificationError, body_digest
 
 log = logging.getLogger(__name__)

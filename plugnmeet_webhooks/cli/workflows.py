@@ -21,7 +21,8 @@ from plugnmeet_webhooks.normalize import NormalizationError, normalize
 from plugnmeet_webhooks.storage import outbox
 from plugnmeet_webhooks.storage.engine import write_transaction, writer
 from plugnmeet_webhooks.storage.events import EventFilter, events, now
-from plugnmeet_webhooks.workflows.rules import load_rules, tenant_warnings
+from plugnmeet_webhooks.workflows.rules import tenant_warnings
+from plugnmeet_webhooks.workflows.rules_file import load_rules
 
 
 @click.group("rules")

@@ -41,7 +41,7 @@ from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.errors import describe, is_transient
 from plugnmeet_webhooks.storage.events import API, StoredEvent, events
 from plugnmeet_webhooks.text import plain
-from plugnmeet_webhooks.workflows.rules import RECONCILED, Reconciled
+from plugnmeet_webhooks.workflows.context import RECONCILED, Reconciled
 
 log = logging.getLogger(__name__)
 

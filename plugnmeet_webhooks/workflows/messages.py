@@ -25,14 +25,9 @@ from plugnmeet_webhooks.normalize import Event, Room
 from plugnmeet_webhooks.storage.outbox import Message, enqueue, message_id, queued_already
 from plugnmeet_webhooks.storage.sql import compiled, execute
 from plugnmeet_webhooks.text import chat_text, cut, plain
-from plugnmeet_webhooks.workflows.rules import (
-    SESSION_FIELDS,
-    Destination,
-    Reconciled,
-    Rule,
-    Rules,
-    chat_value,
-)
+from plugnmeet_webhooks.workflows.context import SESSION_FIELDS, Reconciled
+from plugnmeet_webhooks.workflows.rules import Destination, Rule, Rules
+from plugnmeet_webhooks.workflows.templates import chat_value
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config import ConfigError
-from plugnmeet_webhooks.workflows.rules import load_rules, parse_rules
+from plugnmeet_webhooks.workflows.rules_file import load_rules, parse_rules
 from tests.support.helpers import ROOT
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

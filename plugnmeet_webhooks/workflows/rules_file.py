@@ -1,0 +1,253 @@
+"""The rules file: TOML read with ``tomllib``, checked whole at start-up.
+
+Every mistake stops the service with one sentence that names the rule, the key and what to
+put there. Templates are compiled here, and every path they or a ``where`` read is checked
+against what a rule can read (:mod:`~plugnmeet_webhooks.workflows.context`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.meta
+from standardwebhooks.webhooks import Webhook
+
+from config import ConfigError
+from plugnmeet_webhooks.workflows.context import CONTEXT, check_path
+from plugnmeet_webhooks.workflows.rules import (
+    KINDS,
+    NO_RULES,
+    ONCE_PER,
+    OPERATORS,
+    Condition,
+    Destination,
+    Rule,
+    Rules,
+)
+from plugnmeet_webhooks.workflows.templates import ENV, SLACK_ENV, template_paths
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class _Reader:
+    """Read one table of the file, naming where each mistake is."""
+
+    def __init__(self, table: Any, where: str) -> None:
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table, like [{where}].")
+        self.table = table
+        self.where = where
+        self.read: set[str] = set()
+
+    def get(self, key: str, kind: type, *, required: bool = False, hint: str = "") -> Any:
+        self.read.add(key)
+        if key not in self.table:
+            if required:
+                raise ConfigError(f"{self.where} has no {key}; add {key} = {hint}.")
+            return None
+        value = self.table[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            wanted = {str: "a string", list: "a list", dict: "a table", bool: "true or false"}
+            raise ConfigError(
+                f"{self.where}: {key} must be {wanted.get(kind, kind.__name__)}, like "
+                f"{key} = {hint}."
+            )
+        return value
+
+    def done(self) -> None:
+        unknown = sorted(set(self.table) - self.read)
+        if unknown:
+            raise ConfigError(
+                f"{self.where} has the unknown key {unknown[0]!r}; "
+                f"the keys are {', '.join(sorted(self.read))}."
+            )
+
+
+def _value(text: str, where: str, env: Mapping[str, str]) -> str:
+    """Read a value that may say ``env:NAME``: then it comes from the environment."""
+    if not text.startswith("env:"):
+        return text
+    name = text.removeprefix("env:")
+    found = env.get(name, "").strip()
+    if not found:
+        raise ConfigError(f"{where} reads the environment variable {name}, which is not set.")
+    return found
+
+
+def _destination(name: str, table: Any, env: Mapping[str, str]) -> Destination:
+    where = f"destinations.{name}"
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"{where}: a destination's name is letters, digits, '.', '_' or '-'.")
+    read = _Reader(table, where)
+    kind = read.get("kind", str, required=True, hint='"slack" or "webhook"')
+    if kind not in KINDS:
+        raise ConfigError(f'{where}: kind is {kind!r}; use "slack" or "webhook".')
+    url = _value(
+        read.get("url", str, required=True, hint='"https://..." or "env:NAME"'), f"{where}.url", env
+    )
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+        raise ConfigError(f"{where}.url is not an http(s) URL; write https://host/path.")
+    secret = None
+    hint = '"env:NAME" (a whsec_... secret)'
+    raw_secret = read.get("secret", str, required=kind == "webhook", hint=hint)
+    if kind == "slack" and raw_secret is not None:
+        raise ConfigError(f"{where}: a slack destination takes no secret; remove it.")
+    if raw_secret is not None:
+        secret = _value(raw_secret, f"{where}.secret", env)
+        try:
+            Webhook(secret)
+            valid = secret.startswith("whsec_") and len(secret) > 20
+        except Exception:  # the library's base64 errors
+            valid = False
+        if not valid:
+            raise ConfigError(
+                f"{where}.secret is not a Standard Webhooks secret; use whsec_ followed by "
+                "base64, e.g. from: echo whsec_$(openssl rand -base64 32)."
+            )
+    read.done()
+    return Destination(name=name, kind=kind, url=url, secret=secret)
+
+
+def _conditions(where_table: Any, where: str) -> tuple[Condition, ...]:
+    if not isinstance(where_table, dict):
+        raise ConfigError(
+            f'{where}.where must be a table, like where = {{ "room.room_id" = "r1" }}.'
+        )
+    found = []
+    for path, test in where_table.items():
+        problem = check_path(path)
+        if problem:
+            raise ConfigError(f"{where}.where names {path!r}, but {problem}.")
+        if isinstance(test, list):
+            found.append(Condition(path, "in", tuple(test)))
+        elif isinstance(test, dict):
+            for operator, value in test.items():
+                if operator not in OPERATORS:
+                    raise ConfigError(
+                        f"{where}.where.{path} has the operator {operator!r}; "
+                        f"use one of {', '.join(OPERATORS)}."
+                    )
+                if operator in ("in", "not_in"):
+                    if not isinstance(value, list):
+                        raise ConfigError(f"{where}.where.{path}.{operator} must be a list.")
+                    value = tuple(value)
+                found.append(Condition(path, operator, value))
+        else:
+            found.append(Condition(path, "eq", test))
+    return tuple(found)
+
+
+def _template(source: str, where: str) -> jinja2.Template:
+    try:
+        parsed = ENV.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(
+            f"{where}.text is not a valid template: {exc.message} (line {exc.lineno})."
+        ) from None
+    for name in sorted(jinja2.meta.find_undeclared_variables(parsed)):
+        if name not in CONTEXT:
+            raise ConfigError(
+                f"{where}.text reads {name!r}, which a rule cannot see; use {', '.join(CONTEXT)}."
+            )
+    for path in template_paths(source):
+        problem = check_path(path)
+        if problem:
+            raise ConfigError(f"{where}.text reads {path!r}, but {problem}.")
+    return ENV.from_string(source)
+
+
+def _rule(
+    number: int, table: Any, destinations: Mapping[str, Destination], names: set[str]
+) -> Rule:
+    where = f"rules[{number}]"
+    read = _Reader(table, where)
+    name = read.get("name", str, required=True, hint='"vip-joined"')
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"{where}: name {name!r} must be letters, digits, '.', '_' or '-'.")
+    if name in names:
+        raise ConfigError(f"rule {name!r} is named twice; give each rule its own name.")
+    where = f"rule {name!r}"
+    read.where = where
+    on = table.get("on")
+    read.read.add("on")
+    if isinstance(on, str):
+        on = [on]
+    if not on or not isinstance(on, list) or not all(isinstance(e, str) and e for e in on):
+        raise ConfigError(f'{where} has no on; add on = "participant_joined" (or a list).')
+    send = read.get("send", list, required=True, hint='["ops-slack"]')
+    if not send:
+        raise ConfigError(f'{where}: send is empty; name a destination, like send = ["ops-slack"].')
+    for target in send:
+        if target not in destinations:
+            known = ", ".join(sorted(destinations)) or "none yet"
+            raise ConfigError(
+                f"{where} sends to {target!r}, which is not a destination; add "
+                f"[destinations.{target}] or use one of: {known}."
+            )
+    text_source = read.get("text", str, hint='"{{ room.room_id }} ended"') or ""
+    if not text_source and any(destinations[t].kind == "slack" for t in send):
+        raise ConfigError(f'{where} sends to Slack but has no text; add text = "...".')
+    once_per = read.get("once_per", str, hint='"room-day"') or "event"
+    if once_per not in ONCE_PER:
+        raise ConfigError(f"{where}: once_per is {once_per!r}; use one of {', '.join(ONCE_PER)}.")
+    tenant = read.get("tenant", str, hint='"acme"')
+    enabled = read.get("enabled", bool, hint="true")
+    conditions = _conditions(read.get("where", dict, hint="{ ... }") or {}, where)
+    read.done()
+    names.add(name)
+    if enabled is False:
+        return Rule(name=name, on=frozenset(), send=tuple(send))
+    return Rule(
+        name=name,
+        on=frozenset(on),
+        send=tuple(send),
+        conditions=conditions,
+        text=_template(text_source, where) if text_source else None,
+        slack_text=SLACK_ENV.from_string(text_source) if text_source else None,
+        text_source=text_source,
+        once_per=once_per,
+        tenant=tenant,
+    )
+
+
+def parse_rules(text: str, env: Mapping[str, str] | None = None) -> Rules:
+    """Read a rules file's text, or say in one sentence what is wrong and where."""
+    env = os.environ if env is None else env
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the rules file is not valid TOML: {exc}.") from None
+    top = _Reader(document, "the rules file")
+    tables = top.get("destinations", dict, hint="{ ... }") or {}
+    destinations = {name: _destination(name, table, env) for name, table in tables.items()}
+    listed = document.get("rules", [])
+    top.read.add("rules")
+    if not isinstance(listed, list):
+        raise ConfigError("rules must be written as [[rules]] tables.")
+    top.done()
+    names: set[str] = set()
+    rules = tuple(_rule(n, table, destinations, names) for n, table in enumerate(listed, 1))
+    return Rules(destinations=destinations, rules=rules)
+
+
+def load_rules(path: str | None, env: Mapping[str, str] | None = None) -> Rules:
+    """Read the rules file ``PNM_RULES_FILE`` names; no file means no rules."""
+    if not path:
+        return NO_RULES
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ConfigError(
+            f"PNM_RULES_FILE names {path}, which cannot be read ({reason})."
+        ) from None
+    try:
+        return parse_rules(text, env)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc.message}") from None
