@@ -37,7 +37,7 @@ from plugnmeet_webhooks.runtime import Runtime, current
 from plugnmeet_webhooks.storage.batch import Delivery, Outcome
 from plugnmeet_webhooks.storage.committer import CommitterStopped
 from plugnmeet_webhooks.storage.errors import Fault, classify, describe
-from plugnmeet_webhooks.storage.events import StoredEvent, now
+from plugnmeet_webhooks.storage.events import HandlerStatus, StoredEvent, now
 from plugnmeet_webhooks.text import plain, shown
 from plugnmeet_webhooks.web import api, auth, dashboard, ops
 from plugnmeet_webhooks.web.proxy import behind_proxies
@@ -247,7 +247,7 @@ def _delivery(
         body_sha256=digest.hex(),
         body=body,
         tenant=tenant,
-        handler_status="failed" if refused else "ok",
+        handler_status=HandlerStatus.FAILED if refused else HandlerStatus.OK,
         handler_error=refused,
     )
     return Delivery(stored, payload)

@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, func, select
 from plugnmeet_webhooks.ledger.tables import FORGOTTEN, attendance, files, participants, usage
 from plugnmeet_webhooks.normalize import MAX_NAME, camel_name
 from plugnmeet_webhooks.storage.engine import write_transaction
-from plugnmeet_webhooks.storage.events import events
+from plugnmeet_webhooks.storage.events import EventFilter, each_batch, events
 from plugnmeet_webhooks.storage.outbox import outbox
 from plugnmeet_webhooks.text import chat_text
 
@@ -160,29 +160,7 @@ def _rewritten(payload: Any, identity: str, done: Forgotten) -> bool:
     return changed
 
 
-def _in_batches(
-    engine: Engine, tenant: str | None, size: int, *, write: bool
-) -> Iterator[tuple[Connection, list[Any]]]:
-    """The stored bodies, a batch at a time, each in its own transaction (a read-only one
-    unless ``write``)."""
-    last = 0
-    while True:
-        with write_transaction(engine) if write else engine.connect() as conn:
-            rows = _bodies(conn, tenant, last, size)
-            if rows:
-                yield conn, rows
-        if not rows:
-            return
-        last = rows[-1].id
-
-
-def _bodies(conn: Connection, tenant: str | None, after: int, size: int) -> list[Any]:
-    query = select(events.c.id, events.c.tenant, events.c.dedupe_key, events.c.body).where(
-        events.c.id > after, events.c.pruned_at.is_(None)
-    )
-    if tenant is not None:
-        query = query.where(events.c.tenant == tenant)
-    return list(conn.execute(query.order_by(events.c.id).limit(size)))
+_BODIES = (events.c.tenant, events.c.dedupe_key, events.c.body)
 
 
 def _parsed(body: bytes) -> Any:
@@ -216,16 +194,21 @@ def forget_participant(
         for name, sid in conn.execute(query):
             done.names.update([name] if name else [])
             done.sids.add(sid)
-    for _, rows in _in_batches(engine, tenant, batch_size, write=False):
+    which = EventFilter(tenant=tenant)
+
+    def find_names(conn: Connection, rows: list[Any]) -> None:
         for row in rows:
             if _names_of(_parsed(row.body), identity, done):
                 done.about.add((row.tenant, row.dedupe_key))
+
+    each_batch(engine, which, _BODIES, find_names, batch_size=batch_size, write=False)
     names = (n for n in done.names if len(n) >= MIN_NAME)
     done.personal = sorted({identity, *names}, key=len, reverse=True)
     # The outbox first: should a later step fail, a second run still finds the names in the
     # stored bodies and the ledger, and finishes the work.
     done.messages = _forget_in_outbox(engine, identity, done, tenant, batch_size)
-    for conn, rows in _in_batches(engine, tenant, batch_size, write=True):
+
+    def rewrite(conn: Connection, rows: list[Any]) -> None:
         for row in rows:
             payload = _parsed(row.body)
             if _rewritten(payload, identity, done):
@@ -233,6 +216,8 @@ def forget_participant(
                 done.events += 1
         if progress is not None:
             progress(len(rows))
+
+    each_batch(engine, which, _BODIES, rewrite, batch_size=batch_size)
     with write_transaction(engine) as conn:
         done.attendance_rows, done.usage_rows = _ledger(conn, identity, done, tenant)
     return done

@@ -19,7 +19,7 @@ from plugnmeet_webhooks.cli.context import database, runtime
 from plugnmeet_webhooks.ledger import periods
 from plugnmeet_webhooks.ledger.writes import clear
 from plugnmeet_webhooks.storage.engine import write_transaction
-from plugnmeet_webhooks.storage.events import EventFilter, count_matching
+from plugnmeet_webhooks.storage.events import EventFilter, HandlerStatus, count_matching
 from plugnmeet_webhooks.storage.migrate import replays_done, replays_due
 from plugnmeet_webhooks.storage.replay import ReplayResult, replay_events
 
@@ -91,7 +91,7 @@ def replay(since: str | None, event_id: str | None, failed_only: bool, notify: b
     which = EventFilter(
         since=first_second(since) if since else None,
         event_key=event_id,
-        failed_only=failed_only,
+        handler=HandlerStatus.FAILED if failed_only else None,
     )
     result = run_replay(which, "Replaying", notify=notify)
     pruned = count_matching(database(), replace(which, pruned=True))

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 from flask.cli import with_appcontext
-from sqlalchemy import select
+from sqlalchemy import Connection
 
 from config import ConfigError
 from plugnmeet_webhooks.cli.context import database, runtime
@@ -19,8 +19,8 @@ from plugnmeet_webhooks.cli.repair import first_second, parse_json_file
 from plugnmeet_webhooks.ledger import periods
 from plugnmeet_webhooks.normalize import NormalizationError, normalize
 from plugnmeet_webhooks.storage import outbox
-from plugnmeet_webhooks.storage.engine import write_transaction, writer
-from plugnmeet_webhooks.storage.events import EventFilter, events, now
+from plugnmeet_webhooks.storage.engine import writer
+from plugnmeet_webhooks.storage.events import EventFilter, each_batch, events, now
 from plugnmeet_webhooks.workflows.rules import tenant_warnings
 from plugnmeet_webhooks.workflows.rules_file import load_rules
 
@@ -105,33 +105,27 @@ def rules_backfill(rule: str, since: str) -> None:
         raise click.BadParameter(f"no rule is named {rule!r}; the rules are: {known}.")
     engine = database()
     start = first_second(since)
-    columns = (
-        events.c.id, events.c.body, events.c.dedupe_key, events.c.received_at, events.c.tenant
-    )  # fmt: skip
+    columns = (events.c.body, events.c.dedupe_key, events.c.received_at, events.c.tenant)
     which = EventFilter(since=start, names=tuple(sorted(wanted[0].on)))
-    query = which.apply(select(*columns)).order_by(events.c.id)
-    queued = seen = 0
-    last = 0
-    while True:
-        with write_transaction(engine) as conn:
-            rows = conn.execute(query.where(events.c.id > last).limit(500)).all()
-            for row in rows:
-                seen += 1
-                try:
-                    event = normalize(json.loads(row.body))
-                except (ValueError, NormalizationError):
-                    continue
-                queued += rt.workflows.enqueue(
-                    conn,
-                    event,
-                    tenant=row.tenant,
-                    event_key=row.dedupe_key,
-                    received_at=row.received_at,
-                    only=rule,
-                )
-        if not rows:
-            break
-        last = rows[-1].id
+    queued = 0
+
+    def batch(conn: Connection, rows: list[Any]) -> None:
+        nonlocal queued
+        for row in rows:
+            try:
+                event = normalize(json.loads(row.body))
+            except (ValueError, NormalizationError):
+                continue
+            queued += rt.workflows.enqueue(
+                conn,
+                event,
+                tenant=row.tenant,
+                event_key=row.dedupe_key,
+                received_at=row.received_at,
+                only=rule,
+            )
+
+    seen = each_batch(engine, which, columns, batch)
     click.echo(f"Backfilled rule {rule} over {seen} events: {queued} messages queued.")
 
 

@@ -39,7 +39,7 @@ from plugnmeet_webhooks.storage import passes
 from plugnmeet_webhooks.storage.batch import Delivery, Outcome, store_batch
 from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.errors import describe, is_transient
-from plugnmeet_webhooks.storage.events import API, StoredEvent, events
+from plugnmeet_webhooks.storage.events import API, HandlerStatus, StoredEvent, events
 from plugnmeet_webhooks.text import plain
 from plugnmeet_webhooks.workflows.context import RECONCILED, Reconciled
 
@@ -482,7 +482,7 @@ class Reconciler:
             status, error = stored.get(fact.dedupe_key, (None, None))
             if status is None:
                 kept.append((fact, repair))
-            elif status != "ok":
+            elif status != HandlerStatus.OK:
                 plan.unresolved.append(_unusable(plan.tenant, fact, error))
         plan.found = kept
 

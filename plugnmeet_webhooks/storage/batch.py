@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from plugnmeet_webhooks.storage.engine import PoolTimeout, write_transaction
 from plugnmeet_webhooks.storage.errors import describe, is_transient
 from plugnmeet_webhooks.storage.events import (
+    HandlerStatus,
     StoredEvent,
     error_text,
     insert_event,
@@ -76,7 +77,7 @@ def _store_one(conn: Connection, delivery: Delivery, apply: Apply) -> Outcome:
     row_id = insert_event(conn, stored)
     if row_id is None:
         return _known(conn, stored)
-    if stored.handler_status == "failed":  # refused at the edge: kept, never applied
+    if stored.handler_status == HandlerStatus.FAILED:  # refused at the edge: kept, not applied
         return Outcome.HANDLER_FAILED
     try:
         apply(conn, delivery)
@@ -125,7 +126,9 @@ def _store_alone(
             "failed: %s",
             shown(stored.event), plain(stored.dedupe_key), describe(failure.cause),
         )  # fmt: skip
-        failed = replace(stored, handler_status="failed", handler_error=error_text(failure.cause))
+        failed = replace(
+            stored, handler_status=HandlerStatus.FAILED, handler_error=error_text(failure.cause)
+        )
         try:
             with write_transaction(engine, conn) as tx:
                 if insert_event(tx, failed) is None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -21,15 +24,24 @@ from sqlalchemy import (
     UniqueConstraint,
     bindparam,
     func,
+    literal_column,
     select,
     text,
 )
 
+from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.sql import compiled, execute, metadata
 
 WEBHOOK = "webhook"
 API = "api"
 """The sources of stored events: a delivery, or a fact reconciliation learned from the API."""
+
+
+class HandlerStatus(StrEnum):
+    """What became of a stored event's handler: it ran, or it failed (kept for a replay)."""
+
+    OK = "ok"
+    FAILED = "failed"
 
 
 events = Table(
@@ -47,7 +59,7 @@ events = Table(
     Column("remote_addr", Text),
     Column("body_sha256", String(64), nullable=False),
     Column("body", LargeBinary, nullable=False),
-    Column("handler_status", String(16), nullable=False, server_default="ok"),
+    Column("handler_status", String(16), nullable=False, server_default=HandlerStatus.OK.value),
     Column("handler_error", Text),
     # The tenant whose data this is: the signing key's, or the name the operator gave it.
     Column("tenant", Text, nullable=False),
@@ -83,7 +95,7 @@ class StoredEvent:
     body_sha256: str
     body: bytes
     tenant: str
-    handler_status: str = "ok"
+    handler_status: HandlerStatus = HandlerStatus.OK
     handler_error: str | None = None
     source: str = WEBHOOK
 
@@ -123,7 +135,7 @@ def mark_failed(conn: Connection, row_id: int, error: str) -> None:
     conn.execute(
         events.update()
         .where(events.c.id == row_id)
-        .values(handler_status="failed", handler_error=error[:4000])
+        .values(handler_status=HandlerStatus.FAILED, handler_error=error[:4000])
     )
 
 
@@ -134,30 +146,83 @@ def error_text(exc: BaseException) -> str:
 
 @dataclass(frozen=True, slots=True)
 class EventFilter:
-    """Which stored events a replay takes."""
+    """Which stored events a listing, a replay, a backfill, a forgetting or a pruning takes.
 
-    since: float | None = None
+    Every field narrows; the default takes every event whose raw body is still kept.
+    """
+
+    since: float | None = None  # received at or after (unix seconds)
+    until: float | None = None  # received before
     event_key: str | None = None
     row_id: int | None = None
+    after_id: int | None = None  # row ids above this one
+    before_id: int | None = None  # row ids below this one
     names: tuple[str, ...] = ()  # only these events, when given
-    failed_only: bool = False
-    pruned: bool = False  # the events whose raw body retention removed, instead of the others
+    room_id: str | None = None
+    tenant: str | None = None
+    handler: HandlerStatus | None = None
+    source: str | None = None  # WEBHOOK or API
+    pruned: bool | None = False  # whose raw body retention removed; None: either
 
     def apply(self, query: Any) -> Any:
         """Narrow ``query`` over the events table to the matching events (all indexed)."""
-        kept = events.c.pruned_at.is_not(None) if self.pruned else events.c.pruned_at.is_(None)
-        query = query.where(kept)
+        c = events.c
+        if self.pruned is not None:
+            query = query.where(c.pruned_at.is_not(None) if self.pruned else c.pruned_at.is_(None))
         if self.since is not None:
-            query = query.where(events.c.received_at >= self.since)
+            query = query.where(c.received_at >= self.since)
+        if self.until is not None:
+            query = query.where(c.received_at < self.until)
         if self.event_key is not None:
-            query = query.where(events.c.dedupe_key == self.event_key)
+            query = query.where(c.dedupe_key == self.event_key)
         if self.row_id is not None:
-            query = query.where(events.c.id == self.row_id)
+            query = query.where(c.id == self.row_id)
+        if self.after_id is not None:
+            query = query.where(c.id > self.after_id)
+        if self.before_id is not None:
+            query = query.where(c.id < self.before_id)
         if self.names:
-            query = query.where(events.c.event.in_(self.names))
-        if self.failed_only:
-            query = query.where(events.c.handler_status == "failed")
+            query = query.where(c.event.in_(self.names))
+        if self.room_id is not None:
+            query = query.where(c.room_id == self.room_id)
+        if self.tenant is not None:
+            query = query.where(c.tenant == self.tenant)
+        if self.handler is not None:
+            query = query.where(c.handler_status == self.handler.value)
+        if self.source == API:  # written as the partial index ix_events_api says it
+            query = query.where(c.source == literal_column(f"'{API}'"))
+        elif self.source is not None:
+            query = query.where(c.source == self.source)
         return query
+
+
+def each_batch(
+    engine: Engine,
+    which: EventFilter,
+    columns: Sequence[Any],
+    handle: Callable[[Connection, list[Any]], None],
+    *,
+    batch_size: int = 500,
+    write: bool = True,
+) -> int:
+    """Call ``handle`` with each batch of the matching events, oldest first, in the
+    transaction that read the batch (a read-only one unless ``write``): committed once
+    ``handle`` returns, rolled back if it raises. Rows have ``id`` and ``columns``. Return
+    how many events were handled."""
+    query = which.apply(select(events.c.id, *columns)).order_by(events.c.id)
+    last = handled = 0
+    while True:
+        scope: AbstractContextManager[Connection] = (
+            write_transaction(engine) if write else engine.connect()
+        )
+        with scope as conn:
+            rows = list(conn.execute(query.where(events.c.id > last).limit(batch_size)))
+            if rows:
+                handle(conn, rows)
+        if not rows:
+            return handled
+        handled += len(rows)
+        last = rows[-1].id
 
 
 def count_matching(engine: Engine, which: EventFilter) -> int:
@@ -177,10 +242,12 @@ def has_events(conn: Connection) -> bool:
     return conn.execute(select(events.c.id).limit(1)).first() is not None
 
 
-def list_events(engine: Engine, *, limit: int = 20) -> list[dict[str, Any]]:
-    """Return the newest stored events, without their bodies."""
+def list_events(
+    engine: Engine, which: EventFilter = EventFilter(pruned=None), *, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Return the newest matching events (any, by default), without their bodies."""
     columns = [c for c in events.c if c.name != "body"]
-    query = select(*columns).order_by(events.c.id.desc()).limit(limit)
+    query = which.apply(select(*columns)).order_by(events.c.id.desc()).limit(limit)
     with engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(query)]
 

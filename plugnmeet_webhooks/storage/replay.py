@@ -7,12 +7,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.errors import is_transient
-from plugnmeet_webhooks.storage.events import EventFilter, error_text, events, mark_failed
+from plugnmeet_webhooks.storage.events import (
+    EventFilter,
+    HandlerStatus,
+    each_batch,
+    error_text,
+    events,
+    mark_failed,
+)
 from plugnmeet_webhooks.text import plain
 
 log = logging.getLogger(__name__)
@@ -55,12 +61,12 @@ def _replay_batch(
             log.error("replay of %s event %s failed: %s", row.event, plain(row.dedupe_key), error)
             result.failed += 1
             mark_failed(conn, row.id, error)
-        elif row.handler_status != "ok":
+        elif row.handler_status != HandlerStatus.OK:
             result.repaired += 1
             conn.execute(
                 events.update()
                 .where(events.c.id == row.id)
-                .values(handler_status="ok", handler_error=None)
+                .values(handler_status=HandlerStatus.OK, handler_error=None)
             )
     return result
 
@@ -78,32 +84,25 @@ def replay_events(
     A batch whose ledger write fails is run again one event at a time, each in a savepoint,
     so one bad event is marked failed without holding back the others.
     """
-    which = which or EventFilter()
-    query = which.apply(
-        select(
-            events.c.id, events.c.event, events.c.dedupe_key, events.c.body,
-            events.c.received_at, events.c.handler_status, events.c.tenant, events.c.source,
-        )
+    columns = (
+        events.c.event, events.c.dedupe_key, events.c.body, events.c.received_at,
+        events.c.handler_status, events.c.tenant, events.c.source,
     )  # fmt: skip
     total = ReplayResult()
-    last_id = 0
-    while True:
-        page = query.where(events.c.id > last_id).order_by(events.c.id).limit(batch_size)
+
+    def batch(conn: Connection, rows: list[Any]) -> None:
         try:
-            with write_transaction(engine) as conn:
-                rows = conn.execute(page).all()
+            with conn.begin_nested():
                 done = _replay_batch(conn, rows, handle, careful=False)
         except SQLAlchemyError as exc:
             if is_transient(exc):
                 raise
-            with write_transaction(engine) as conn:
-                rows = conn.execute(page).all()
-                done = _replay_batch(conn, rows, handle, careful=True)
-        if not rows:
-            return total
+            done = _replay_batch(conn, rows, handle, careful=True)
         total.events += done.events
         total.failed += done.failed
         total.repaired += done.repaired
-        last_id = rows[-1].id
         if progress is not None:
             progress(len(rows))
+
+    each_batch(engine, which or EventFilter(), columns, batch, batch_size=batch_size)
+    return total

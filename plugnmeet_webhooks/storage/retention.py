@@ -12,14 +12,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, func, select
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from plugnmeet_webhooks.storage import outbox
-from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.errors import describe
-from plugnmeet_webhooks.storage.events import events
+from plugnmeet_webhooks.storage.events import EventFilter, count_matching, each_batch, events
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +31,9 @@ def cutoff(days: int) -> float:
     return time.time() - days * DAY
 
 
-def _older(before: float) -> list[ColumnElement[bool]]:
-    return [events.c.received_at < before, events.c.pruned_at.is_(None)]
-
-
 def count_prunable(engine: Engine, before: float) -> int:
     """Count the events received before ``before`` that still have their raw body."""
-    with engine.connect() as conn:
-        query = select(func.count()).select_from(events).where(*_older(before))
-        return int(conn.execute(query).scalar_one())
+    return count_matching(engine, EventFilter(until=before))
 
 
 def prune_bodies(
@@ -50,28 +44,16 @@ def prune_bodies(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Remove the raw bodies of events received before ``before``, in short transactions."""
-    pruned = 0
-    while True:
-        with write_transaction(engine) as conn:
-            ids = list(
-                conn.execute(
-                    select(events.c.id)
-                    .where(*_older(before))
-                    .order_by(events.c.id)
-                    .limit(batch_size)
-                ).scalars()
-            )
-            if ids:
-                conn.execute(
-                    events.update()
-                    .where(events.c.id.in_(ids))
-                    .values(body=b"", pruned_at=time.time())
-                )
-        if not ids:
-            return pruned
-        pruned += len(ids)
+
+    def remove(conn: Connection, rows: list[Any]) -> None:
+        ids = [row.id for row in rows]
+        conn.execute(
+            events.update().where(events.c.id.in_(ids)).values(body=b"", pruned_at=time.time())
+        )
         if progress is not None:
             progress(len(ids))
+
+    return each_batch(engine, EventFilter(until=before), (), remove, batch_size=batch_size)
 
 
 def prune(

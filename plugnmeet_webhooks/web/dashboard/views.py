@@ -19,7 +19,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from sqlalchemy import Engine, func, literal_column, select
+from sqlalchemy import Engine, func, select
 from werkzeug.exceptions import HTTPException
 
 from plugnmeet_webhooks.ledger import periods, reports
@@ -28,7 +28,7 @@ from plugnmeet_webhooks.ledger.writes import END_FROM_API
 from plugnmeet_webhooks.normalize import NormalizationError, normalize
 from plugnmeet_webhooks.runtime import current
 from plugnmeet_webhooks.storage import outbox, passes
-from plugnmeet_webhooks.storage.events import API, WEBHOOK, EventFilter, events
+from plugnmeet_webhooks.storage.events import API, WEBHOOK, EventFilter, HandlerStatus, events
 from plugnmeet_webhooks.storage.replay import replay_events
 from plugnmeet_webhooks.web.dashboard.access import (
     add_routes,
@@ -53,7 +53,7 @@ add_routes(bp)
 
 PAGE = 50
 MAX_ID = 2**63 - 1  # a row id the databases can hold
-HANDLER_STATES = ("ok", "failed")
+HANDLER_STATES = tuple(status.value for status in HandlerStatus)
 SOURCES = {WEBHOOK: "webhook", API: "plugNmeet API"}  # where an event came from, as shown
 API_SESSIONS_SHOWN = 20  # the overview lists this many sessions whose end came from the API
 
@@ -248,33 +248,27 @@ def _event_query(
         name: (args.get(name) or "").strip()
         for name in ("event", "room", "handler", "source", "since", "until", "tenant")
     }
-    columns = [c for c in events.c if c.name != "body"]
-    newest_first = after is None
-    query = select(*columns).order_by(events.c.id.desc() if newest_first else events.c.id)
-    for name, column in (("event", events.c.event), ("room", events.c.room_id),
-                         ("tenant", events.c.tenant)):  # fmt: skip
-        value = periods.checked_name(name, chosen[name])
-        if value:
-            query = query.where(column == value)
-    if chosen["handler"] in HANDLER_STATES:
-        query = query.where(events.c.handler_status == chosen["handler"])
-    if chosen["source"] == API:  # as the partial index ix_events_api says it, to be used
-        query = query.where(events.c.source == literal_column(f"'{API}'"))
-    elif chosen["source"] in SOURCES:
-        query = query.where(events.c.source == chosen["source"])
-    else:
+    names = {n: periods.checked_name(n, chosen[n]) for n in ("event", "room", "tenant")}
+    if chosen["source"] not in SOURCES:
         chosen["source"] = ""  # an unknown source filters nothing, and is not passed on
     day = {n: periods.parse_day(n, chosen[n]) if chosen[n] else None for n in ("since", "until")}
     start, end = periods.Filters(since=day["since"], until=day["until"]).bounds()
-    if start is not None:
-        query = query.where(events.c.received_at >= start)
-    if end is not None:
-        query = query.where(events.c.received_at < end)
-    if after is not None:
-        query = query.where(events.c.id > after)
-    if before is not None:
-        query = query.where(events.c.id < before)
-    return query, chosen
+    which = EventFilter(
+        since=start,
+        until=end,
+        after_id=after,
+        before_id=before,
+        names=(names["event"],) if names["event"] else (),
+        room_id=names["room"],
+        tenant=names["tenant"],
+        handler=HandlerStatus(chosen["handler"]) if chosen["handler"] in HANDLER_STATES else None,
+        source=chosen["source"] or None,
+        pruned=None,  # an event whose body retention removed is still listed
+    )
+    columns = [c for c in events.c if c.name != "body"]
+    newest_first = after is None
+    query = select(*columns).order_by(events.c.id.desc() if newest_first else events.c.id)
+    return which.apply(query), chosen
 
 
 def _event_names(engine: Engine) -> list[str]:
