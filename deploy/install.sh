@@ -27,13 +27,13 @@ DROP_IN=plugnmeet-config.conf
 # What the app needs at run time, from the checkout (only the files git tracks, when it is
 # a git checkout): no tests, no .venv, no .git.
 APP_PATHS=(app.py config.py validation.py handlers.py gunicorn.conf.py requirements.txt
-  README.md plugnmeet_webhooks samples)
+  README.md docs plugnmeet_webhooks samples)
 # Files the gunicorn master has loaded (or whose packages it has imported): workers are
 # forked from it, so a change to one of them takes a restart, not a reload.
 MASTER_FILES=(config.py gunicorn.conf.py plugnmeet_webhooks/__init__.py
   plugnmeet_webhooks/serving.py requirements.txt)
 
-SCHEMA_UPGRADE="Run 'flask --app app db upgrade' as README.md, \"Running in production\", shows, then: systemctl restart $SERVICE"
+SCHEMA_UPGRADE="Run 'flask --app app db upgrade' as docs/operations.md, \"Running in production\", shows, then: systemctl restart $SERVICE"
 
 SOURCE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -263,7 +263,7 @@ else
   {
     cat <<EOF
 # Settings of the plugNmeet webhook receiver (plugnmeet-webhooks.service): one NAME=value a
-# line, the variables of README.md, "Configuration". They are read when the service starts:
+# line, the variables of docs/configuration.md. They are read when the service starts:
 # after a change, run 'systemctl restart plugnmeet-webhooks'. deploy/install.sh wrote this
 # file once; upgrades keep it.
 

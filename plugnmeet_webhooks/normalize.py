@@ -22,7 +22,7 @@ INT64_MAX = 2**63 - 1
 # Unix seconds before 2286: anything later is not a time a server could have stamped.
 TIME_MAX = 10**10
 
-# The bounds of a plausible event (the README lists them). A field outside them stores the
+# The bounds of a plausible event (docs/security.md lists them). A field outside them stores the
 # event marked failed, with the reason, and changes no ledger row.
 EARLIEST = 1_577_836_800  # 2020-01-01 UTC: before plugNmeet existed, no time is real
 FUTURE_SLACK = 24 * 3600  # a time more than a day after receipt is no clock's skew

@@ -1,8 +1,9 @@
 """Reports over the ledger: sessions, AI usage and per-room totals, as rows ready to print.
 
 The JSON forms are a stable interface for billing systems; their field names are listed in
-the README. Times are ISO 8601 in UTC, costs are in the plugNmeet server's currency unit
-(6 decimals, ``null`` when the server reported none), durations are whole seconds.
+docs/ledger-and-reports.md. Times are ISO 8601 in UTC, costs are in the plugNmeet server's
+currency unit (6 decimals, ``null`` when the server reported none), durations are whole
+seconds.
 """
 
 from __future__ import annotations
