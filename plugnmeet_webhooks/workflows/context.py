@@ -37,21 +37,11 @@ class Reconciled:
 RECONCILED = "reconciled"
 """The event a pass that repaired something raises, for rules to tell someone."""
 
-CONTEXT: dict[str, Any] = {
-    "event": str,
-    "id": str,
-    "created_at": int,
-    "tenant": str,
-    "room": normalize.Room,
-    "participant": normalize.Participant,
-    "track": normalize.Track,
-    "recording_info": normalize.RecordingInfo,
-    "speech_service": normalize.SpeechService,
-    "analytics": normalize.Analytics,
-    "room_artifact": normalize.Artifact,
-    "session": SESSION_FIELDS,
-    "reconciled": Reconciled,
-}
+EVENT_PARTS = tuple(f.name for f in dataclasses.fields(normalize.Event))
+"""The names a rule reads from the normalised event itself: its every field."""
+
+LEDGER_PARTS = ("tenant", "session", "reconciled")
+"""The names a rule reads from the ledger: whose event it is, its session, a pass's repairs."""
 
 
 def _fields_of(kind: Any) -> tuple[str, ...] | None:
@@ -90,3 +80,18 @@ def _nested(annotation: Any) -> Any:
     """The dataclass a field holds, when it holds one (annotations are strings here)."""
     text = str(annotation).replace(" | None", "")
     return getattr(normalize, text, None) if text[:1].isupper() else None
+
+
+def _event_part(annotation: Any) -> Any:
+    """What an event field holds: the dataclass of a message, or the plain type's name."""
+    return _nested(annotation) or str(annotation)
+
+
+CONTEXT: dict[str, Any] = {
+    **{f.name: _event_part(f.type) for f in dataclasses.fields(normalize.Event)},
+    "tenant": str,
+    "session": SESSION_FIELDS,
+    "reconciled": Reconciled,
+}
+"""What a rule can read: each name, and what is below it (a dataclass's fields, a tuple of
+names, or nothing for a plain value)."""

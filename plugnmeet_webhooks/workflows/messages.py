@@ -25,7 +25,7 @@ from plugnmeet_webhooks.normalize import Event, Room
 from plugnmeet_webhooks.storage.outbox import Message, enqueue, message_id, queued_already
 from plugnmeet_webhooks.storage.sql import compiled, execute
 from plugnmeet_webhooks.text import chat_text, cut, plain
-from plugnmeet_webhooks.workflows.context import SESSION_FIELDS, Reconciled
+from plugnmeet_webhooks.workflows.context import EVENT_PARTS, SESSION_FIELDS, Reconciled
 from plugnmeet_webhooks.workflows.rules import Destination, Rule, Rules
 from plugnmeet_webhooks.workflows.templates import chat_value
 
@@ -142,21 +142,11 @@ class Facts:
         self.when = when
         self.room = RoomFacts(event.room, conn, tenant, when)
         self.session = SessionFacts(conn, tenant, event.room.sid)
-        self.context: dict[str, Any] = {
-            "event": event.event,
-            "id": event.id,
-            "created_at": event.created_at,
-            "tenant": tenant,
-            "room": self.room,
-            "participant": event.participant,
-            "track": event.track,
-            "recording_info": event.recording_info,
-            "speech_service": event.speech_service,
-            "analytics": event.analytics,
-            "room_artifact": event.room_artifact,
-            "session": self.session,
-            "reconciled": reconciled,
-        }
+        # Every name of CONTEXT: the event's own fields (its room with the room's facts),
+        # then the ledger's.
+        self.context: dict[str, Any] = {name: getattr(event, name) for name in EVENT_PARTS}
+        self.context |= {"room": self.room, "tenant": tenant, "session": self.session}
+        self.context["reconciled"] = reconciled
 
     def resolve(self, path: str) -> Any:
         """Return the value at a dotted path, or None where something on the way is missing."""

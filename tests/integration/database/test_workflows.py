@@ -312,3 +312,23 @@ def test_metrics_show_the_outbox_and_readiness_ignores_destinations(workflow_app
     assert 'pnm_outbox_attempts_total{destination="billing-app",outcome="retry"}' in page
     assert "pnm_outbox_oldest_pending_seconds" in page
     assert client.get("/readyz").json == {"status": "ready"}
+
+
+def test_a_rule_reads_every_field_of_the_event_and_the_ledgers_names(app_runtime):
+    import dataclasses
+
+    from plugnmeet_webhooks.normalize import Event, Participant, normalize
+    from plugnmeet_webhooks.workflows.context import CONTEXT, LEDGER_PARTS, check_path
+    from plugnmeet_webhooks.workflows.messages import Facts
+
+    event_fields = [f.name for f in dataclasses.fields(Event)]
+    assert list(CONTEXT) == [*event_fields, *LEDGER_PARTS]
+    # What is checked when the file is read is what is there when a message is made.
+    event = normalize(json.loads(CORPUS[2].read_bytes()))
+    with app_runtime.database().connect() as conn:
+        facts = Facts(conn, event, "tenant-a", 1.0)
+        assert list(facts.context) == list(CONTEXT)
+        assert facts.resolve("participant.identity") == event.participant.identity
+        assert facts.resolve("tenant") == "tenant-a"
+    for field in dataclasses.fields(Participant):  # a new field is readable at once
+        assert check_path(f"participant.{field.name}") is None
