@@ -20,7 +20,7 @@ from plugnmeet_webhooks.ledger import periods
 from plugnmeet_webhooks.normalize import NormalizationError, normalize
 from plugnmeet_webhooks.storage import outbox
 from plugnmeet_webhooks.storage.engine import writer
-from plugnmeet_webhooks.storage.events import EventFilter, each_batch, events, now
+from plugnmeet_webhooks.storage.events import EventFilter, Receipt, each_batch, events, now
 from plugnmeet_webhooks.workflows.rules import tenant_warnings
 from plugnmeet_webhooks.workflows.rules_file import load_rules
 
@@ -68,10 +68,9 @@ def rules_test(event_file: str, tenant: str | None) -> None:
     key = str(payload.get("id") or "rules-test")
     received = now()
     with writer(database()) as conn, conn.begin() as undone:
-        rt.ingest.apply(conn, payload, key, received, tenant, notify=False)
-        made = rt.workflows.messages(
-            conn, event, tenant=tenant, event_key=key, received_at=received
-        )
+        receipt = Receipt(key, received, tenant)
+        rt.ingest.apply(conn, payload, receipt, notify=False)
+        made = rt.workflows.messages(conn, event, receipt)
         undone.rollback()  # nothing the test did stays
     matched = [r.name for r in rt.rules.for_event(event.event)]
     if not made:
@@ -116,14 +115,8 @@ def rules_backfill(rule: str, since: str) -> None:
                 event = normalize(json.loads(row.body))
             except (ValueError, NormalizationError):
                 continue
-            queued += rt.workflows.enqueue(
-                conn,
-                event,
-                tenant=row.tenant,
-                event_key=row.dedupe_key,
-                received_at=row.received_at,
-                only=rule,
-            )
+            receipt = Receipt(row.dedupe_key, row.received_at, row.tenant)
+            queued += rt.workflows.enqueue(conn, event, receipt, only=rule)
 
     seen = each_batch(engine, which, columns, batch)
     click.echo(f"Backfilled rule {rule} over {seen} events: {queued} messages queued.")

@@ -39,7 +39,7 @@ from plugnmeet_webhooks.storage import passes
 from plugnmeet_webhooks.storage.batch import Delivery, Outcome, store_batch
 from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.errors import describe, is_transient
-from plugnmeet_webhooks.storage.events import API, HandlerStatus, StoredEvent, events
+from plugnmeet_webhooks.storage.events import API, HandlerStatus, Receipt, StoredEvent, events
 from plugnmeet_webhooks.text import plain
 from plugnmeet_webhooks.workflows.context import RECONCILED, Reconciled
 
@@ -535,14 +535,8 @@ class Reconciler:
                     id=f"reconcile:{done.started_at:.6f}",
                     created_at=int(done.started_at),
                 )
-                self.ingest.queued += workflows.enqueue(
-                    conn,
-                    event,
-                    tenant=done.tenant,
-                    event_key=event.id,
-                    received_at=done.started_at,
-                    reconciled=summary,
-                )
+                receipt = Receipt(event.id, done.started_at, done.tenant)
+                self.ingest.queued += workflows.enqueue(conn, event, receipt, reconciled=summary)
 
 
 def _end_problem(found: PastRoom, started_at: int | None, now: float) -> str | None:

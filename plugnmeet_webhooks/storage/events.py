@@ -80,6 +80,17 @@ Index("ix_events_api", events.c.id, sqlite_where=_FROM_API, postgresql_where=_FR
 
 
 @dataclass(frozen=True, slots=True)
+class Receipt:
+    """How a stored event is known once it is in: its key, when it came, whose it is, and
+    from where (a delivery, or plugNmeet's API)."""
+
+    event_key: str
+    received_at: float
+    tenant: str
+    source: str = WEBHOOK
+
+
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     """What the route knows of a delivery once it is verified and parsed."""
 
@@ -98,6 +109,10 @@ class StoredEvent:
     handler_status: HandlerStatus = HandlerStatus.OK
     handler_error: str | None = None
     source: str = WEBHOOK
+
+    @property
+    def receipt(self) -> Receipt:
+        return Receipt(self.dedupe_key, self.received_at, self.tenant, self.source)
 
 
 _EVENT_COLUMNS = [c.name for c in events.columns if c.name not in ("id", "pruned_at")]

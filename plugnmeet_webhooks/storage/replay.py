@@ -14,6 +14,7 @@ from plugnmeet_webhooks.storage.errors import is_transient
 from plugnmeet_webhooks.storage.events import (
     EventFilter,
     HandlerStatus,
+    Receipt,
     each_batch,
     error_text,
     events,
@@ -33,8 +34,8 @@ class ReplayResult:
     repaired: int = 0
 
 
-ReplayHandle = Callable[[Connection, bytes, str, float, str, str], None]
-"""Apply one stored body again: connection, body, dedupe key, receipt time, tenant, source."""
+ReplayHandle = Callable[[Connection, bytes, Receipt], None]
+"""Apply one stored body again: connection, body, and how the event was received."""
 
 
 def _replay_batch(
@@ -46,7 +47,7 @@ def _replay_batch(
         savepoint = conn.begin_nested() if careful else None
         error = None
         try:
-            handle(conn, row.body, row.dedupe_key, row.received_at, row.tenant, row.source)
+            handle(conn, row.body, Receipt(row.dedupe_key, row.received_at, row.tenant, row.source))
         except SQLAlchemyError as exc:
             if savepoint is None or is_transient(exc):
                 raise

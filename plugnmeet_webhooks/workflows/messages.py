@@ -22,6 +22,7 @@ from plugnmeet_webhooks.ledger.periods import epoch, iso
 from plugnmeet_webhooks.ledger.reports import cost, session_status
 from plugnmeet_webhooks.ledger.tables import session_end_column, sessions, usage
 from plugnmeet_webhooks.normalize import Event, Room
+from plugnmeet_webhooks.storage.events import Receipt
 from plugnmeet_webhooks.storage.outbox import Message, enqueue, message_id, queued_already
 from plugnmeet_webhooks.storage.sql import compiled, execute
 from plugnmeet_webhooks.text import chat_text, cut, plain
@@ -131,11 +132,11 @@ class Facts:
         self,
         conn: Connection,
         event: Event,
-        tenant: str,
-        received_at: float,
+        receipt: Receipt,
         reconciled: Reconciled | None = None,
     ) -> None:
-        when = event.created_at or int(received_at)
+        tenant = receipt.tenant
+        when = event.created_at or int(receipt.received_at)
         self.event = event
         self.reconciled = reconciled
         self.tenant = tenant
@@ -250,15 +251,14 @@ class Workflows:
         self,
         conn: Connection,
         event: Event,
+        receipt: Receipt,
         *,
-        tenant: str,
-        event_key: str,
-        received_at: float,
         only: str | None = None,
         reconciled: Reconciled | None = None,
     ) -> list[Message]:
         """The messages the rules make of one event (``only``: of one rule; ``reconciled``:
         what a reconciliation pass repaired, for its ``reconciled`` event)."""
+        tenant, event_key = receipt.tenant, receipt.event_key
         rules = [
             rule
             for rule in self._by_event.get(event.event, ())
@@ -266,7 +266,7 @@ class Workflows:
         ]
         if not rules:
             return []
-        facts = Facts(conn, event, tenant, received_at, reconciled)
+        facts = Facts(conn, event, receipt, reconciled)
         made = []
         for rule in rules:
             key = facts.once_key(rule, event_key)
@@ -310,21 +310,11 @@ class Workflows:
         self,
         conn: Connection,
         event: Event,
+        receipt: Receipt,
         *,
-        tenant: str,
-        event_key: str,
-        received_at: float,
         only: str | None = None,
         reconciled: Reconciled | None = None,
     ) -> int:
         """Queue the messages of one event in the caller's transaction; return how many."""
-        made = self.messages(
-            conn,
-            event,
-            tenant=tenant,
-            event_key=event_key,
-            received_at=received_at,
-            only=only,
-            reconciled=reconciled,
-        )
+        made = self.messages(conn, event, receipt, only=only, reconciled=reconciled)
         return enqueue(conn, made)

@@ -318,6 +318,7 @@ def test_a_rule_reads_every_field_of_the_event_and_the_ledgers_names(app_runtime
     import dataclasses
 
     from plugnmeet_webhooks.normalize import Event, Participant, normalize
+    from plugnmeet_webhooks.storage.events import Receipt
     from plugnmeet_webhooks.workflows.context import CONTEXT, LEDGER_PARTS, check_path
     from plugnmeet_webhooks.workflows.messages import Facts
 
@@ -326,7 +327,7 @@ def test_a_rule_reads_every_field_of_the_event_and_the_ledgers_names(app_runtime
     # What is checked when the file is read is what is there when a message is made.
     event = normalize(json.loads(CORPUS[2].read_bytes()))
     with app_runtime.database().connect() as conn:
-        facts = Facts(conn, event, "tenant-a", 1.0)
+        facts = Facts(conn, event, Receipt(event.id, 1.0, "tenant-a"))
         assert list(facts.context) == list(CONTEXT)
         assert facts.resolve("participant.identity") == event.participant.identity
         assert facts.resolve("tenant") == "tenant-a"
