@@ -11,7 +11,7 @@ whole seconds.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -533,6 +533,30 @@ BUILDERS: dict[str, Callable[[Connection, Filters], Report[Any, Any]]] = {
     "attendance": attendance_report,
     "files": files_report,
 }
+
+
+def newest_day(conn: Connection, filters: Filters, *, files_too: bool = False) -> date | None:
+    """The UTC day of the newest session start or AI artifact (and file, with ``files_too``)
+    of the filters' room and tenant, whatever their period; None when the ledger has none.
+
+    One query, each part the newest row by an index on its time (or on the room)."""
+    anywhen = replace(filters, since=None, until=None)
+
+    def newest(column: Any, room_column: Any) -> Any:
+        query = select(column).where(column.is_not(None))
+        query = within(query, column, room_column, anywhen)
+        return query.order_by(column.desc()).limit(1).scalar_subquery()
+
+    parts = [
+        newest(sessions.c.started_at, sessions.c.room_id),
+        newest(usage.c.created_at, usage.c.room_id),
+    ]
+    if files_too:
+        parts.append(newest(files.c.created_at, files.c.room_id))
+    found = [int(at) for at in conn.execute(select(*parts)).one() if at is not None]
+    if not found:
+        return None
+    return datetime.fromtimestamp(max(found), UTC).date()
 
 
 def check(name: str, filters: Filters) -> None:

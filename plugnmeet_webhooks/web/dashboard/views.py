@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from datetime import date, timedelta
 from typing import Any, TypeVar
 
 from flask import (
@@ -57,6 +58,7 @@ MAX_ID = 2**63 - 1  # a row id the databases can hold
 HANDLER_STATES = tuple(status.value for status in HandlerStatus)
 SOURCES = {WEBHOOK: "webhook", API: "plugNmeet API"}  # where an event came from, as shown
 API_SESSIONS_SHOWN = 20  # the overview lists this many sessions whose end came from the API
+NEWEST_DAYS = 30  # a page with nothing in its period offers this many days up to the newest
 
 
 @bp.errorhandler(400)
@@ -118,6 +120,27 @@ def _build(
         return builder(conn, filters)
 
 
+@dataclass(frozen=True, slots=True)
+class Newest:
+    """The day of the newest data a page could show, and the period that ends with it."""
+
+    day: date
+    days: int
+    since: str
+    until: str
+
+
+def _newest(engine: Engine, filters: periods.Filters, *, files_too: bool = False) -> Newest | None:
+    """Where the newest data of the filters' room and tenant is, for a page whose period has
+    none; None when nothing is recorded at all."""
+    with engine.connect() as conn:
+        day = reports.newest_day(conn, filters, files_too=files_too)
+    if day is None:
+        return None
+    since = max(day - timedelta(days=NEWEST_DAYS - 1), periods.FIRST_DAY)
+    return Newest(day, (day - since).days + 1, since.isoformat(), day.isoformat())
+
+
 @bp.get("")
 @login_required
 def overview() -> str:
@@ -145,6 +168,8 @@ def overview() -> str:
         cost_chart=cost_chart,
         top_minutes=by_minutes[:10],
         top_cost=by_cost[:10],
+        empty=not rooms.rows,
+        newest=None if rooms.rows else _newest(engine, filters),
         reconciliation=_reconciliation(engine, filters),
     )
 
@@ -222,8 +247,7 @@ def room(room_id: str) -> str:
     for session in sessions.rows:
         stays = by_session.get((session.tenant, session.room_sid), [])
         timelines.append(Timeline(session, stays, presence_chart(session, stays)))
-    if not (sessions.rows or usage.rows or files.rows):
-        flash(f"Nothing is known of room {room_id} in this period.", "note")
+    empty = not (sessions.rows or usage.rows or files.rows)
     # One room id can be two tenants' rooms: then say whose each row is, and offer each.
     found: list[reports.SessionRow | reports.UsageRow | reports.FileRow] = [
         *sessions.rows,
@@ -242,6 +266,8 @@ def room(room_id: str) -> str:
         timelines=timelines,
         usage=usage,
         files=files,
+        empty=empty,
+        newest=_newest(engine, filters, files_too=True) if empty else None,
     )
 
 
