@@ -72,5 +72,5 @@ def report(
     except ValueError as exc:
         raise click.UsageError(f"{exc}.") from None
     with database().connect() as conn:
-        built = reports.build(conn, name, filters)
+        built = reports.build(conn, name, filters).as_dict()
     click.echo(REPORT_FORMATS[fmt](built), nl=fmt != "csv")

@@ -53,4 +53,4 @@ def api_report(name: str) -> tuple[Response, int]:
     except SchemaBehind:
         return jsonify(status="unavailable", reason="schema"), 503
     with engine.connect() as conn:
-        return jsonify(reports.build(conn, name, filters)), 200
+        return jsonify(reports.build(conn, name, filters).as_dict()), 200

@@ -205,11 +205,12 @@ def reset_database(app: Any) -> None:
 
 
 def report(app: Any, name: str, **filters: Any) -> dict[str, Any]:
-    """Build a report straight from the app's database."""
+    """Build a report straight from the app's database, in its JSON form (as the API and
+    ``report --format json`` give it)."""
     from plugnmeet_webhooks.ledger import periods, reports
 
     with runtime.of(app).database().connect() as conn:
-        return reports.build(conn, name, periods.Filters(**filters))
+        return reports.build(conn, name, periods.Filters(**filters)).as_dict()
 
 
 @contextmanager

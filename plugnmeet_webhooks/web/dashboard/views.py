@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, replace
-from typing import Any
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import date, timedelta
+from typing import Any, TypeVar
 
 from flask import (
     Blueprint,
@@ -19,7 +21,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 from werkzeug.exceptions import HTTPException
 
 from plugnmeet_webhooks.ledger import periods, reports
@@ -56,6 +58,7 @@ MAX_ID = 2**63 - 1  # a row id the databases can hold
 HANDLER_STATES = tuple(status.value for status in HandlerStatus)
 SOURCES = {WEBHOOK: "webhook", API: "plugNmeet API"}  # where an event came from, as shown
 API_SESSIONS_SHOWN = 20  # the overview lists this many sessions whose end came from the API
+NEWEST_DAYS = 30  # a page with nothing in its period offers this many days up to the newest
 
 
 @bp.errorhandler(400)
@@ -104,9 +107,38 @@ def _tenants(engine: Engine) -> list[str]:
         return sorted(conn.execute(select(sessions.c.tenant).distinct()).scalars())
 
 
-def _build(engine: Engine, name: str, filters: periods.Filters) -> dict[str, Any]:
+Built = TypeVar("Built")
+
+
+def _build(
+    engine: Engine,
+    builder: Callable[[Connection, periods.Filters], Built],
+    filters: periods.Filters,
+) -> Built:
+    """One report (``reports.rooms_report`` and the like), typed; the period was checked."""
     with engine.connect() as conn:
-        return reports.build(conn, name, filters)
+        return builder(conn, filters)
+
+
+@dataclass(frozen=True, slots=True)
+class Newest:
+    """The day of the newest data a page could show, and the period that ends with it."""
+
+    day: date
+    days: int
+    since: str
+    until: str
+
+
+def _newest(engine: Engine, filters: periods.Filters, *, files_too: bool = False) -> Newest | None:
+    """Where the newest data of the filters' room and tenant is, for a page whose period has
+    none; None when nothing is recorded at all."""
+    with engine.connect() as conn:
+        day = reports.newest_day(conn, filters, files_too=files_too)
+    if day is None:
+        return None
+    since = max(day - timedelta(days=NEWEST_DAYS - 1), periods.FIRST_DAY)
+    return Newest(day, (day - since).days + 1, since.isoformat(), day.isoformat())
 
 
 @bp.get("")
@@ -115,30 +147,29 @@ def overview() -> str:
     """Billable minutes and AI cost per day, the period's totals, the top rooms."""
     engine = _engine()
     filters, period = read_period()
-    rooms = _build(engine, "rooms", filters)
-    days = _build(engine, "days", filters)
-    types, minutes_chart, cost_chart = daily_charts(days["rows"])
-    by_minutes = sorted(rooms["rows"], key=lambda r: (-r["billable_minutes"], r["room_id"] or ""))
+    rooms = _build(engine, reports.rooms_report, filters)
+    days = _build(engine, reports.days_report, filters)
+    types, minutes_chart, cost_chart = daily_charts(days.rows)
+    by_minutes = sorted(rooms.rows, key=lambda r: (-r.billable_minutes, r.room_id or ""))
     by_cost = sorted(
-        (r for r in rooms["rows"] if r["ai_cost"]),
-        key=lambda r: (-(r["ai_cost"] or 0), r["room_id"] or ""),
+        (r for r in rooms.rows if r.ai_cost),
+        key=lambda r: (-(r.ai_cost or 0), r.room_id or ""),
     )
-    totals = {
-        **rooms["total"],
-        "artifacts_without_cost": days["total"]["artifacts_without_cost"],
-    }
     return render_template(
         "dashboard/overview.html",
         period=period,
         presets=PRESETS,
         tenants=_tenants(engine),
-        totals=totals,
-        days=days["rows"],
+        totals=rooms.total,
+        days_total=days.total,
+        days=days.rows,
         types=types,
         minutes_chart=minutes_chart,
         cost_chart=cost_chart,
         top_minutes=by_minutes[:10],
         top_cost=by_cost[:10],
+        empty=not rooms.rows,
+        newest=None if rooms.rows else _newest(engine, filters),
         reconciliation=_reconciliation(engine, filters),
     )
 
@@ -186,6 +217,15 @@ def _reconciliation(engine: Engine, filters: periods.Filters) -> dict[str, Any] 
     return {"servers": status, "count": int(count), "sessions": ended}
 
 
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """A session on the room page: who was in it when, and its presence chart."""
+
+    session: reports.SessionRow
+    stays: list[reports.AttendanceRow]
+    chart: str
+
+
 @bp.get("/rooms/<path:room_id>")
 @login_required
 def room(room_id: str) -> str:
@@ -196,24 +236,25 @@ def room(room_id: str) -> str:
         filters = replace(filters, room=periods.checked_name("room", room_id))
     except ValueError:
         abort(404)
-    sessions = _build(engine, "sessions", filters)
-    attendance = _build(engine, "attendance", filters)
-    usage = _build(engine, "usage", filters)
-    files = _build(engine, "files", filters)
-    by_session: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for stay in attendance["rows"]:
-        by_session.setdefault((stay["tenant"], stay["room_sid"]), []).append(stay)
+    sessions = _build(engine, reports.sessions_report, filters)
+    attendance = _build(engine, reports.attendance_report, filters)
+    usage = _build(engine, reports.usage_report, filters)
+    files = _build(engine, reports.files_report, filters)
+    by_session: dict[tuple[str, str], list[reports.AttendanceRow]] = {}
+    for stay in attendance.rows:
+        by_session.setdefault((stay.tenant, stay.room_sid), []).append(stay)
     timelines = []
-    for session in sessions["rows"]:
-        stays = by_session.get((session["tenant"], session["room_sid"]), [])
-        timelines.append(
-            {"session": session, "stays": stays, "chart": presence_chart(session, stays)}
-        )
-    if not (sessions["rows"] or usage["rows"] or files["rows"]):
-        flash(f"Nothing is known of room {room_id} in this period.", "note")
+    for session in sessions.rows:
+        stays = by_session.get((session.tenant, session.room_sid), [])
+        timelines.append(Timeline(session, stays, presence_chart(session, stays)))
+    empty = not (sessions.rows or usage.rows or files.rows)
     # One room id can be two tenants' rooms: then say whose each row is, and offer each.
-    found = sessions["rows"] + usage["rows"] + files["rows"]
-    room_tenants = sorted({row["tenant"] for row in found}) if not filters.tenant else []
+    found: list[reports.SessionRow | reports.UsageRow | reports.FileRow] = [
+        *sessions.rows,
+        *usage.rows,
+        *files.rows,
+    ]
+    room_tenants = sorted({row.tenant for row in found}) if not filters.tenant else []
     return render_template(
         "dashboard/room.html",
         room_id=room_id,
@@ -225,6 +266,8 @@ def room(room_id: str) -> str:
         timelines=timelines,
         usage=usage,
         files=files,
+        empty=empty,
+        newest=_newest(engine, filters, files_too=True) if empty else None,
     )
 
 

@@ -369,3 +369,72 @@ def test_replay_since_a_day_and_a_bad_day(app, client, runner):
     bad = runner.invoke(args=["replay", "--since", "soon"])
     assert bad.exit_code == 2
     assert "--since must be a date like 2026-11-01, not 'soon'" in bad.output
+
+
+def test_every_report_is_typed_and_its_json_keeps_the_field_order(app, client, runner):
+    """Reports are typed rows and totals; their JSON (the stable form) has the fields of the
+    dataclasses in order, and the days and files reports of the corpus are exactly these."""
+    from dataclasses import fields
+
+    from plugnmeet_webhooks import runtime
+    from plugnmeet_webhooks.ledger import periods, reports
+
+    _deliver_all(client, corpus_bodies())
+    for name in reports.REPORTS:
+        row_type, total_type = reports.ROW_TYPES[name]
+        with runtime.of(app).database().connect() as conn:
+            built = reports.build(conn, name, periods.Filters())
+        assert built.rows and all(type(row) is row_type for row in built.rows)
+        assert type(built.total) is total_type
+        result = runner.invoke(args=["report", name, "--format", "json"])
+        assert result.exit_code == 0, result.output
+        pairs = json.loads(result.output, object_pairs_hook=lambda kv: kv)
+        as_json = dict(pairs)
+        assert [key for key, _ in pairs] == ["rows", "total"]
+        for row in as_json["rows"]:
+            assert [key for key, _ in row] == [f.name for f in fields(row_type)]
+        assert [key for key, _ in as_json["total"]] == [f.name for f in fields(total_type)]
+        assert json.loads(result.output) == report(app, name) == built.as_dict()
+
+    assert report(app, "days") == {
+        "rows": [
+            {
+                "day": "2025-11-26",
+                "sessions": 1,
+                "billable_minutes": 43,
+                "ai_cost": 0.459858,
+                "ai_cost_by_type": {
+                    "AI_TEXT_CHAT_INTERACTION_USAGE": 0.004845,
+                    "AI_TEXT_CHAT_SUMMARIZATION_USAGE": 0.000596,
+                    "CHAT_TRANSLATION_USAGE": 0.3646,
+                    "MEETING_SUMMARY_USAGE": 0.0113,
+                    "SPEECH_TRANSCRIPTION_USAGE": 0.078517,
+                },
+            }
+        ],
+        "total": {
+            "days": 1,
+            "sessions": 1,
+            "billable_minutes": 43,
+            "ai_cost": 0.459858,
+            "artifacts_without_cost": 1,
+        },
+    }
+    files = report(app, "files")
+    assert files["total"] == {"files": 4}
+    assert [(f["kind"], f["size_bytes"], f["size_mb"], f["created_at"]) for f in files["rows"]] == [
+        ("MEETING_ANALYTICS", 9123, None, "2025-11-26T16:17:42Z"),
+        ("MEETING_SUMMARY", 2210, None, "2025-11-26T16:14:42Z"),
+        ("RECORDING", None, 187.42, "2025-11-26T16:14:17Z"),
+        ("SPEECH_TRANSCRIPTION", 48211, None, "2025-11-26T16:12:52Z"),
+    ]
+    assert files["rows"][2] == {
+        "tenant": KEY,
+        "room_id": "weekly-standup",
+        "kind": "RECORDING",
+        "path": "node_01/RM_hK3v9QpZt2Lx/REC_7f3a.mp4",
+        "size_bytes": None,
+        "size_mb": 187.42,
+        "mime_type": "video/mp4",
+        "created_at": "2025-11-26T16:14:17Z",
+    }
