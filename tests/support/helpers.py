@@ -93,6 +93,31 @@ def corpus_bodies() -> list[bytes]:
     return [path.read_bytes() for path in CORPUS]
 
 
+def corpus_path(name: str, nth: int = 1) -> Path:
+    """Return the corpus file of the ``nth`` delivery called ``name``: its file name without
+    the number, ``corpus_path("participant_joined", 2)`` for the second join.
+
+    An unknown name, or an ``nth`` past the last, is a KeyError naming what there is.
+    """
+    paths = [path for path in CORPUS if path.stem.split("_", 1)[1] == name]
+    if not paths:
+        known = ", ".join(dict.fromkeys(path.stem.split("_", 1)[1] for path in CORPUS))
+        raise KeyError(f"no corpus delivery called {name!r}; the corpus has: {known}")
+    if not 1 <= nth <= len(paths):
+        raise KeyError(f"the corpus has {len(paths)} {name!r} deliveries, not a number {nth}")
+    return paths[nth - 1]
+
+
+def corpus(name: str, nth: int = 1) -> bytes:
+    """Return the exact bytes of the ``nth`` corpus delivery called ``name``."""
+    return corpus_path(name, nth).read_bytes()
+
+
+def corpus_json(name: str, nth: int = 1) -> dict[str, Any]:
+    """Return the ``nth`` corpus delivery called ``name``, parsed."""
+    return json.loads(corpus(name, nth))
+
+
 def artifact_type(body: bytes) -> str | None:
     """Return the artifact type name a body carries, or None for other events."""
     payload = json.loads(body)

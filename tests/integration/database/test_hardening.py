@@ -22,6 +22,8 @@ from tests.support.helpers import (
     OTHER_KEY,
     OTHER_SECRET,
     SECRET,
+    corpus,
+    corpus_json,
     deliver,
     ledger_snapshot,
     report,
@@ -30,9 +32,9 @@ from tests.support.helpers import (
     stored_text,
 )
 
-SESSION_ENDED = json.loads(CORPUS[16].read_bytes())
-JOINED = json.loads(CORPUS[2].read_bytes())
-TRANSLATION = json.loads(CORPUS[20].read_bytes())
+SESSION_ENDED = corpus_json("session_ended")
+JOINED = corpus_json("participant_joined")
+TRANSLATION = corpus_json("artifact_created_chat_translation_usage")
 
 
 def _body(payload: dict, **changes) -> bytes:
@@ -132,7 +134,7 @@ def test_a_second_tenant_cannot_touch_the_firsts_sessions_or_events(app, client)
 def test_two_keys_of_one_tenant_are_one_server_rotating_its_key(settings):
     rotating = create_app(replace(settings, tenants={OTHER_KEY: KEY}))
     client = rotating.test_client()
-    body = CORPUS[16].read_bytes()
+    body = corpus("session_ended")
     try:
         assert deliver(client, body).json == {"status": "accepted"}
         again = deliver(client, body, key=OTHER_KEY, secret=OTHER_SECRET)
@@ -181,7 +183,7 @@ def _metric(client, line_start: str, token: str | None = None) -> float:
 
 
 def test_public_metrics_cannot_tell_an_unknown_key_from_a_wrong_secret(app, client):
-    body = CORPUS[0].read_bytes()
+    body = corpus("room_created")
     deliver(client, body, key="guessed-key")
     deliver(client, body, secret=OTHER_SECRET)
     page = client.get("/metrics").get_data(as_text=True)
@@ -194,7 +196,7 @@ def test_metrics_behind_their_own_token_may_say_which_check_failed(settings):
     guarded = create_app(replace(settings, metrics_token=token))
     client = guarded.test_client()
     try:
-        deliver(client, CORPUS[0].read_bytes(), key="guessed-key")
+        deliver(client, corpus("room_created"), key="guessed-key")
         refused = client.get("/metrics")
         assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
         assert (
@@ -312,7 +314,7 @@ def test_a_genuine_late_event_is_billed(app, client):
 
 
 def test_the_same_id_with_another_body_is_a_logged_counted_conflict(app, client, caplog):
-    first = CORPUS[16].read_bytes()
+    first = corpus("session_ended")
     other = _body(SESSION_ENDED, created_at="1764173999")
     assert deliver(client, first).json == {"status": "accepted"}
     assert deliver(client, other).json == {"status": "conflict"}
@@ -365,7 +367,7 @@ def test_a_locked_batch_waits_once_not_once_per_event(sqlite_only, settings):
 
 
 def test_the_sqlite_file_and_its_wal_are_made_for_their_owner_only(sqlite_only, app, client):
-    assert deliver(client, CORPUS[0].read_bytes()).status == 200
+    assert deliver(client, corpus("room_created")).status == 200
     path = runtime.of(app).settings.database_url.removeprefix("sqlite:///")
     for name in (path, f"{path}-wal", f"{path}-shm"):
         assert stat.S_IMODE(os.stat(name).st_mode) == 0o600, name
@@ -387,7 +389,7 @@ def test_purge_removes_old_raw_bodies_and_keeps_the_ledger(app, client, runner):
     dry = runner.invoke(args=["purge", "--days", "30", "--dry-run"])
     assert dry.exit_code == 0 and "28 events received before" in dry.output
     assert "would lose their raw bodies" in dry.output
-    assert deliver(client, CORPUS[0].read_bytes()).json == {"status": "duplicate"}
+    assert deliver(client, corpus("room_created")).json == {"status": "duplicate"}
 
     done = runner.invoke(args=["purge", "--days", "30"])
     assert done.exit_code == 0, done.output
@@ -454,7 +456,7 @@ def test_forget_participant_leaves_minutes_and_no_name(app, client, runner):
 
 
 def _mallory(**participant) -> bytes:
-    payload = json.loads(CORPUS[2].read_bytes())
+    payload = corpus_json("participant_joined")
     payload["id"] = f"mallory-{len(participant)}-{sorted(participant.items())!r}"[:150]
     payload["participant"] |= {"sid": "PA_m", "identity": "u-mallory"} | participant
     return json.dumps(payload).encode()
@@ -548,11 +550,12 @@ def test_events_sent_without_the_identity_are_forgotten_by_their_sid(app, client
 
 
 def test_forgetting_reaches_file_paths_and_recorded_errors(app, client, runner):
-    artifact = json.loads(CORPUS[24].read_bytes())  # a meeting summary file
+    artifact = corpus_json("artifact_created_meeting_summary")
     artifact["room_artifact"]["metadata"]["file_info"]["file_path"] = "summaries/u-dave/x.txt"
     artifact["room_artifact"]["metadata"]["user_info"] = {"user_id": "u-dave", "name": "Dave"}
     assert deliver(client, json.dumps(artifact).encode()).status == 200
-    usage_body = json.loads(CORPUS[22].read_bytes())  # a chat usage with a breakdown
+    # a chat usage with a breakdown
+    usage_body = corpus_json("artifact_created_ai_text_chat_interaction_usage")
     usage_body["id"] = "bad-breakdown"
     usage_body["room_artifact"]["artifact_id"] = "bad-breakdown"
     usage_body["room_artifact"]["metadata"]["token_usage"]["breakdown"] = {"u-dave": "lots"}

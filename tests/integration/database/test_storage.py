@@ -16,9 +16,9 @@ from plugnmeet_webhooks.storage.events import count_events
 from plugnmeet_webhooks.storage.migrate import upgrade_schema
 from plugnmeet_webhooks.storage.sql import metadata
 from tests.support.helpers import (
-    CORPUS,
     KEY,
     SECRET,
+    corpus,
     deliver,
     handler_replaced,
     ledger_snapshot,
@@ -29,7 +29,7 @@ from tests.support.helpers import (
 )
 from validation import sign
 
-BODY = CORPUS[16].read_bytes()  # session_ended
+BODY = corpus("session_ended")
 
 
 def test_sqlite_runs_with_wal_full_sync_and_a_busy_timeout(sqlite_only, app):
@@ -230,7 +230,7 @@ def test_a_query_bug_in_a_report_is_a_500_not_an_outage(settings, caplog):
 
 def test_a_ledger_write_bug_keeps_the_event_marked_failed(app, client):
     _drop(app, "attendance")
-    body = CORPUS[2].read_bytes()  # participant_joined: a session and an attendance row
+    body = corpus("participant_joined")  # a session and an attendance row
     assert deliver(client, body).json == {"status": "accepted"}
     [row] = stored_rows(app)
     assert row["handler_status"] == "failed"
