@@ -118,6 +118,35 @@ def corpus_json(name: str, nth: int = 1) -> dict[str, Any]:
     return json.loads(corpus(name, nth))
 
 
+def changed_body(payload: dict[str, Any], **changes: Any) -> bytes:
+    """Return ``payload`` with changes at '__'-separated paths (``room__room_id="r"``), as bytes."""
+    copy = json.loads(json.dumps(payload))
+    for path, value in changes.items():
+        target = copy
+        *parents, leaf = path.split("__")
+        for name in parents:
+            target = target[name]
+        target[leaf] = value
+    return json.dumps(copy).encode()
+
+
+def failed_with(app: Any, reason: str) -> dict[str, Any]:
+    """Return the one stored event whose handler failed, checking its error names ``reason``."""
+    [row] = [r for r in stored_rows(app) if r["handler_status"] == "failed"]
+    assert reason in row["handler_error"], row["handler_error"]
+    return row
+
+
+def metric(client: Any, line_start: str, token: str | None = None) -> float:
+    """Return the value of the /metrics line that starts with ``line_start`` (0 if none)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    page = client.get("/metrics", headers=headers).get_data(as_text=True)
+    for line in page.splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def artifact_type(body: bytes) -> str | None:
     """Return the artifact type name a body carries, or None for other events."""
     payload = json.loads(body)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import time
 from dataclasses import replace
 
@@ -18,16 +20,21 @@ from plugnmeet_webhooks.storage.sql import metadata
 from tests.support.helpers import (
     KEY,
     SECRET,
+    changed_body,
     corpus,
+    corpus_json,
     deliver,
     handler_replaced,
     ledger_snapshot,
+    metric,
     report,
     stored_body,
     stored_count,
     stored_rows,
 )
 from validation import sign
+
+SESSION_ENDED = corpus_json("session_ended")
 
 BODY = corpus("session_ended")
 
@@ -279,3 +286,27 @@ def test_a_ledger_fill_cut_short_is_taken_up_by_the_next_db_upgrade(settings, mo
         assert session["billable_minutes"] == 43
     finally:
         runtime.of(app).close()
+
+
+def test_the_same_id_with_another_body_is_a_logged_counted_conflict(app, client, caplog):
+    first = corpus("session_ended")
+    other = changed_body(SESSION_ENDED, created_at="1764173999")
+    assert deliver(client, first).json == {"status": "accepted"}
+    assert deliver(client, other).json == {"status": "conflict"}
+    assert deliver(client, first).json == {"status": "duplicate"}
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    import hashlib
+
+    message = warning.getMessage()
+    assert hashlib.sha256(first).hexdigest() in message
+    assert hashlib.sha256(other).hexdigest() in message
+    assert metric(client, 'pnm_webhook_deliveries_total{outcome="conflict",reason=""}') == 1
+    [session] = report(app, "sessions")["rows"]
+    assert session["billable_minutes"] == 43, "the first body stays"
+
+
+def test_the_sqlite_file_and_its_wal_are_made_for_their_owner_only(sqlite_only, app, client):
+    assert deliver(client, corpus("room_created")).status == 200
+    path = runtime.of(app).settings.database_url.removeprefix("sqlite:///")
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        assert stat.S_IMODE(os.stat(name).st_mode) == 0o600, name
