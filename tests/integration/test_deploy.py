@@ -23,7 +23,7 @@ import pytest
 
 from plugnmeet_webhooks.cli.deliveries import post
 from tests.support.gunicorn_server import wait_for_workers, worker_pids
-from tests.support.helpers import ROOT, corpus_bodies
+from tests.support.helpers import ROOT, corpus
 from tests.support.socket_activation import address, held_socket, spawn_with_socket
 from tests.unit.test_config import PLUGNMEET_YAML
 from validation import sign
@@ -304,7 +304,7 @@ def test_the_installed_service_answers_a_signed_delivery_and_stops_cleanly(insta
     with started_as_its_unit_says(installed, tmp_path) as running:
         database = Path(running.env["PNM_DATABASE_URL"].removeprefix("sqlite:///"))
         assert database.parent == installed.state_dir
-        body = corpus_bodies()[0]
+        body = corpus("room_created")
         assert deliver(running, body) == (200, "accepted")
         assert deliver(running, body) == (200, "duplicate")
         with sqlite3.connect(database) as db:
@@ -331,7 +331,7 @@ def test_an_upgrade_then_a_reload_brings_new_workers_running_the_new_copy(instal
             time.sleep(0.1)
         wait_for_workers(running.process.pid, 2)
         assert health(running) == "ok"
-        assert deliver(running, corpus_bodies()[1])[0] == 200
+        assert deliver(running, corpus("room_started"))[0] == 200
 
 
 def test_the_installer_prints_plugnmeets_webhook_conf(installed):

@@ -93,6 +93,60 @@ def corpus_bodies() -> list[bytes]:
     return [path.read_bytes() for path in CORPUS]
 
 
+def corpus_path(name: str, nth: int = 1) -> Path:
+    """Return the corpus file of the ``nth`` delivery called ``name``: its file name without
+    the number, ``corpus_path("participant_joined", 2)`` for the second join.
+
+    An unknown name, or an ``nth`` past the last, is a KeyError naming what there is.
+    """
+    paths = [path for path in CORPUS if path.stem.split("_", 1)[1] == name]
+    if not paths:
+        known = ", ".join(dict.fromkeys(path.stem.split("_", 1)[1] for path in CORPUS))
+        raise KeyError(f"no corpus delivery called {name!r}; the corpus has: {known}")
+    if not 1 <= nth <= len(paths):
+        raise KeyError(f"the corpus has {len(paths)} {name!r} deliveries, not a number {nth}")
+    return paths[nth - 1]
+
+
+def corpus(name: str, nth: int = 1) -> bytes:
+    """Return the exact bytes of the ``nth`` corpus delivery called ``name``."""
+    return corpus_path(name, nth).read_bytes()
+
+
+def corpus_json(name: str, nth: int = 1) -> dict[str, Any]:
+    """Return the ``nth`` corpus delivery called ``name``, parsed."""
+    return json.loads(corpus(name, nth))
+
+
+def changed_body(payload: dict[str, Any], **changes: Any) -> bytes:
+    """Return ``payload`` with changes at '__'-separated paths (``room__room_id="r"``), as bytes."""
+    copy = json.loads(json.dumps(payload))
+    for path, value in changes.items():
+        target = copy
+        *parents, leaf = path.split("__")
+        for name in parents:
+            target = target[name]
+        target[leaf] = value
+    return json.dumps(copy).encode()
+
+
+def failed_with(app: Any, reason: str) -> dict[str, Any]:
+    """Return the one stored event whose handler failed, checking its error names ``reason``."""
+    [row] = [r for r in stored_rows(app) if r["handler_status"] == "failed"]
+    assert reason in row["handler_error"], row["handler_error"]
+    return row
+
+
+def metric(client: Any, line_start: str, token: str | None = None) -> float:
+    """Return the value of the /metrics line that starts with ``line_start`` (0 if none)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    page = client.get("/metrics", headers=headers).get_data(as_text=True)
+    for line in page.splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def artifact_type(body: bytes) -> str | None:
     """Return the artifact type name a body carries, or None for other events."""
     payload = json.loads(body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config import DEFAULT_WEBHOOK_PATH, ConfigError, load_settings
-from tests.support.helpers import ROOT
+from tests.support.helpers import ROOT, corpus
 
 SECRET = "secret-from-config-yaml-0123456789"
 S1 = "s1-0123456789abcdefghijklmnopqrstuv"
@@ -406,14 +406,13 @@ def test_a_delivery_signed_with_the_pair_of_config_yaml_is_accepted(tmp_path):
 
     from app import create_app
     from plugnmeet_webhooks import runtime
-    from tests.support.helpers import corpus_bodies
     from validation import sign
 
     settings = load_settings(_plugnmeet_yaml(tmp_path, FULL_PLUGNMEET_YAML))
     app = create_app(replace(settings, database_url=f"sqlite:///{tmp_path / 'yaml.db'}"))
     try:
         client = app.test_client()
-        body = corpus_bodies()[0]
+        body = corpus("room_created")
 
         def deliver(key: str, secret: str) -> int:
             token = sign(body, key, secret)

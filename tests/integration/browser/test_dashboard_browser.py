@@ -22,7 +22,7 @@ from plugnmeet_webhooks.cli.deliveries import post
 from plugnmeet_webhooks.storage import passes
 from plugnmeet_webhooks.storage.engine import make_engine, write_transaction
 from tests.support.gunicorn_server import Server, gunicorn
-from tests.support.helpers import CORPUS, KEY, SECRET
+from tests.support.helpers import CORPUS, KEY, SECRET, corpus_json
 from validation import sign
 
 pytestmark = pytest.mark.slow
@@ -223,7 +223,7 @@ def test_phone_width_and_dark_mode(server, browser, shots):
 def test_a_delivery_appears_on_the_open_events_page(server, browser):
     browser.get(f"{_base(server)}/dashboard/events")
     before = len(browser.find_elements(By.CSS_SELECTOR, "#events tbody tr"))
-    payload = json.loads(CORPUS[0].read_bytes())
+    payload = corpus_json("room_created")
     payload["id"] = "live-delivery-while-watching"
     body = json.dumps(payload).encode()
     sent = time.monotonic()

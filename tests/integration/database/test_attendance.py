@@ -14,14 +14,13 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.helpers import corpus_bodies, deliver, report, reset_database, stored_text
+from tests.support.helpers import corpus_json, deliver, report, reset_database, stored_text
 
 START = 1764171000  # the corpus room's creation_time: its session starts here
-CORPUS = corpus_bodies()
 
 
-def _body(template: int, changes: dict) -> bytes:
-    payload = json.loads(CORPUS[template])
+def _body(template: str, changes: dict) -> bytes:
+    payload = corpus_json(template)
     payload["participant"] = payload.get("participant", {})
     for key, value in changes.items():
         if key in ("sid", "identity", "name", "joined_at"):
@@ -39,7 +38,7 @@ def _body(template: int, changes: dict) -> bytes:
 def joined(sid: str, identity: str, at: int) -> bytes:
     """A participant_joined at ``at`` (its participant.joined_at is the same second)."""
     changes = {"sid": sid, "identity": identity, "name": identity.title(), "joined_at": str(at)}
-    return _body(2, changes | {"created_at": str(at)})
+    return _body("participant_joined", changes | {"created_at": str(at)})
 
 
 def left(sid: str, identity: str, at: int, joined_at: int | None = None) -> bytes:
@@ -49,18 +48,18 @@ def left(sid: str, identity: str, at: int, joined_at: int | None = None) -> byte
         changes["joined_at"] = str(joined_at)
     else:
         changes["joined_at"] = "0"
-    return _body(12, changes)
+    return _body("participant_left", changes)
 
 
 def ended(at: int) -> bytes:
-    return _body(16, {"created_at": str(at)})
+    return _body("session_ended", {"created_at": str(at)})
 
 
 def track(sid: str, identity: str, name: str, at: int, *, published: bool = True) -> bytes:
     """A track_published (or track_unpublished) at ``at``; its participant is trimmed to sid,
     identity and name, as real servers send it."""
     changes = {"sid": sid, "identity": identity, "name": name, "created_at": str(at)}
-    return _body(5 if published else 9, changes)
+    return _body("track_published" if published else "track_unpublished", changes)
 
 
 def in_room(body: bytes, room_sid: str, room_id: str) -> bytes:

@@ -14,9 +14,9 @@ import pytest
 from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.storage import outbox
 from tests.support.chat import FIELD_TEXT, SECTION_TEXT, ChatServer
-from tests.support.helpers import CORPUS, KEY, OTHER_KEY, OTHER_SECRET, SECRET, deliver, report
+from tests.support.helpers import KEY, OTHER_KEY, OTHER_SECRET, SECRET, corpus_json, deliver, report
 
-JOIN = json.loads(CORPUS[4].read_bytes())  # Carol joins weekly-standup
+JOIN = corpus_json("participant_joined", 3)  # Carol joins weekly-standup
 
 FORGED = (
     "Carol\n\n*IT NOTICE*: your password expires today.\nReset it at "

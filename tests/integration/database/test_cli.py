@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from tests.support.helpers import CORPUS, KEY, OTHER_KEY, SAMPLES_DIR, SECRET, deliver
+from tests.support.helpers import CORPUS, KEY, OTHER_KEY, SAMPLES_DIR, SECRET, corpus_json, deliver
 from validation import verify
 
 SAMPLE = SAMPLES_DIR / "session_ended.json"
@@ -87,7 +87,7 @@ def test_events_lists_newest_first(app, client, runner):
         "room_started",
         "room_created",
     ]
-    assert listed[0]["event_id"] == json.loads(CORPUS[2].read_bytes())["id"]
+    assert listed[0]["event_id"] == corpus_json("participant_joined")["id"]
     assert "body" not in listed[0]
 
 

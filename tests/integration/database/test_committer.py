@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
+from app import create_app
+from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.storage.batch import Delivery, Outcome, store_batch
 from plugnmeet_webhooks.storage.committer import CommitTimeout, GroupCommitter
+from plugnmeet_webhooks.storage.engine import writer
 from plugnmeet_webhooks.storage.events import StoredEvent
 from tests.support.helpers import KEY, SECRET, corpus_bodies, deliver, stored_count, stored_rows
 from validation import sign
@@ -181,3 +185,31 @@ def test_a_stopping_receiver_answers_503_and_asks_for_a_retry_a_second_later(
     assert answer.get_json() == {"status": "unavailable"}
     assert stored_count(app) == 1
     assert "the receiver is stopping" in caplog.text
+
+
+def test_a_locked_batch_waits_once_not_once_per_event(sqlite_only, settings):
+    import sqlite3
+
+    from sqlalchemy import event
+
+    app = create_app(replace(settings, db_timeout=0.2))
+    rt = runtime.of(app)
+    engine = rt.database()
+    begins: list[str] = []
+    event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda *args: begins.append(args[2]) if args[2].startswith("BEGIN") else None,
+    )
+    holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        batch = [_delivery(n, f"RM_{n}") for n in range(20)]
+        results = rt.store_deliveries(writer(rt.engine), batch)  # as the writer thread does
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        rt.close()
+    assert all(isinstance(r, Exception) for r in results)
+    # The batch waited for the lock once; no event was tried again alone, to wait again.
+    assert begins.count("BEGIN IMMEDIATE") == 1, begins

@@ -19,7 +19,7 @@ from app import create_app
 from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.storage.engine import make_engine, write_transaction
 from plugnmeet_webhooks.storage.keys import instance_keys
-from tests.support.helpers import CORPUS, corpus_bodies, deliver, report, stored_rows
+from tests.support.helpers import corpus, corpus_bodies, deliver, report, stored_rows
 
 ADMIN = "d" * 20 + "-dashboard-token"
 CORPUS_DAY = "2025-11-26"
@@ -435,7 +435,7 @@ def test_hostile_ids_in_actions_are_refused(signed_in):
 
 
 def test_an_event_page_shows_fields_and_body_and_replays_a_failure(signed_in, dash):
-    body = CORPUS[16].read_bytes()
+    body = corpus("session_ended")
     failing = body.replace(b'"created_at":"1764173565"', b'"created_at":"1"').replace(
         b"dee82387", b"fee82387"
     )
@@ -480,7 +480,7 @@ def test_replaying_one_row_takes_that_row_only_when_tenants_share_an_event_id(ap
     from plugnmeet_webhooks.storage.events import EventFilter, count_matching
     from tests.support.helpers import OTHER_KEY, OTHER_SECRET
 
-    body = CORPUS[2].read_bytes()
+    body = corpus("participant_joined")
     assert deliver(client, body).status == 200
     assert deliver(client, body, key=OTHER_KEY, secret=OTHER_SECRET).status == 200
     rows = stored_rows(app)

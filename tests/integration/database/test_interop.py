@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.support.helpers import CORPUS, KEY, SECRET, deliver, stored_count
+from tests.support.helpers import CORPUS, KEY, SECRET, corpus, deliver, stored_count
 from validation import VerificationError, sign, verify
 
 livekit_api = pytest.importorskip("livekit.api", reason="livekit-api is a test dependency")
@@ -30,13 +30,13 @@ def test_livekit_minted_tokens_verify(path):
 
 
 def test_livekit_minted_token_is_accepted_by_the_route(app, client):
-    body = CORPUS[0].read_bytes()
+    body = corpus("room_created")
     assert deliver(client, body, token=_livekit_token(body)).status == 200
     assert stored_count(app) == 1
 
 
 def test_livekit_token_with_the_wrong_secret_is_rejected(app, client):
-    body = CORPUS[0].read_bytes()
+    body = corpus("room_created")
     with pytest.raises(VerificationError):
         verify(body, _livekit_token(body, secret="another-secret-of-enough-length!"), {KEY: SECRET})
     assert deliver(client, body, token=_livekit_token(body, secret="x" * 40)).status == 403
@@ -44,13 +44,13 @@ def test_livekit_token_with_the_wrong_secret_is_rejected(app, client):
 
 
 def test_expired_livekit_token_is_rejected():
-    body = CORPUS[0].read_bytes()
+    body = corpus("room_created")
     token = _livekit_token(body, ttl=timedelta(seconds=-120))
     with pytest.raises(VerificationError, match="expired"):
         verify(body, token, {KEY: SECRET})
 
 
 def test_our_tokens_verify_with_livekit():
-    body = CORPUS[16].read_bytes()
+    body = corpus("session_ended")
     claims = livekit_api.TokenVerifier(KEY, SECRET).verify(sign(body, KEY, SECRET))
     assert claims.sha256 == base64.b64encode(hashlib.sha256(body).digest()).decode()

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tests.support.helpers import (
     KEY,
+    corpus,
     corpus_bodies,
     deliver,
     handler_messages,
@@ -165,7 +166,7 @@ def test_any_order_with_redeliveries_gives_the_same_ledger(app, client, order, r
 
 
 def test_a_resent_artifact_with_a_new_event_id_is_counted_once(app, client):
-    body = corpus_bodies()[20]  # chat translation usage
+    body = corpus("artifact_created_chat_translation_usage")
     resent = json.loads(body)
     resent["id"] = "another-event-id"
     _deliver_all(client, [body, json.dumps(resent).encode()])

@@ -14,9 +14,9 @@ import handlers
 from app import create_app
 from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.logs import configure_logging
-from tests.support.helpers import CORPUS, SECRET, deliver
+from tests.support.helpers import SECRET, corpus, deliver
 
-BODY = CORPUS[16].read_bytes()
+BODY = corpus("session_ended")
 
 
 @pytest.fixture

@@ -8,7 +8,15 @@ import pytest
 
 from app import create_app
 from plugnmeet_webhooks import runtime
-from tests.support.helpers import SECRET, corpus_bodies, deliver, report
+from tests.support.helpers import (
+    OTHER_SECRET,
+    SECRET,
+    corpus,
+    corpus_bodies,
+    deliver,
+    metric,
+    report,
+)
 
 ADMIN = "a" * 20 + "-admin-token"
 
@@ -105,13 +113,6 @@ def test_short_admin_token_is_refused_at_start_up():
         )
 
 
-def _metric(client, line_start: str) -> float:
-    for line in client.get("/metrics").get_data(as_text=True).splitlines():
-        if line.startswith(line_start + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def test_metrics_count_outcomes_events_and_latency(app, app_runtime, client):
     accepted = 'pnm_webhook_deliveries_total{outcome="accepted",reason=""}'
     duplicate = 'pnm_webhook_deliveries_total{outcome="duplicate",reason=""}'
@@ -120,7 +121,7 @@ def test_metrics_count_outcomes_events_and_latency(app, app_runtime, client):
     failures = 'pnm_webhook_handler_failures_total{event="session_ended"}'
     observed = "pnm_webhook_request_seconds_count"
     names = (accepted, duplicate, forbidden, joined, failures, observed)
-    before = {name: _metric(client, name) for name in names}
+    before = {name: metric(client, name) for name in names}
 
     def broken(event, ctx):
         raise RuntimeError("boom")
@@ -132,7 +133,7 @@ def test_metrics_count_outcomes_events_and_latency(app, app_runtime, client):
     deliver(client, bodies[0])
     deliver(client, bodies[0], secret=SECRET[::-1])
 
-    after = {name: _metric(client, name) for name in names}
+    after = {name: metric(client, name) for name in names}
     assert after[accepted] - before[accepted] == 28
     assert after[duplicate] - before[duplicate] == 1
     assert after[forbidden] - before[forbidden] == 1
@@ -155,3 +156,53 @@ def test_other_routes_name_their_own_methods_in_a_405(client):
     assert response.status_code == 405
     assert "GET" in response.headers["Allow"] and "POST" not in response.headers["Allow"]
     assert client.open("/healthz", method="OPTIONS").status_code == 405
+
+
+def test_public_metrics_cannot_tell_an_unknown_key_from_a_wrong_secret(app, client):
+    body = corpus("room_created")
+    deliver(client, body, key="guessed-key")
+    deliver(client, body, secret=OTHER_SECRET)
+    page = client.get("/metrics").get_data(as_text=True)
+    assert 'reason="unknown_key"' not in page and 'reason="signature"' not in page
+    assert metric(client, 'pnm_webhook_deliveries_total{outcome="forbidden",reason="token"}') == 2
+
+
+def test_metrics_behind_their_own_token_may_say_which_check_failed(settings):
+    token = "m" * 20 + "-metrics-token"
+    guarded = create_app(replace(settings, metrics_token=token))
+    client = guarded.test_client()
+    try:
+        deliver(client, corpus("room_created"), key="guessed-key")
+        refused = client.get("/metrics")
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+        assert (
+            client.get("/metrics", headers={"Authorization": f"Bearer {token}x"}).status_code == 401
+        )
+        reason = 'pnm_webhook_deliveries_total{outcome="forbidden",reason="unknown_key"}'
+        assert metric(client, reason, token) == 1
+    finally:
+        runtime.of(guarded).close()
+
+
+@pytest.fixture
+def admin_client(settings):
+    application = create_app(replace(settings, admin_token=ADMIN))
+    yield application.test_client()
+    runtime.of(application).close()
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("until=9999-12-31", "until must be a date from 1970-01-01 to 9998-12-31"),
+        ("since=0001-01-01", "since must be a date from 1970-01-01"),
+        ("room=%00", "room must be printable text"),
+        ("room=" + "r" * 201, "room must be printable text of at most 200 characters"),
+        ("tenant=%1b%5b2J", "tenant must be printable text"),
+    ],
+)
+def test_every_bad_report_parameter_is_a_400_with_the_reason(admin_client, query, reason):
+    response = admin_client.get(f"/api/rooms?{query}", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert response.status_code == 400
+    assert response.json["status"] == "bad_request"
+    assert reason in response.json["error"]

@@ -20,9 +20,9 @@ from plugnmeet_webhooks.storage import outbox
 from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.workflows.dispatcher import Dispatcher
 from tests.support.chat import ChatServer
-from tests.support.helpers import CORPUS, KEY, SECRET, deliver
+from tests.support.helpers import KEY, SECRET, corpus_json, deliver
 
-JOIN = json.loads(CORPUS[4].read_bytes())  # Carol joins weekly-standup
+JOIN = corpus_json("participant_joined", 3)  # Carol joins weekly-standup
 
 
 def joins(count: int, prefix: str = "j") -> list[bytes]:

@@ -19,7 +19,7 @@ from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.storage import outbox
 from plugnmeet_webhooks.storage.engine import write_transaction
 from tests.integration.database.test_dashboard import ADMIN, login
-from tests.support.helpers import KEY, SECRET, corpus_bodies, deliver, handler_messages
+from tests.support.helpers import KEY, SECRET, corpus_bodies, corpus_json, deliver, handler_messages
 from tests.support.sink import Sink
 
 HOOK_SECRET = "whsec_" + base64.b64encode(b"privacy-hook-secret-0123456789ab").decode()
@@ -188,7 +188,7 @@ def test_forgetting_finds_a_name_in_any_form_and_leaves_the_message_whole(
         f"text = {json.dumps(template)}\n"
     )
     app = make_app(api_keys={KEY: SECRET}, rules_file=str(rules))
-    body = json.loads(corpus_bodies()[4])
+    body = corpus_json("participant_joined", 3)
     body["participant"]["name"] = name
     assert deliver(app.test_client(), json.dumps(body).encode()).status == 200
     before = {d: json.loads(b) for d, b in _bodies(app).items()}

@@ -9,7 +9,6 @@ import pytest
 
 from plugnmeet_webhooks import runtime
 from tests.support.helpers import (
-    CORPUS,
     DROP,
     KEY,
     OTHER_SECRET,
@@ -17,6 +16,7 @@ from tests.support.helpers import (
     SECRET,
     assert_rejection_logged,
     b64url,
+    corpus,
     deliver,
     forge,
     good_claims,
@@ -26,7 +26,7 @@ from tests.support.helpers import (
 )
 from validation import sign
 
-BODY = CORPUS[0].read_bytes()
+BODY = corpus("room_created")
 HS256 = {"alg": "HS256", "typ": "JWT"}
 NOW = int(time.time())
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from app import create_app
 from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.storage.engine import write_transaction
-from tests.support.helpers import CORPUS, deliver
+from tests.support.helpers import corpus, corpus_bodies, deliver
 
 
 class _Silent:
@@ -44,11 +44,11 @@ def test_while_the_database_hangs_one_request_at_a_time_checks_the_schema(settin
     answers: list[int] = []
     barrier = threading.Barrier(6)
 
-    def send(n: int) -> None:
+    def send(body: bytes) -> None:
         barrier.wait()
-        answers.append(deliver(app.test_client(), CORPUS[n].read_bytes()).status)
+        answers.append(deliver(app.test_client(), body).status)
 
-    threads = [threading.Thread(target=send, args=(n,)) for n in range(6)]
+    threads = [threading.Thread(target=send, args=(body,)) for body in corpus_bodies()[:6]]
     try:
         for thread in threads:
             thread.start()
@@ -67,7 +67,7 @@ def test_a_schema_made_by_a_newer_version_is_named_as_such(app, client, caplog):
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
     fresh = create_app(runtime.of(app).settings)
     try:
-        assert deliver(fresh.test_client(), CORPUS[0].read_bytes()).status == 503
+        assert deliver(fresh.test_client(), corpus("room_created")).status == 503
         assert fresh.test_client().get("/readyz").json == {
             "status": "unavailable",
             "reason": "schema",

@@ -11,6 +11,7 @@ import pytest
 from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.normalize import ARTIFACT_TYPES, camel_name, normalize
 from tests.support.helpers import (
+    corpus,
     corpus_bodies,
     deliver,
     handler_messages,
@@ -82,7 +83,8 @@ SHAPES: dict[str, Callable[[bytes], bytes]] = {
 
 
 def test_reencoders_really_change_the_shape():
-    body = corpus_bodies()[22]  # AI chat usage: enums, int64 map values, nested names
+    # AI chat usage: enums, int64 map values, nested names
+    body = corpus("artifact_created_ai_text_chat_interaction_usage")
     assert b"roomArtifact" in SHAPES["camelCase names"](body)
     assert b"gemini-2.5-flash" in SHAPES["camelCase names"](body)  # map keys are data
     assert b'"type": 8' in SHAPES["enums as numbers"](body)

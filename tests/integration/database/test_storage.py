@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import time
 from dataclasses import replace
 
@@ -16,12 +18,15 @@ from plugnmeet_webhooks.storage.events import count_events
 from plugnmeet_webhooks.storage.migrate import upgrade_schema
 from plugnmeet_webhooks.storage.sql import metadata
 from tests.support.helpers import (
-    CORPUS,
     KEY,
     SECRET,
+    changed_body,
+    corpus,
+    corpus_json,
     deliver,
     handler_replaced,
     ledger_snapshot,
+    metric,
     report,
     stored_body,
     stored_count,
@@ -29,7 +34,9 @@ from tests.support.helpers import (
 )
 from validation import sign
 
-BODY = CORPUS[16].read_bytes()  # session_ended
+SESSION_ENDED = corpus_json("session_ended")
+
+BODY = corpus("session_ended")
 
 
 def test_sqlite_runs_with_wal_full_sync_and_a_busy_timeout(sqlite_only, app):
@@ -230,7 +237,7 @@ def test_a_query_bug_in_a_report_is_a_500_not_an_outage(settings, caplog):
 
 def test_a_ledger_write_bug_keeps_the_event_marked_failed(app, client):
     _drop(app, "attendance")
-    body = CORPUS[2].read_bytes()  # participant_joined: a session and an attendance row
+    body = corpus("participant_joined")  # a session and an attendance row
     assert deliver(client, body).json == {"status": "accepted"}
     [row] = stored_rows(app)
     assert row["handler_status"] == "failed"
@@ -279,3 +286,27 @@ def test_a_ledger_fill_cut_short_is_taken_up_by_the_next_db_upgrade(settings, mo
         assert session["billable_minutes"] == 43
     finally:
         runtime.of(app).close()
+
+
+def test_the_same_id_with_another_body_is_a_logged_counted_conflict(app, client, caplog):
+    first = corpus("session_ended")
+    other = changed_body(SESSION_ENDED, created_at="1764173999")
+    assert deliver(client, first).json == {"status": "accepted"}
+    assert deliver(client, other).json == {"status": "conflict"}
+    assert deliver(client, first).json == {"status": "duplicate"}
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    import hashlib
+
+    message = warning.getMessage()
+    assert hashlib.sha256(first).hexdigest() in message
+    assert hashlib.sha256(other).hexdigest() in message
+    assert metric(client, 'pnm_webhook_deliveries_total{outcome="conflict",reason=""}') == 1
+    [session] = report(app, "sessions")["rows"]
+    assert session["billable_minutes"] == 43, "the first body stays"
+
+
+def test_the_sqlite_file_and_its_wal_are_made_for_their_owner_only(sqlite_only, app, client):
+    assert deliver(client, corpus("room_created")).status == 200
+    path = runtime.of(app).settings.database_url.removeprefix("sqlite:///")
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        assert stat.S_IMODE(os.stat(name).st_mode) == 0o600, name

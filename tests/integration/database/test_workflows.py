@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 from app import create_app
 from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.storage import outbox
-from tests.support.helpers import CORPUS, KEY, ROOT, deliver
+from tests.support.helpers import CORPUS, KEY, ROOT, corpus, corpus_json, corpus_path, deliver
 from tests.support.helpers import SECRET as API_SECRET
 from tests.support.sink import Answer, Sink
 
@@ -122,7 +122,7 @@ def test_the_example_rules_on_the_corpus_send_exactly_the_expected_messages(work
 
 
 def test_a_webhook_signed_with_another_secret_does_not_verify(workflow_app, sink):
-    assert deliver(workflow_app.test_client(), CORPUS[16].read_bytes()).status == 200
+    assert deliver(workflow_app.test_client(), corpus("session_ended")).status == 200
     _drain(workflow_app, {"/billing": 1}, sink)
     [billing] = sink.at("/billing")
     other = Webhook("whsec_" + base64.b64encode(b"another-secret-entirely-0123456").decode())
@@ -134,7 +134,7 @@ def test_a_webhook_signed_with_another_secret_does_not_verify(workflow_app, sink
 
 def test_two_503s_then_a_200_arrive_with_the_same_idempotency_key(workflow_app, sink):
     sink.script("/billing", Answer(503), Answer(503), then=Answer(200))
-    assert deliver(workflow_app.test_client(), CORPUS[16].read_bytes()).status == 200
+    assert deliver(workflow_app.test_client(), corpus("session_ended")).status == 200
     _drain(workflow_app, {"/billing": 3}, sink)
     attempts = sink.at("/billing")
     assert len(attempts) == 3
@@ -147,7 +147,7 @@ def test_two_503s_then_a_200_arrive_with_the_same_idempotency_key(workflow_app, 
 
 def test_a_429_waits_as_long_as_retry_after_says(workflow_app, sink):
     sink.script("/billing", Answer(429, {"Retry-After": "30"}))
-    assert deliver(workflow_app.test_client(), CORPUS[16].read_bytes()).status == 200
+    assert deliver(workflow_app.test_client(), corpus("session_ended")).status == 200
     rt = runtime.of(workflow_app)
     rt.dispatcher().start()
     sink.wait_for("/billing", 1)
@@ -167,7 +167,7 @@ def test_a_429_waits_as_long_as_retry_after_says(workflow_app, sink):
 
 def test_a_400_is_dead_after_one_attempt(workflow_app, sink):
     sink.script("/billing", then=Answer(400))
-    assert deliver(workflow_app.test_client(), CORPUS[16].read_bytes()).status == 200
+    assert deliver(workflow_app.test_client(), corpus("session_ended")).status == 200
     _drain(workflow_app, {"/billing": 1, "/slack": 1}, sink)
     time.sleep(0.2)
     assert len(sink.at("/billing")) == 1
@@ -177,7 +177,7 @@ def test_a_400_is_dead_after_one_attempt(workflow_app, sink):
 
 def test_a_message_out_of_attempts_is_dead(workflow_app, sink):
     sink.script("/billing", then=Answer(502))
-    assert deliver(workflow_app.test_client(), CORPUS[16].read_bytes()).status == 200
+    assert deliver(workflow_app.test_client(), corpus("session_ended")).status == 200
     _drain(workflow_app, {"/billing": 4}, sink)  # the first attempt and three retries
     time.sleep(0.3)
     assert len(sink.at("/billing")) == 4
@@ -197,7 +197,7 @@ def test_a_destination_down_for_the_whole_burst_gets_everything_when_back(
     try:
         client = app.test_client()
         for n in range(20):
-            vip = json.loads(CORPUS[4].read_bytes())
+            vip = corpus_json("participant_joined", 3)
             vip["id"] = f"vip-{n}"
             assert deliver(client, json.dumps(vip).encode()).status == 200
         rt.dispatcher().start()
@@ -253,14 +253,15 @@ def test_backfill_applies_a_rule_to_past_events(workflow_app, sink):
 
 def test_rules_test_shows_the_exact_messages_and_changes_nothing(workflow_app, sink):
     runner = workflow_app.test_cli_runner()
-    result = runner.invoke(args=["rules", "test", str(CORPUS[4])])
+    result = runner.invoke(args=["rules", "test", str(corpus_path("participant_joined", 3))])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("rule vip-joined -> ops-slack  (msg_")
     assert ":star: Carol (VIP) \U0001f3af joined weekly-standup" in result.output
     assert _messages(workflow_app) == []
     with runtime.of(workflow_app).database().connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM events").scalar() == 0
-    quiet = runner.invoke(args=["rules", "test", str(CORPUS[2])])  # Alice: not a VIP
+    alice = corpus_path("participant_joined")  # not a VIP
+    quiet = runner.invoke(args=["rules", "test", str(alice)])
     assert "No rule sends anything for this participant_joined event." in quiet.output
     assert sink.received == []
 
@@ -268,7 +269,7 @@ def test_rules_test_shows_the_exact_messages_and_changes_nothing(workflow_app, s
 def test_outbox_commands_never_show_a_url_or_a_secret(workflow_app, sink):
     sink.script("/billing", then=Answer(400))
     client, runner = workflow_app.test_client(), workflow_app.test_cli_runner()
-    assert deliver(client, CORPUS[16].read_bytes()).status == 200
+    assert deliver(client, corpus("session_ended")).status == 200
     _drain(workflow_app, {"/billing": 1, "/slack": 1}, sink)
 
     for args in (["outbox", "list"], ["outbox", "list", "--format", "json"]):
@@ -291,7 +292,7 @@ def test_outbox_commands_never_show_a_url_or_a_secret(workflow_app, sink):
 
 
 def test_sender_text_cannot_mention_a_slack_channel(workflow_app, sink):
-    vip = json.loads(CORPUS[4].read_bytes())
+    vip = corpus_json("participant_joined", 3)
     vip["participant"]["name"] = "<!channel> & <https://evil|click>"
     assert deliver(workflow_app.test_client(), json.dumps(vip).encode()).status == 200
     _drain(workflow_app, {"/slack": 1}, sink)
@@ -304,7 +305,7 @@ def test_sender_text_cannot_mention_a_slack_channel(workflow_app, sink):
 def test_metrics_show_the_outbox_and_readiness_ignores_destinations(workflow_app, sink):
     sink.script("/billing", then=Answer(503))
     client = workflow_app.test_client()
-    assert deliver(client, CORPUS[16].read_bytes()).status == 200
+    assert deliver(client, corpus("session_ended")).status == 200
     _drain(workflow_app, {"/billing": 2, "/slack": 1}, sink)
     page = client.get("/metrics").get_data(as_text=True)
     assert 'pnm_outbox_messages{state="sent"} 1.0' in page
@@ -325,7 +326,7 @@ def test_a_rule_reads_every_field_of_the_event_and_the_ledgers_names(app_runtime
     event_fields = [f.name for f in dataclasses.fields(Event)]
     assert list(CONTEXT) == [*event_fields, *LEDGER_PARTS]
     # What is checked when the file is read is what is there when a message is made.
-    event = normalize(json.loads(CORPUS[2].read_bytes()))
+    event = normalize(corpus_json("participant_joined"))
     with app_runtime.database().connect() as conn:
         facts = Facts(conn, event, Receipt(event.id, 1.0, "tenant-a"))
         assert list(facts.context) == list(CONTEXT)

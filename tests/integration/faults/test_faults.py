@@ -25,6 +25,7 @@ from tests.support.helpers import (
     OTHER_SECRET,
     SECRET,
     corpus_bodies,
+    corpus_json,
     deliver,
     ledger_snapshot,
 )
@@ -89,7 +90,7 @@ def test_database_down_is_503_with_nothing_half_written_then_the_retry_succeeds(
 
 
 def _distinct_events(count: int) -> list[bytes]:
-    template = json.loads(corpus_bodies()[2])  # participant_joined
+    template = corpus_json("participant_joined")
     bodies = []
     for n in range(count):
         template["id"] = f"burst-{n:05d}"

@@ -16,7 +16,7 @@ from plugnmeet_webhooks.storage.engine import make_engine
 from plugnmeet_webhooks.storage.events import count_events
 from plugnmeet_webhooks.storage.events import events as events_table
 from tests.support.gunicorn_server import gunicorn, metric, race
-from tests.support.helpers import CORPUS, KEY, ROOT, SAMPLES, SAMPLES_DIR, SECRET, run_flask
+from tests.support.helpers import KEY, ROOT, SAMPLES, SAMPLES_DIR, SECRET, corpus_path, run_flask
 from validation import sign
 
 pytestmark = pytest.mark.slow
@@ -87,7 +87,9 @@ def test_send_command_delivers_every_sample(server, tmp_path):
 
 def test_send_says_what_to_do_when_nothing_listens(tmp_path):
     nowhere = "http://127.0.0.1:9/webhook-listener"
-    result = run_flask("send", "--url", nowhere, str(CORPUS[0]), database=tmp_path / "c.db")
+    result = run_flask(
+        "send", "--url", nowhere, str(corpus_path("room_created")), database=tmp_path / "c.db"
+    )
     assert result.returncode == 1
     assert "cannot reach http://127.0.0.1:9/webhook-listener" in result.stderr
     assert "make run" in result.stderr
@@ -97,7 +99,7 @@ def test_signed_curl_command_works_against_gunicorn(server, tmp_path):
     curl = subprocess.run(["which", "curl"], capture_output=True, text=True).stdout.strip()
     if not curl:
         pytest.skip("curl is not installed")
-    sample = CORPUS[1]
+    sample = corpus_path("room_started")
     signed = run_flask("sign", "--url", server.url, str(sample), database=tmp_path / "c.db")
     # Run the printed command exactly as a user pastes it into a shell.
     answer = subprocess.run(signed.stdout, shell=True, cwd=ROOT, capture_output=True, text=True)  # noqa: S602

@@ -26,7 +26,7 @@ from tests.support.gunicorn_server import (
     wait_for_workers,
     worker_pids,
 )
-from tests.support.helpers import KEY, ROOT, SECRET, corpus_bodies
+from tests.support.helpers import KEY, ROOT, SECRET, corpus_json
 from tests.support.plugnmeet_sender import Delivery, stream
 from tests.support.socket_activation import address, held_socket, spawn_with_socket
 
@@ -39,7 +39,7 @@ SECONDS = 9.0
 
 def _rooms() -> dict[str, list[Delivery]]:
     """Each room's deliveries: distinct participants joining, ``RATE * SECONDS`` in all."""
-    template = json.loads(corpus_bodies()[2])  # participant_joined
+    template = corpus_json("participant_joined")
     rooms: dict[str, list[Delivery]] = {}
     for r in range(ROOMS):
         room_id = f"restart-room-{r}"

@@ -19,7 +19,7 @@ from plugnmeet_webhooks.cli.deliveries import post
 from plugnmeet_webhooks.storage.engine import make_engine
 from plugnmeet_webhooks.storage.events import events as events_table
 from tests.support.gunicorn_server import gunicorn, wait_for_workers, worker_pids
-from tests.support.helpers import KEY, SECRET, corpus_bodies
+from tests.support.helpers import KEY, SECRET, corpus_json
 from validation import sign
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ GRACEFUL_TIMEOUT = 20  # gunicorn.conf.py
 
 
 def _bodies(count: int) -> list[bytes]:
-    template = json.loads(corpus_bodies()[2])  # participant_joined
+    template = corpus_json("participant_joined")
     bodies = []
     for n in range(count):
         template["id"] = f"term-{n:04d}"

@@ -17,7 +17,7 @@ from standardwebhooks.webhooks import Webhook
 from plugnmeet_webhooks.cli.deliveries import post
 from tests.integration.database.test_workflows import EXPECTED_SLACK, SECRET, example_rules
 from tests.support.gunicorn_server import gunicorn, wait_for_workers
-from tests.support.helpers import CORPUS, KEY, ROOT
+from tests.support.helpers import CORPUS, KEY, ROOT, corpus_json
 from tests.support.helpers import SECRET as API_SECRET
 from tests.support.sink import Answer, Sink
 from validation import sign
@@ -33,7 +33,7 @@ def _send(url: str, bodies: list[bytes], threads: int = 8) -> list[int]:
 
 
 def _vips(count: int, prefix: str = "vip") -> list[bytes]:
-    template = json.loads(CORPUS[4].read_bytes())  # Carol, a VIP, joins
+    template = corpus_json("participant_joined", 3)  # Carol, a VIP, joins
     bodies = []
     for n in range(count):
         template["id"] = f"{prefix}-{n:04d}"
