@@ -96,12 +96,18 @@ def gunicorn(
                 f"http://127.0.0.1:{port}/webhook-listener", process, log_path, database_url
             )
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
+
+
+def stop(process: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM a server that still runs, and wait for it; SIGKILL it after ``timeout``."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def race(urls: list[str], body: bytes, copies: int) -> list[tuple[int, str]]:

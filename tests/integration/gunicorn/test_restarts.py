@@ -23,6 +23,7 @@ from tests.support.gunicorn_server import (
     GUNICORN,
     gunicorn,
     server_environment,
+    stop,
     wait_for_workers,
     worker_pids,
 )
@@ -109,13 +110,7 @@ def _ended(processes: list[subprocess.Popen]) -> Iterator[None]:
         yield
     finally:
         for process in processes:
-            if process.poll() is None:
-                process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 def test_a_restart_on_a_socket_held_as_systemd_holds_it_loses_nothing(tmp_path, database_url):
