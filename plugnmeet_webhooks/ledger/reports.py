@@ -11,7 +11,7 @@ whole seconds.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -36,11 +36,6 @@ Row = TypeVar("Row")
 Total = TypeVar("Total")
 
 
-def as_dict(value: Any) -> dict[str, Any]:
-    """A row's or a total's fields as a dict, in field order (the JSON and CSV form)."""
-    return {f.name: getattr(value, f.name) for f in fields(value)}
-
-
 @dataclass(frozen=True, slots=True)
 class Report(Generic[Row, Total]):
     """A report: its rows, and its total."""
@@ -49,8 +44,9 @@ class Report(Generic[Row, Total]):
     total: Total
 
     def as_dict(self) -> dict[str, Any]:
-        """The report's stable JSON form: ``{"rows": [...], "total": {...}}``."""
-        return {"rows": [as_dict(row) for row in self.rows], "total": as_dict(self.total)}
+        """The report's stable JSON form: ``{"rows": [...], "total": {...}}``, each row and
+        the total with its fields in order."""
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +322,7 @@ def usage_report(conn: Connection, filters: Filters) -> UsageReport:
 
 @dataclass(slots=True)
 class _RoomSums:
-    """A room's row while the rooms report adds it up."""
+    """A room's row while the rooms report adds it up: :class:`RoomRow`'s fields, in order."""
 
     tenant: str
     room_id: str | None
@@ -375,15 +371,7 @@ def rooms_report(conn: Connection, filters: Filters) -> RoomsReport:
             micros.append(joined)
 
     rows = [
-        RoomRow(
-            tenant=r.tenant,
-            room_id=r.room_id,
-            sessions=r.sessions,
-            billable_minutes=r.billable_minutes,
-            attendees=r.attendees,
-            attendee_minutes=r.attendee_minutes,
-            ai_cost=r.ai_cost,
-        )
+        RoomRow(**asdict(r))
         for r in sorted(rooms.values(), key=lambda r: (r.tenant, r.room_id or ""))
     ]
     total = RoomsTotal(
