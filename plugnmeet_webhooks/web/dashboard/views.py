@@ -124,10 +124,12 @@ def _build(
 class Newest:
     """The day of the newest data a page could show, and the period that ends with it."""
 
-    day: date
-    days: int
-    since: str
-    until: str
+    since: date
+    day: date  # the period's last day
+
+    @property
+    def days(self) -> int:
+        return (self.day - self.since).days + 1
 
 
 def _newest(engine: Engine, filters: periods.Filters, *, files_too: bool = False) -> Newest | None:
@@ -137,8 +139,7 @@ def _newest(engine: Engine, filters: periods.Filters, *, files_too: bool = False
         day = reports.newest_day(conn, filters, files_too=files_too)
     if day is None:
         return None
-    since = max(day - timedelta(days=NEWEST_DAYS - 1), periods.FIRST_DAY)
-    return Newest(day, (day - since).days + 1, since.isoformat(), day.isoformat())
+    return Newest(since=max(day - timedelta(days=NEWEST_DAYS - 1), periods.FIRST_DAY), day=day)
 
 
 @bp.get("")
