@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tests.support.helpers import (
     KEY,
+    changed_body,
     corpus,
     corpus_bodies,
     deliver,
@@ -298,15 +299,7 @@ def test_report_command_rejects_bad_dates(runner, args, message):
 
 def _variant(body: bytes, **changes) -> bytes:
     """The same fact sent again under a new event id, with some values changed."""
-    payload = json.loads(body)
-    payload["id"] = f"variant-{sorted(changes.items())!r}"
-    for path, value in changes.items():
-        target = payload
-        *parents, leaf = path.split("__")
-        for name in parents:
-            target = target[name]
-        target[leaf] = value
-    return json.dumps(payload).encode()
+    return changed_body(json.loads(body), id=f"variant-{sorted(changes.items())!r}", **changes)
 
 
 def _conflicting_facts() -> list[bytes]:
