@@ -31,6 +31,8 @@ from werkzeug.exceptions import (
 import handlers
 from config import Settings, load_settings
 from plugnmeet_webhooks import cli, runtime
+from plugnmeet_webhooks.billing.billing_file import load_billing
+from plugnmeet_webhooks.billing.documents import load_template
 from plugnmeet_webhooks.metrics import event_label
 from plugnmeet_webhooks.normalize import NormalizationError, peek, to_str
 from plugnmeet_webhooks.runtime import Runtime, current
@@ -70,7 +72,10 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     if settings.proxy_count:
         app.wsgi_app = behind_proxies(app.wsgi_app, settings.proxy_count)  # type: ignore[method-assign,assignment]
     rules = load_rules(settings.rules_file)
-    runtime.init_app(app, Runtime(settings, handlers.registry.copy(), rules))
+    billing = load_billing(settings.billing_file)
+    if billing is not None:
+        load_template(settings.invoice_template)  # a bad template stops the start, not an issue
+    runtime.init_app(app, Runtime(settings, handlers.registry.copy(), rules, billing=billing))
 
     app.add_url_rule(
         settings.webhook_path,

@@ -74,6 +74,10 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)
     retention_days: int | None = None
     rules_file: str | None = None
+    billing_file: str | None = None
+    """The billing file: issuer, plans, customers (None: no invoices)."""
+    invoice_template: str | None = None
+    """An operator's own Jinja2 HTML template for invoice PDFs (None: the built-in one)."""
     outbox_retries: tuple[float, ...] = DEFAULT_OUTBOX_RETRIES
     """The waits after each failed attempt to send a message; after the last, it is dead."""
     outbox_lease: float = 60.0
@@ -598,6 +602,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_token=_token(env, "PNM_METRICS_TOKEN"),
         retention_days=retention or None,
         rules_file=env.get("PNM_RULES_FILE", "").strip() or None,
+        billing_file=env.get("PNM_BILLING_FILE", "").strip() or None,
+        invoice_template=env.get("PNM_INVOICE_TEMPLATE", "").strip() or None,
         outbox_retries=_schedule(env, "PNM_OUTBOX_RETRIES") or DEFAULT_OUTBOX_RETRIES,
         outbox_lease=_lease(env),
         dispatcher=_switch(env, "PNM_DISPATCHER", True),

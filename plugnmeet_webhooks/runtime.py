@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from config import Settings
+from plugnmeet_webhooks.billing.billing_file import Billing
 from plugnmeet_webhooks.handler_registry import Registry
 from plugnmeet_webhooks.ingest import Ingest
 from plugnmeet_webhooks.logs import configure_logging
@@ -56,10 +57,18 @@ class SchemaCheckBusy(PoolTimeout):
 class Runtime:
     """Settings, handlers, verifier and metrics, and, made when first needed, the database."""
 
-    def __init__(self, settings: Settings, registry: Registry, rules: Rules = NO_RULES) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        rules: Rules = NO_RULES,
+        *,
+        billing: Billing | None = None,
+    ) -> None:
         self.settings = settings
         self.registry = registry
         self.rules = rules
+        self.billing = billing
         self.workflows = Workflows(rules, several_tenants=len(settings.tenant_names) > 1)
         self.verifier = Verifier(settings.api_keys, leeway=settings.clock_leeway)
         self.metrics = Metrics()

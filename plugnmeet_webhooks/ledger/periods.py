@@ -25,6 +25,7 @@ class Filters:
     until: date | None = None
     room: str | None = None
     tenant: str | None = None
+    span: tuple[int, int] | None = None  # exact [start, end) seconds, e.g. a month in a zone
 
     @classmethod
     def parse(
@@ -50,7 +51,9 @@ class Filters:
         )
 
     def bounds(self) -> tuple[int | None, int | None]:
-        """Return [start, end) in unix seconds, UTC days."""
+        """Return [start, end) in unix seconds: the span, or whole UTC days."""
+        if self.span is not None:
+            return self.span
         start = epoch(self.since) if self.since else None
         end = epoch(self.until + timedelta(days=1)) if self.until else None
         return start, end

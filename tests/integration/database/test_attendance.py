@@ -289,7 +289,7 @@ def test_db_upgrade_brings_attendance_from_before_to_the_new_rules(app, client, 
 
     result = app.test_cli_runner().invoke(args=["db", "upgrade"])
     assert result.stdout.splitlines() == [
-        "Database schema upgraded from 0004 to 0009.",
+        "Database schema upgraded from 0004 to 0010.",
         "Applied 4 stored participant_joined and participant_left events again (0 failed).",
     ]
     runtime.of(app).forget_schema_check()
@@ -510,13 +510,13 @@ def test_db_upgrade_takes_up_a_replay_that_was_cut_short(app, client):
     assert "run 'flask --app app db upgrade'" in check.stdout
 
     assert _upgraded(app) == [
-        "Database schema already at revision 0009.",
+        "Database schema already at revision 0010.",
         "An earlier upgrade did not finish applying its events again; resuming.",
         "Applied 4 stored participant_joined and participant_left events again (0 failed).",
     ]
     assert replays_due(engine) == ()
     assert _room(app)["attendee_minutes"] == 20
-    assert _upgraded(app) == ["Database schema already at revision 0009."]
+    assert _upgraded(app) == ["Database schema already at revision 0010."]
 
 
 def test_db_upgrade_of_an_empty_database_leaves_no_replay_due(app):
@@ -526,7 +526,7 @@ def test_db_upgrade_of_an_empty_database_leaves_no_replay_due(app):
     engine = runtime.of(app).database()
     assert replays_due(engine) == ()
     _downgraded_to(app, "0004")
-    assert _upgraded(app) == ["Database schema upgraded from 0004 to 0009."]
+    assert _upgraded(app) == ["Database schema upgraded from 0004 to 0010."]
     assert replays_due(engine) == ()
 
 
@@ -564,11 +564,11 @@ def test_db_upgrade_names_people_from_the_stored_track_events(app, client):
         conn.execute(text("UPDATE participants SET name = NULL, name_at = NULL"))
     assert _people(app) == [("u-x", None, "PA_x", 600)]
     assert _upgraded(app) == [
-        "Database schema upgraded from 0007 to 0009.",
+        "Database schema upgraded from 0007 to 0010.",
         "Applied 2 stored track_published and track_unpublished events again (0 failed).",
     ]
     assert (_people(app), _room(app)) == fresh
-    assert _upgraded(app) == ["Database schema already at revision 0009."]
+    assert _upgraded(app) == ["Database schema already at revision 0010."]
 
 
 def test_two_identities_sent_for_one_sid_give_the_same_person_in_any_order(app, client):

@@ -100,15 +100,15 @@ def test_events_rejects_a_bad_limit(runner):
 def test_db_commands_report_and_upgrade(runner):
     # Nothing has opened the database yet: it is empty until a delivery or an upgrade.
     assert runner.invoke(args=["db", "current"]).output == (
-        "database: empty  this version: 0009  (run 'flask --app app db upgrade')\n"
+        "database: empty  this version: 0010  (run 'flask --app app db upgrade')\n"
     )
     assert runner.invoke(args=["db", "upgrade"]).output == (
-        "Database schema upgraded from empty to 0009.\n"
+        "Database schema upgraded from empty to 0010.\n"
     )
     assert runner.invoke(args=["db", "current"]).output == (
-        "database: 0009  this version: 0009  (up to date)\n"
+        "database: 0010  this version: 0010  (up to date)\n"
     )
     assert (
         runner.invoke(args=["db", "upgrade"]).output
-        == "Database schema already at revision 0009.\n"
+        == "Database schema already at revision 0010.\n"
     )

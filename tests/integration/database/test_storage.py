@@ -182,7 +182,7 @@ def test_older_schema_is_refused_until_db_upgrade_which_fills_the_ledger(setting
 
         result = runner.invoke(args=["db", "upgrade"])
         assert result.stdout.splitlines() == [
-            "Database schema upgraded from 0001 to 0009.",
+            "Database schema upgraded from 0001 to 0010.",
             "Filled the ledger from 1 stored events (0 failed).",
         ]
         [session] = report(app, "sessions")["rows"]
@@ -277,7 +277,7 @@ def test_a_ledger_fill_cut_short_is_taken_up_by_the_next_db_upgrade(settings, mo
 
         monkeypatch.setattr(repair, "replay_events", replay)
         assert runner.invoke(args=["db", "upgrade"]).stdout.splitlines() == [
-            "Database schema already at revision 0009.",
+            "Database schema already at revision 0010.",
             "An earlier upgrade did not finish filling the ledger; resuming.",
             "Filled the ledger from 1 stored events (0 failed).",
         ]

@@ -1,0 +1,1 @@
+"""Billing: the billing file, invoices priced from the ledger, their documents and storage."""
