@@ -182,6 +182,11 @@ class Invoice:
         }
 
 
+def plain(value: Decimal) -> Decimal:
+    """A quantity without trailing zeros or an exponent: 0.4000 is 0.4, 1.5E+3 is 1500."""
+    return Decimal(format(value.normalize(), "f"))
+
+
 def round_money(amount: Decimal, plan: Plan) -> Decimal:
     """Round to the currency's minor unit, half up (0.125 USD is 0.13)."""
     return amount.quantize(plan.minor_unit, rounding=ROUND_HALF_UP)
@@ -386,7 +391,7 @@ def adjustments(
                 Line(
                     ADJUSTMENT,
                     f"Correction to {billed.number} ({billed.month.title}): {like.description}",
-                    quantity,
+                    plain(quantity),
                     like.unit,
                     like.unit_price,
                     amount,
