@@ -278,7 +278,8 @@ class Ledger:
 
 def _type_name(artifact_type: str) -> str:
     """MEETING_SUMMARY_USAGE as an invoice says it: meeting summary."""
-    return artifact_type.lower().removesuffix("_usage").replace("_", " ")
+    words = artifact_type.lower().removesuffix("_usage").split("_")
+    return " ".join("AI" if word == "ai" else word for word in words)
 
 
 def usage_lines(figures: Figures, plan: Plan, month: Month) -> list[Line]:
@@ -322,7 +323,7 @@ def usage_lines(figures: Figures, plan: Plan, month: Month) -> list[Line]:
                     AI_USAGE,
                     f"AI usage: {_type_name(artifact_type)} ({_count(used.artifacts, 'artifact')}, "
                     f"{amounts}); reported cost × {plan.ai_cost_multiplier}",
-                    used.cost,
+                    plain(used.cost),
                     f"{plan.currency} reported",
                     plan.ai_cost_multiplier,
                     round_money(used.cost * plan.ai_cost_multiplier, plan),

@@ -164,8 +164,13 @@ def issue_month(
 @invoice_group.command("issue")
 @click.option("--month", required=True, help="The month to invoice, e.g. 2026-11.")
 @click.option("--customer", help="Only this customer (default: every customer).")
+@click.option(
+    "--pdf-dir",
+    type=click.Path(file_okay=False),
+    help="Also write each issued invoice's PDF here, as NUMBER.pdf.",
+)
 @with_appcontext
-def issue_command(month: str, customer: str | None) -> None:
+def issue_command(month: str, customer: str | None, pdf_dir: str | None) -> None:
     """Issue the month's invoices: numbered, frozen with their PDF; issued ones stay as they are."""
     period = _month(month)
     chosen = [_customer(customer)] if customer else list(billing().customers.values())
@@ -176,13 +181,19 @@ def issue_command(month: str, customer: str | None) -> None:
             "month's invoice as an adjustment.",
             err=True,
         )
+    folder = Path(pdf_dir) if pdf_dir else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
     for done in issue_month(database(), period, chosen):
         if isinstance(done, store.IssuedAlready):
             click.echo(str(done))
-        else:
-            click.echo(
-                f"{done.customer}: issued {done.number}, total {done.total} {done.currency}."
-            )
+            continue
+        said = f"{done.customer}: issued {done.number}, total {done.total} {done.currency}"
+        if folder is not None:
+            path = folder / f"{done.number.replace('/', '-')}.pdf"
+            path.write_bytes(done.pdf)
+            said += f": {path}"
+        click.echo(f"{said}.")
 
 
 @invoice_group.command("list")

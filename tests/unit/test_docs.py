@@ -16,7 +16,8 @@ before its fence (blank lines between are allowed):
 
 The blocks of one page run in order, as a reader would type them, in one scratch setting:
 the repository as the working directory, a fresh SQLite database in ``PNM_DATABASE_URL``,
-test values for ``PNM_API_KEY``, ``PNM_API_SECRET`` and ``PNM_ADMIN_TOKEN``, and the venv of
+test values for ``PNM_API_KEY``, ``PNM_API_SECRET`` and ``PNM_ADMIN_TOKEN``, a scratch
+``HOME`` (what a block writes to ``~/`` lands there), and the venv of
 the interpreter running pytest first on ``PATH``. Two things are put in: ``.venv/bin/``
 becomes that venv's ``bin/``, and ``127.0.0.1:8000`` (and ``PORT``) the receiver's port.
 A block that does what only a marked block may (sudo, systemctl, make...) is refused
@@ -351,6 +352,7 @@ def _scratch_environment(tmp_path: Path, port: int) -> dict[str, str]:
         "PNM_ADMIN_TOKEN": ADMIN_TOKEN,
         "PNM_DATABASE_URL": f"sqlite:///{tmp_path / 'docs.db'}",
         "PORT": str(port),
+        "HOME": str(tmp_path),
         "PATH": f"{VENV_BIN}{os.pathsep}{environment.get('PATH', '')}",
     }
 

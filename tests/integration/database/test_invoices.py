@@ -28,7 +28,9 @@ from tests.support.helpers import (
     report,
 )
 
-EXAMPLE = ROOT / "samples" / "billing.toml"
+# The example billing file as the issue wrote it: samples/billing.toml without its second
+# customer (whose rooms are the samples').
+EXAMPLE_TEXT = (ROOT / "samples" / "billing.toml").read_text().split("\n# A second customer")[0]
 YEAR = datetime.now(UTC).year
 CORPUS_START = 1764171000  # the corpus room's creation_time: 2025-11-26 15:30 UTC
 TIMES = re.compile(rb'"(created_at|creation_time|joined_at)":"(\d+)"')
@@ -50,11 +52,9 @@ def _deliver_corpus(client: Any, *, shift: int = 0, room_id: str | None = None) 
         assert deliver(client, body).status == 200
 
 
-def _billing_app(make_app: Any, tmp_path: Path, text: str | None = None) -> Any:
-    path = EXAMPLE
-    if text is not None:
-        path = tmp_path / "billing.toml"
-        path.write_text(text)
+def _billing_app(make_app: Any, tmp_path: Path, text: str = EXAMPLE_TEXT) -> Any:
+    path = tmp_path / "billing.toml"
+    path.write_text(text)
     return make_app(billing_file=str(path))
 
 
@@ -90,8 +90,8 @@ def test_the_example_file_over_the_corpus(make_app, tmp_path):
     assert attendee_minutes == 124
     multiplier = Decimal("1.25")
     reported = {
-        "ai text chat interaction": Decimal("0.004845"),
-        "ai text chat summarization": Decimal("0.000596"),
+        "AI text chat interaction": Decimal("0.004845"),
+        "AI text chat summarization": Decimal("0.000596"),
         "chat translation": Decimal("0.3646"),
         "meeting summary": Decimal("0.0113"),
         "speech transcription": Decimal("0.078517"),
@@ -155,7 +155,7 @@ def test_a_month_is_midnight_to_midnight_in_the_customer_zone(make_app, tmp_path
     # The session starts at 23:30 UTC on 30 November: still November in London (UTC+0),
     # but already 1 December in Tokyo (UTC+9), and still November in New York.
     start = int(datetime(2025, 11, 30, 23, 30, tzinfo=UTC).timestamp())
-    text = EXAMPLE.read_text().replace("included_minutes = 100", "included_minutes = 0")
+    text = EXAMPLE_TEXT.replace("included_minutes = 100", "included_minutes = 0")
     tokyo = text.replace('timezone = "Europe/London"', 'timezone = "Asia/Tokyo"')
     app = _billing_app(make_app, tmp_path, tokyo)
     _deliver_corpus(app.test_client(), shift=start - CORPUS_START)
@@ -362,7 +362,9 @@ def test_an_operator_template(make_app, tmp_path):
         "{{ money(line.amount) }}</p>{% endfor %}"
         "<p>Summe {{ money(invoice.total) }} {{ customer.name }}</p></body></html>"
     )
-    app = make_app(billing_file=str(EXAMPLE), invoice_template=str(template))
+    example = tmp_path / "billing.toml"
+    example.write_text(EXAMPLE_TEXT)
+    app = make_app(billing_file=str(example), invoice_template=str(template))
     _deliver_corpus(app.test_client())
     out = tmp_path / "mine.pdf"
     _invoke(
@@ -432,7 +434,7 @@ CUSTOMERS = 6
 
 
 def _many_customers(tmp_path: Path) -> Path:
-    text = EXAMPLE.read_text()
+    text = EXAMPLE_TEXT
     for n in range(CUSTOMERS - 1):
         text += f'\n[customers.c{n}]\nname = "C{n}"\nplan = "standard"\nrooms = ["room-{n}-*"]\n'
     path = tmp_path / "many.toml"
