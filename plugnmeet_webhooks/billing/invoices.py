@@ -206,7 +206,7 @@ def _count(n: int, thing: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Usage:
+class ArtifactUsage:
     """A customer's usage of one AI artifact type in a period."""
 
     artifacts: int = 0
@@ -223,7 +223,7 @@ class Figures:
     billable_minutes: int
     attendee_minutes: int
     sessions: int
-    usage: Mapping[str, _Usage]
+    usage: Mapping[str, ArtifactUsage]
 
 
 class Ledger:
@@ -264,7 +264,7 @@ class Ledger:
             attendee_minutes=sum(r.attendee_minutes for r in owned),
             sessions=sum(r.sessions for r in owned),
             usage={
-                kind: _Usage(
+                kind: ArtifactUsage(
                     artifacts=s["artifacts"],
                     quantities=tuple(sorted(s["units"].items())),
                     cost=s["cost"],
