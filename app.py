@@ -73,9 +73,14 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
         app.wsgi_app = behind_proxies(app.wsgi_app, settings.proxy_count)  # type: ignore[method-assign,assignment]
     rules = load_rules(settings.rules_file)
     billing = load_billing(settings.billing_file)
-    if billing is not None:
-        load_template(settings.invoice_template)  # a bad template stops the start, not an issue
-    runtime.init_app(app, Runtime(settings, handlers.registry.copy(), rules, billing=billing))
+    # A bad template stops the start, not an issue; the runtime keeps the one read here.
+    template = None if billing is None else load_template(settings.invoice_template)
+    runtime.init_app(
+        app,
+        Runtime(
+            settings, handlers.registry.copy(), rules, billing=billing, invoice_template=template
+        ),
+    )
 
     app.add_url_rule(
         settings.webhook_path,

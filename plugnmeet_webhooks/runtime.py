@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 
+import jinja2
 from flask import Flask, current_app
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine
@@ -19,6 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config import Settings
 from plugnmeet_webhooks.billing.billing_file import Billing
+from plugnmeet_webhooks.billing.documents import invoice_pdf, load_template
+from plugnmeet_webhooks.billing.invoices import Invoice
 from plugnmeet_webhooks.handler_registry import Registry
 from plugnmeet_webhooks.ingest import Ingest
 from plugnmeet_webhooks.logs import configure_logging
@@ -64,11 +67,13 @@ class Runtime:
         rules: Rules = NO_RULES,
         *,
         billing: Billing | None = None,
+        invoice_template: jinja2.Template | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.rules = rules
         self.billing = billing
+        self._invoice_template = invoice_template
         self.workflows = Workflows(rules, several_tenants=len(settings.tenant_names) > 1)
         self.verifier = Verifier(settings.api_keys, leeway=settings.clock_leeway)
         self.metrics = Metrics()
@@ -108,6 +113,13 @@ class Runtime:
                         engine, self.store_deliveries, wait_seconds=self.settings.commit_wait
                     )
         return self._committer
+
+    def invoice_pdf(self, invoice: Invoice, billing: Billing) -> bytes:
+        """The PDF of an invoice, from the operator's template (``PNM_INVOICE_TEMPLATE``) or
+        the built-in one; the template is read once, at start-up or on first use."""
+        if self._invoice_template is None:
+            self._invoice_template = load_template(self.settings.invoice_template)
+        return invoice_pdf(invoice, billing, self._invoice_template)
 
     def store_deliveries(self, conn: Connection, deliveries: list[Delivery]) -> list[Result]:
         """Store a batch of deliveries and apply each to the ledger (one commit for all)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import (
     Column,
     Connection,
+    Engine,
     Float,
     Index,
     Integer,
@@ -44,6 +45,7 @@ from plugnmeet_webhooks.billing.invoices import (
     Month,
     draft,
 )
+from plugnmeet_webhooks.storage.engine import write_transaction
 from plugnmeet_webhooks.storage.sql import metadata
 
 invoices = Table(
@@ -265,6 +267,25 @@ def issue(
         )
     )
     return find(conn, number)
+
+
+def issue_month(
+    engine: Engine,
+    billing: Billing,
+    month: Month,
+    customers: Iterable[Customer],
+    render_pdf: Render,
+) -> list[Stored | IssuedAlready]:
+    """Issue each customer's invoice for a month, one transaction each: what was issued,
+    and which were issued already."""
+    done: list[Stored | IssuedAlready] = []
+    for customer in customers:
+        try:
+            with write_transaction(engine) as conn:
+                done.append(issue(conn, billing, customer, month, render_pdf))
+        except IssuedAlready as exc:
+            done.append(exc)
+    return done
 
 
 def void(conn: Connection, number: str, reason: str, *, now: float | None = None) -> Stored:

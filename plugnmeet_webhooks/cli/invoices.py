@@ -10,12 +10,11 @@ from typing import Any
 
 import click
 from flask.cli import with_appcontext
-from sqlalchemy import Engine
 
 from plugnmeet_webhooks.billing import store
 from plugnmeet_webhooks.billing.billing_file import Billing, Customer
-from plugnmeet_webhooks.billing.documents import invoice_csv, invoice_pdf, load_template
-from plugnmeet_webhooks.billing.invoices import ISSUED, Invoice, Ledger, Month
+from plugnmeet_webhooks.billing.documents import invoice_csv
+from plugnmeet_webhooks.billing.invoices import ISSUED, Ledger, Month
 from plugnmeet_webhooks.cli.context import database, runtime
 from plugnmeet_webhooks.cli.output import as_json, table, utc_time
 from plugnmeet_webhooks.storage.engine import write_transaction
@@ -48,11 +47,6 @@ def _month(text: str) -> Month:
         return Month.parse(text)
     except ValueError as exc:
         raise click.BadParameter(f"{exc}.", param_hint="--month") from None
-
-
-def render_pdf(invoice: Invoice, billing: Billing) -> bytes:
-    """The PDF of an invoice with the operator's template (or the built-in one)."""
-    return invoice_pdf(invoice, billing, load_template(runtime().settings.invoice_template))
 
 
 def invoice_table(document: Mapping[str, Any]) -> str:
@@ -143,22 +137,7 @@ def draft_command(customer: str, month: str, fmt: str, output: str | None) -> No
             "since goes on the next month's draft as an adjustment.",
             err=True,
         )
-    _show(invoice.as_dict(), fmt, output, lambda: render_pdf(invoice, billing()))
-
-
-def issue_month(
-    engine: Engine, month: Month, customers: list[Customer]
-) -> list[store.Stored | store.IssuedAlready]:
-    """Issue each customer's invoice for a month, one transaction each: what was issued,
-    and which were issued already."""
-    done: list[store.Stored | store.IssuedAlready] = []
-    for customer in customers:
-        try:
-            with write_transaction(engine) as conn:
-                done.append(store.issue(conn, billing(), customer, month, render_pdf))
-        except store.IssuedAlready as exc:
-            done.append(exc)
-    return done
+    _show(invoice.as_dict(), fmt, output, lambda: runtime().invoice_pdf(invoice, billing()))
 
 
 @invoice_group.command("issue")
@@ -184,7 +163,8 @@ def issue_command(month: str, customer: str | None, pdf_dir: str | None) -> None
     folder = Path(pdf_dir) if pdf_dir else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-    for done in issue_month(database(), period, chosen):
+    issued = store.issue_month(database(), billing(), period, chosen, runtime().invoice_pdf)
+    for done in issued:
         if isinstance(done, store.IssuedAlready):
             click.echo(str(done))
             continue
