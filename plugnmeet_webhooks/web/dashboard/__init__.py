@@ -1,4 +1,5 @@
-"""The dashboard: minutes, AI cost and attendance at a glance, the events and the outbox.
+"""The dashboard: minutes, AI cost and attendance at a glance, the events, the outbox and,
+with a billing file, billing.
 
 Pages are rendered on the server from the same reports code as the report API, so every
 figure on a page is the API's figure for the same filters. Charts are drawn in the browser

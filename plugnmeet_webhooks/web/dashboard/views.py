@@ -1,4 +1,5 @@
-"""The dashboard's pages: the overview, a room, the events, an event, the outbox."""
+"""The dashboard's pages: the overview, a room, the events, an event, the outbox; and,
+from ``billing``, the Billing page."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from plugnmeet_webhooks.web.dashboard.access import (
     csrf_token,
     login_required,
 )
+from plugnmeet_webhooks.web.dashboard.billing import add_routes as add_billing_routes
 from plugnmeet_webhooks.web.dashboard.charts import daily_charts, presence_chart
 from plugnmeet_webhooks.web.dashboard.periods import PRESETS, read_period
 
@@ -52,6 +54,7 @@ bp = Blueprint(
     static_url_path="/static",
 )
 add_routes(bp)
+add_billing_routes(bp)
 
 PAGE = 50
 MAX_ID = 2**63 - 1  # a row id the databases can hold

@@ -2,13 +2,15 @@
 
 After the public corpus is delivered to a real gunicorn, the test logs in, opens every page,
 reads the figures shown, checks that every chart drew something, that the console holds no
-error, that a delivery sent while the events page is open appears there, and saves
+error, that a delivery sent while the events page is open appears there, that a month
+issued from the Billing page's form is listed with a PDF that downloads, and saves
 screenshots (``KEEP_SCREENSHOTS`` names a folder to keep them in: the README's come from
 there).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,10 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from plugnmeet_webhooks.billing.store import invoices
 from plugnmeet_webhooks.cli.deliveries import post
 from plugnmeet_webhooks.storage import passes
 from plugnmeet_webhooks.storage.engine import make_engine, write_transaction
+from tests.support.billing import CORPUS_MONTH, CORPUS_TOTAL, billing_file
 from tests.support.gunicorn_server import Server, gunicorn
 from tests.support.helpers import CORPUS, KEY, SECRET, corpus_json
 from validation import sign
@@ -44,6 +49,7 @@ if not (CHROMIUM and CHROMEDRIVER):
 from selenium import webdriver  # noqa: E402 - only once Chromium is known to be there
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.select import Select  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
@@ -55,6 +61,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
         PNM_ADMIN_TOKEN=ADMIN,
         PNM_PLUGNMEET_URL=PLUGNMEET_URL,
         PNM_RECONCILE_INTERVAL="off",
+        PNM_BILLING_FILE=str(billing_file(tmp_path_factory.mktemp("billing"))),
     ) as running:
         for path in CORPUS:
             body = path.read_bytes()
@@ -233,4 +240,76 @@ def test_a_delivery_appears_on_the_open_events_page(server, browser):
     )
     assert time.monotonic() - sent < 5
     assert len(browser.find_elements(By.CSS_SELECTOR, "#events tbody tr")) == before + 1
+    assert _console_errors(browser) == []
+
+
+FETCH = """
+const done = arguments[arguments.length - 1];
+fetch(arguments[0]).then(async (answer) => {
+  const bytes = new Uint8Array(await answer.arrayBuffer());
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  done({
+    status: answer.status,
+    type: answer.headers.get('content-type'),
+    disposition: answer.headers.get('content-disposition'),
+    head: String.fromCharCode(...bytes.slice(0, 5)),
+    sha256: [...digest].map((b) => b.toString(16).padStart(2, '0')).join(''),
+  });
+}).catch((error) => done({error: String(error)}));
+"""
+
+
+def test_issuing_a_month_on_the_billing_page(server, browser, shots):
+    browser.get(f"{_base(server)}/dashboard/billing")
+    if "/dashboard/login" in browser.current_url:  # run alone: the login leads back here
+        field = browser.find_element(By.ID, "token")
+        field.send_keys(ADMIN)
+        field.submit()
+    _wait_for(browser, "drafts")
+    assert browser.find_element(By.CSS_SELECTOR, "nav a[aria-current]").text == "Billing"
+    draft = browser.find_element(By.ID, "draft-acme").text
+    assert "ACME Corp" in draft and "Europe/London" in draft and "USD" in draft
+
+    month = browser.find_element(By.ID, "issue-month")
+    browser.execute_script("arguments[0].value = arguments[1];", month, CORPUS_MONTH)
+    Select(browser.find_element(By.ID, "issue-customer")).select_by_value("acme")
+    browser.find_element(By.ID, "issue").click()
+    WebDriverWait(browser, 20).until(
+        lambda driver: "Issued " in driver.find_element(By.TAG_NAME, "main").text
+    )
+    flash = browser.find_element(By.CSS_SELECTOR, "p.flash.ok").text
+    number = flash.split()[1]
+    assert flash == f"Issued {number} to ACME Corp (acme) for {CORPUS_MONTH}: {CORPUS_TOTAL} USD."
+    row = browser.find_element(By.ID, f"invoice-{number}")
+    assert f"{CORPUS_MONTH} issued {CORPUS_TOTAL} USD" in row.text
+    _save(browser, shots, "billing.png")
+
+    href = row.find_element(By.CSS_SELECTOR, "a.invoice-pdf").get_attribute("href")
+    browser.set_script_timeout(10)
+    fetched = browser.execute_async_script(FETCH, href)
+    engine = make_engine(server.database_url)
+    try:
+        with engine.connect() as conn:
+            pdf = conn.execute(
+                sa.select(invoices.c.pdf).where(invoices.c.number == number)
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert fetched == {
+        "status": 200,
+        "type": "application/pdf",
+        "disposition": f'attachment; filename="{number}.pdf"',
+        "head": "%PDF-",
+        "sha256": hashlib.sha256(bytes(pdf)).hexdigest(),
+    }
+    browser.set_window_size(390, 844)
+    try:
+        browser.refresh()
+        overflow = browser.execute_script(
+            "return document.scrollingElement.scrollWidth - window.innerWidth"
+        )
+        assert overflow <= 1, f"the page is {overflow} px wider than a phone"
+        _save(browser, shots, "billing-phone.png")
+    finally:
+        browser.set_window_size(1280, 800)
     assert _console_errors(browser) == []
