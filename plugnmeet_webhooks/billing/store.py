@@ -110,9 +110,15 @@ class Stored:
     issued_at: float
     document: str  # the JSON as issued, byte for byte
     plan: Plan
-    pdf: bytes
     voided_at: float | None
     void_reason: str | None
+    pdf: bytes | None = None  # read by :func:`find` only: a listing leaves the PDFs out
+
+    @property
+    def pdf_bytes(self) -> bytes:
+        """The PDF as issued (of an invoice read with :func:`find`, which reads it)."""
+        assert self.pdf is not None, "a listed invoice has no PDF: read it with find()"
+        return self.pdf
 
     @property
     def lines(self) -> tuple[Line, ...]:
@@ -161,7 +167,7 @@ def _stored(row: Any) -> Stored:
         issued_at=row.issued_at,
         document=row.document,
         plan=_plan(row.plan),
-        pdf=bytes(row.pdf),
+        pdf=bytes(row.pdf) if "pdf" in row._fields else None,
         voided_at=row.voided_at,
         void_reason=row.void_reason,
     )
@@ -169,7 +175,8 @@ def _stored(row: Any) -> Stored:
 
 def listed(conn: Connection, customer: str | None = None) -> list[Stored]:
     """Every stored invoice (of one customer), oldest number first."""
-    query = select(invoices).order_by(invoices.c.year, invoices.c.sequence)
+    columns = [c for c in invoices.c if c.name != "pdf"]
+    query = select(*columns).order_by(invoices.c.year, invoices.c.sequence)
     if customer is not None:
         query = query.where(invoices.c.customer == customer)
     return [_stored(row) for row in conn.execute(query)]

@@ -171,7 +171,7 @@ def issue_command(month: str, customer: str | None, pdf_dir: str | None) -> None
         said = f"{done.customer}: issued {done.number}, total {done.total} {done.currency}"
         if folder is not None:
             path = folder / f"{done.number.replace('/', '-')}.pdf"
-            path.write_bytes(done.pdf)
+            path.write_bytes(done.pdf_bytes)
             said += f": {path}"
         click.echo(f"{said}.")
 
@@ -222,7 +222,7 @@ def show_command(number: str, fmt: str, output: str | None) -> None:
     if fmt == "json" and found.status == ISSUED:
         _write(found.document, output)  # byte for byte as issued
         return
-    _show(found.as_dict(), fmt, output, lambda: found.pdf)
+    _show(found.as_dict(), fmt, output, lambda: found.pdf_bytes)
 
 
 @invoice_group.command("void")

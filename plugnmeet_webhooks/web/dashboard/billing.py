@@ -190,7 +190,7 @@ def invoice_document(number: str, fmt: str) -> Response:
             abort(404, "There is no invoice of that number.")
     if fmt == "csv":
         return _attachment(invoice_csv(found.as_dict()).encode(), f"{found.number}.csv", fmt)
-    return _attachment(found.pdf, f"{found.number}.pdf", fmt)
+    return _attachment(found.pdf_bytes, f"{found.number}.pdf", fmt)
 
 
 def _count(items: list[Any], thing: str) -> str:
