@@ -22,7 +22,6 @@ from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import urllib3
@@ -42,6 +41,7 @@ from plugnmeet_webhooks.storage.outbox import (
     cycle,
     due_destinations,
 )
+from plugnmeet_webhooks.workflows.kinds import webhook
 from plugnmeet_webhooks.workflows.rules import Destination
 
 log = logging.getLogger(__name__)
@@ -106,13 +106,7 @@ def headers_for(destination: Destination, claimed: Claimed, now: float) -> dict[
         "Idempotency-Key": claimed.message_id,
     }
     if destination.kind == "webhook":
-        stamp = datetime.fromtimestamp(int(now), UTC)
-        signature = destination.signer().sign(claimed.message_id, stamp, claimed.body.decode())
-        headers |= {
-            "webhook-id": claimed.message_id,
-            "webhook-timestamp": str(int(now)),
-            "webhook-signature": signature,
-        }
+        headers |= webhook.headers(destination, claimed.message_id, claimed.body, now)
     return headers
 
 

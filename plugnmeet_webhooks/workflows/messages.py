@@ -8,7 +8,6 @@ read only when a rule asks for them.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from datetime import UTC, datetime
@@ -25,14 +24,12 @@ from plugnmeet_webhooks.normalize import Event, Room
 from plugnmeet_webhooks.storage.events import Receipt
 from plugnmeet_webhooks.storage.outbox import Message, enqueue, message_id, queued_already
 from plugnmeet_webhooks.storage.sql import compiled, execute
-from plugnmeet_webhooks.text import chat_text, cut, plain
+from plugnmeet_webhooks.text import plain
 from plugnmeet_webhooks.workflows.context import EVENT_PARTS, SESSION_FIELDS, Reconciled
+from plugnmeet_webhooks.workflows.kinds import slack, webhook
 from plugnmeet_webhooks.workflows.rules import Destination, Rule, Rules
-from plugnmeet_webhooks.workflows.templates import chat_value
 
 log = logging.getLogger(__name__)
-
-SESSION_EVENTS = frozenset({"session_ended", "room_finished"})
 
 
 class RoomFacts:
@@ -173,69 +170,14 @@ class Facts:
         }[rule.once_per]
 
 
-# Slack's Block Kit limits: a longer section or field is refused with a 400, which would
-# kill the message (and a participant could then suppress an alert about themselves).
-SECTION_CHARS = 3000
-FIELD_CHARS = 2000
-MAX_FIELDS = 10
-
-
-def _slack_body(rule: Rule, facts: Facts, several_tenants: bool) -> dict[str, Any]:
-    assert rule.slack_text is not None
-    event = facts.event
-    room = event.room.room_id or event.room.sid
-    text = rule.slack_text.render(facts.context).strip() or chat_text(f"{event.event} {room}")
-    fields: list[tuple[str, Any]] = []
-    if several_tenants and rule.tenant is None:  # whose event, when it hears several tenants
-        text = f"[{chat_text(facts.tenant)}] {text}"
-        fields.append(("Tenant", facts.tenant))
-    text = cut(text, SECTION_CHARS)
-    fields.append(("Room", room))
-    who = event.participant
-    if who is not None:
-        fields.append(("Who", who.name or who.identity))
-    if event.event in SESSION_EVENTS and facts.session.billable_minutes is not None:
-        fields.append(("Billable minutes", facts.session.billable_minutes))
-    if event.room_artifact is not None:
-        fields.append(("AI cost today", f"{facts.room.ai_cost_today:.6f}"))
-    section: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-    shown = [
-        {"type": "mrkdwn", "text": cut(f"*{label}*\n{chat_value(value)}", FIELD_CHARS)}
-        for label, value in fields
-        if value not in (None, "")
-    ][:MAX_FIELDS]
-    if shown:  # Slack refuses an empty list of fields
-        section["fields"] = shown
-    return {"text": text, "blocks": [section]}
-
-
-def _webhook_body(rule: Rule, facts: Facts) -> dict[str, Any]:
-    event = facts.event
-    data: dict[str, Any] = {"tenant": facts.tenant, "rule": rule.name}
-    if rule.text is not None:
-        data["text"] = rule.text.render(facts.context)
-    data["event"] = dataclasses.asdict(event)
-    if event.room.sid:
-        data["session"] = facts.session.as_dict()
-    if event.room_artifact is not None:
-        data["room_ai_cost_today"] = facts.room.ai_cost_today
-    if facts.reconciled is not None:
-        data["reconciled"] = dataclasses.asdict(facts.reconciled)
-    return {
-        "type": f"plugnmeet.{event.event}",
-        "timestamp": iso(facts.when),
-        "data": data,
-    }
-
-
 def render(
     rule: Rule, destination: Destination, facts: Facts, *, several_tenants: bool = False
 ) -> bytes:
     """The exact bytes a destination gets for this rule and event."""
     if destination.kind == "slack":
-        body = _slack_body(rule, facts, several_tenants)
+        body = slack.body(rule, facts, several_tenants)
     else:
-        body = _webhook_body(rule, facts)
+        body = webhook.body(rule, facts)
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 

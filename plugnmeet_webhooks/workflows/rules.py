@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
-from standardwebhooks.webhooks import Webhook
 
 from plugnmeet_webhooks.workflows.templates import template_paths
 
@@ -29,11 +28,6 @@ class Destination:
     kind: str
     url: str = dataclasses.field(repr=False)
     secret: str | None = dataclasses.field(default=None, repr=False)
-
-    def signer(self) -> Webhook:
-        """Return the Standard Webhooks signer of this destination's secret."""
-        assert self.secret is not None
-        return Webhook(self.secret)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from standardwebhooks.webhooks import Webhook
 
 from config import ConfigError
 from plugnmeet_webhooks.workflows.context import CONTEXT, check_path
+from plugnmeet_webhooks.workflows.reader import NAME, Reader, env_value
 from plugnmeet_webhooks.workflows.rules import (
     KINDS,
     NO_RULES,
@@ -32,63 +33,16 @@ from plugnmeet_webhooks.workflows.rules import (
 )
 from plugnmeet_webhooks.workflows.templates import ENV, SLACK_ENV, template_paths
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-class _Reader:
-    """Read one table of the file, naming where each mistake is."""
-
-    def __init__(self, table: Any, where: str) -> None:
-        if not isinstance(table, dict):
-            raise ConfigError(f"{where} must be a table, like [{where}].")
-        self.table = table
-        self.where = where
-        self.read: set[str] = set()
-
-    def get(self, key: str, kind: type, *, required: bool = False, hint: str = "") -> Any:
-        self.read.add(key)
-        if key not in self.table:
-            if required:
-                raise ConfigError(f"{self.where} has no {key}; add {key} = {hint}.")
-            return None
-        value = self.table[key]
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            wanted = {str: "a string", list: "a list", dict: "a table", bool: "true or false"}
-            raise ConfigError(
-                f"{self.where}: {key} must be {wanted.get(kind, kind.__name__)}, like "
-                f"{key} = {hint}."
-            )
-        return value
-
-    def done(self) -> None:
-        unknown = sorted(set(self.table) - self.read)
-        if unknown:
-            raise ConfigError(
-                f"{self.where} has the unknown key {unknown[0]!r}; "
-                f"the keys are {', '.join(sorted(self.read))}."
-            )
-
-
-def _value(text: str, where: str, env: Mapping[str, str]) -> str:
-    """Read a value that may say ``env:NAME``: then it comes from the environment."""
-    if not text.startswith("env:"):
-        return text
-    name = text.removeprefix("env:")
-    found = env.get(name, "").strip()
-    if not found:
-        raise ConfigError(f"{where} reads the environment variable {name}, which is not set.")
-    return found
-
 
 def _destination(name: str, table: Any, env: Mapping[str, str]) -> Destination:
     where = f"destinations.{name}"
-    if not _NAME.fullmatch(name):
+    if not NAME.fullmatch(name):
         raise ConfigError(f"{where}: a destination's name is letters, digits, '.', '_' or '-'.")
-    read = _Reader(table, where)
+    read = Reader(table, where)
     kind = read.get("kind", str, required=True, hint='"slack" or "webhook"')
     if kind not in KINDS:
         raise ConfigError(f'{where}: kind is {kind!r}; use "slack" or "webhook".')
-    url = _value(
+    url = env_value(
         read.get("url", str, required=True, hint='"https://..." or "env:NAME"'), f"{where}.url", env
     )
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
@@ -99,7 +53,7 @@ def _destination(name: str, table: Any, env: Mapping[str, str]) -> Destination:
     if kind == "slack" and raw_secret is not None:
         raise ConfigError(f"{where}: a slack destination takes no secret; remove it.")
     if raw_secret is not None:
-        secret = _value(raw_secret, f"{where}.secret", env)
+        secret = env_value(raw_secret, f"{where}.secret", env)
         try:
             Webhook(secret)
             valid = secret.startswith("whsec_") and len(secret) > 20
@@ -166,9 +120,9 @@ def _rule(
     number: int, table: Any, destinations: Mapping[str, Destination], names: set[str]
 ) -> Rule:
     where = f"rules[{number}]"
-    read = _Reader(table, where)
+    read = Reader(table, where)
     name = read.get("name", str, required=True, hint='"vip-joined"')
-    if not _NAME.fullmatch(name):
+    if not NAME.fullmatch(name):
         raise ConfigError(f"{where}: name {name!r} must be letters, digits, '.', '_' or '-'.")
     if name in names:
         raise ConfigError(f"rule {name!r} is named twice; give each rule its own name.")
@@ -223,7 +177,7 @@ def parse_rules(text: str, env: Mapping[str, str] | None = None) -> Rules:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"the rules file is not valid TOML: {exc}.") from None
-    top = _Reader(document, "the rules file")
+    top = Reader(document, "the rules file")
     tables = top.get("destinations", dict, hint="{ ... }") or {}
     destinations = {name: _destination(name, table, env) for name, table in tables.items()}
     listed = document.get("rules", [])
