@@ -43,6 +43,7 @@ from plugnmeet_webhooks.storage.events import HandlerStatus, StoredEvent, now
 from plugnmeet_webhooks.text import plain, shown
 from plugnmeet_webhooks.web import api, auth, dashboard, ops
 from plugnmeet_webhooks.web.proxy import behind_proxies
+from plugnmeet_webhooks.workflows import kinds
 from plugnmeet_webhooks.workflows.rules_file import load_rules
 from validation import VerificationError, body_digest
 
@@ -71,16 +72,20 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     if settings.proxy_count:
         app.wsgi_app = behind_proxies(app.wsgi_app, settings.proxy_count)  # type: ignore[method-assign,assignment]
-    rules = load_rules(settings.rules_file)
+    destination_kinds = kinds.registry.copy()
+    rules = load_rules(settings.rules_file, kinds=destination_kinds)
     billing = load_billing(settings.billing_file)
     # A bad template stops the start, not an issue; the runtime keeps the one read here.
     template = None if billing is None else load_template(settings.invoice_template)
-    runtime.init_app(
-        app,
-        Runtime(
-            settings, handlers.registry.copy(), rules, billing=billing, invoice_template=template
-        ),
+    rt = Runtime(
+        settings,
+        handlers.registry.copy(),
+        rules,
+        billing=billing,
+        invoice_template=template,
+        kinds=destination_kinds,
     )
+    runtime.init_app(app, rt)
 
     app.add_url_rule(
         settings.webhook_path,

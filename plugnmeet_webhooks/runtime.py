@@ -5,6 +5,7 @@ engine is made on first use, the schema is checked once (created in an empty dat
 refused with what to run when it is behind), the group committer with the first
 delivery. Gunicorn's worker hooks call :meth:`Runtime.start` and :meth:`Runtime.close`;
 a test makes its own app, registers its own handlers on ``runtime.registry``, and closes it.
+The destination kinds its rules file was read with are ``runtime.kinds``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from plugnmeet_webhooks.storage.engine import PoolTimeout, make_engine
 from plugnmeet_webhooks.storage.migrate import SchemaBehind, prepare_schema
 from plugnmeet_webhooks.storage.retention import Pruner
 from plugnmeet_webhooks.workflows.dispatcher import Dispatcher
+from plugnmeet_webhooks.workflows.kinds import Kinds
+from plugnmeet_webhooks.workflows.kinds import registry as kinds_registry
 from plugnmeet_webhooks.workflows.messages import Workflows
 from plugnmeet_webhooks.workflows.rules import NO_RULES, Rules, tenant_warnings
 from validation import Verifier
@@ -68,12 +71,14 @@ class Runtime:
         *,
         billing: Billing | None = None,
         invoice_template: jinja2.Template | None = None,
+        kinds: Kinds | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.rules = rules
         self.billing = billing
         self._invoice_template = invoice_template
+        self.kinds = kinds_registry.copy() if kinds is None else kinds  # what rules may send to
         self.workflows = Workflows(rules, several_tenants=len(settings.tenant_names) > 1)
         self.verifier = Verifier(settings.api_keys, leeway=settings.clock_leeway)
         self.metrics = Metrics()

@@ -35,11 +35,12 @@ def rules() -> None:
 @with_appcontext
 def rules_check(file: str | None) -> None:
     """Check a rules file (default: PNM_RULES_FILE): its destinations, rules and templates."""
-    settings = runtime().settings
+    rt = runtime()
+    settings = rt.settings
     path = file or settings.rules_file
     if not path:
         raise click.UsageError("give a rules file, or set PNM_RULES_FILE.")
-    checked = load_rules(path)
+    checked = load_rules(path, kinds=rt.kinds)
     click.echo(
         f"{path}: {len(checked.rules)} rules, {len(checked.destinations)} destinations, "
         "all correct."

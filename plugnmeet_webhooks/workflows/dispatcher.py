@@ -41,7 +41,6 @@ from plugnmeet_webhooks.storage.outbox import (
     cycle,
     due_destinations,
 )
-from plugnmeet_webhooks.workflows.kinds import webhook
 from plugnmeet_webhooks.workflows.rules import Destination
 
 log = logging.getLogger(__name__)
@@ -99,15 +98,15 @@ def retry_after(value: str | None, now: float) -> float | None:
 
 
 def headers_for(destination: Destination, claimed: Claimed, now: float) -> dict[str, str]:
-    """The headers of one attempt: the message's id on every one, signed for a webhook."""
+    """The headers of one attempt: the message's id on every one, then the kind's own
+    (a webhook's signature, say)."""
+    kind = destination.kind
     headers = {
-        "Content-Type": "application/json",
+        "Content-Type": kind.content_type,
         "User-Agent": USER_AGENT,
         "Idempotency-Key": claimed.message_id,
     }
-    if destination.kind == "webhook":
-        headers |= webhook.headers(destination, claimed.message_id, claimed.body, now)
-    return headers
+    return headers | kind.headers(destination, claimed.message_id, claimed.body, now)
 
 
 def http_client(destinations: int) -> urllib3.PoolManager:
@@ -146,7 +145,7 @@ def send(
     try:
         response = http.request(
             "POST",
-            destination.url,
+            destination.kind.url(destination),
             body=claimed.body,
             headers=headers_for(destination, claimed, now),
             timeout=urllib3.Timeout(

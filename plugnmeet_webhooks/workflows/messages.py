@@ -8,7 +8,6 @@ read only when a rule asks for them.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from functools import cached_property
@@ -26,7 +25,6 @@ from plugnmeet_webhooks.storage.outbox import Message, enqueue, message_id, queu
 from plugnmeet_webhooks.storage.sql import compiled, execute
 from plugnmeet_webhooks.text import plain
 from plugnmeet_webhooks.workflows.context import EVENT_PARTS, SESSION_FIELDS, Reconciled
-from plugnmeet_webhooks.workflows.kinds import slack, webhook
 from plugnmeet_webhooks.workflows.rules import Destination, Rule, Rules
 
 log = logging.getLogger(__name__)
@@ -171,14 +169,15 @@ class Facts:
 
 
 def render(
-    rule: Rule, destination: Destination, facts: Facts, *, several_tenants: bool = False
+    rule: Rule,
+    destination: Destination,
+    facts: Facts,
+    message_id: str,
+    *,
+    several_tenants: bool = False,
 ) -> bytes:
-    """The exact bytes a destination gets for this rule and event."""
-    if destination.kind == "slack":
-        body = slack.body(rule, facts, several_tenants)
-    else:
-        body = webhook.body(rule, facts)
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    """The exact bytes a destination gets for this rule and event: its kind's body."""
+    return destination.kind.body(rule, destination, facts, message_id, several_tenants)
 
 
 class Workflows:
@@ -225,6 +224,7 @@ class Workflows:
                         rule,
                         self.rules.destinations[name],
                         facts,
+                        ids[name],
                         several_tenants=self.several_tenants,
                     )
                 except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError) as exc:

@@ -1,7 +1,8 @@
 """Rules: which events tell whom, and what they say.
 
 A rules file has destinations (where messages go) and rules (which events send what to
-them); :mod:`~plugnmeet_webhooks.workflows.rules_file` reads it into the values below.
+them); :mod:`~plugnmeet_webhooks.workflows.rules_file` reads it into the values below. What
+a destination is sent, and how, is its kind's (:mod:`~plugnmeet_webhooks.workflows.kinds`).
 """
 
 from __future__ import annotations
@@ -9,25 +10,42 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from plugnmeet_webhooks.workflows.templates import template_paths
 
-KINDS = ("slack", "webhook")
+if TYPE_CHECKING:
+    from plugnmeet_webhooks.workflows.kinds import Kind
+
 ONCE_PER = ("event", "session", "participant", "room", "room-day", "day")
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "starts_with")
 
 
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """Where messages go: a Slack-style incoming webhook, or a signed webhook."""
+    """Where messages go: its name, its kind, its URL, and its kind's settings (``secret``:
+    the one its kind signs with, if any). The URL and the secrets are never shown."""
 
     name: str
-    kind: str
+    kind: Kind
     url: str = dataclasses.field(repr=False)
     secret: str | None = dataclasses.field(default=None, repr=False)
+    settings: object | None = dataclasses.field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        shown = f"Destination(name={self.name!r}, kind={self.kind.name!r}"
+        if dataclasses.is_dataclass(self.settings):
+            hidden = set(self.kind.secret_keys)
+            settings = {
+                field.name: getattr(self.settings, field.name)
+                for field in dataclasses.fields(self.settings)
+                if field.name not in hidden
+            }
+            if settings:
+                shown += f", settings={settings!r}"
+        return shown + ")"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,13 +16,12 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
-from standardwebhooks.webhooks import Webhook
 
 from config import ConfigError
 from plugnmeet_webhooks.workflows.context import CONTEXT, check_path
+from plugnmeet_webhooks.workflows.kinds import Kinds, registry
 from plugnmeet_webhooks.workflows.reader import NAME, Reader, env_value
 from plugnmeet_webhooks.workflows.rules import (
-    KINDS,
     NO_RULES,
     ONCE_PER,
     OPERATORS,
@@ -34,38 +33,33 @@ from plugnmeet_webhooks.workflows.rules import (
 from plugnmeet_webhooks.workflows.templates import ENV, SLACK_ENV, template_paths
 
 
-def _destination(name: str, table: Any, env: Mapping[str, str]) -> Destination:
+def _choices(names: tuple[str, ...]) -> str:
+    """Say which names may be written: '"a"', '"a" or "b"', 'one of "a", "b", "c"'."""
+    quoted = [f'"{name}"' for name in names]
+    if len(quoted) <= 2:
+        return " or ".join(quoted) or '""'
+    return f"one of {', '.join(quoted)}"
+
+
+def _destination(name: str, table: Any, env: Mapping[str, str], kinds: Kinds) -> Destination:
     where = f"destinations.{name}"
     if not NAME.fullmatch(name):
         raise ConfigError(f"{where}: a destination's name is letters, digits, '.', '_' or '-'.")
     read = Reader(table, where)
-    kind = read.get("kind", str, required=True, hint='"slack" or "webhook"')
-    if kind not in KINDS:
-        raise ConfigError(f'{where}: kind is {kind!r}; use "slack" or "webhook".')
+    choices = _choices(kinds.names)
+    written = read.get("kind", str, required=True, hint=choices)
+    kind = kinds.get(written)
+    if kind is None:
+        raise ConfigError(f"{where}: kind is {written!r}; use {choices}.")
     url = env_value(
         read.get("url", str, required=True, hint='"https://..." or "env:NAME"'), f"{where}.url", env
     )
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
         raise ConfigError(f"{where}.url is not an http(s) URL; write https://host/path.")
-    secret = None
-    hint = '"env:NAME" (a whsec_... secret)'
-    raw_secret = read.get("secret", str, required=kind == "webhook", hint=hint)
-    if kind == "slack" and raw_secret is not None:
-        raise ConfigError(f"{where}: a slack destination takes no secret; remove it.")
-    if raw_secret is not None:
-        secret = env_value(raw_secret, f"{where}.secret", env)
-        try:
-            Webhook(secret)
-            valid = secret.startswith("whsec_") and len(secret) > 20
-        except Exception:  # the library's base64 errors
-            valid = False
-        if not valid:
-            raise ConfigError(
-                f"{where}.secret is not a Standard Webhooks secret; use whsec_ followed by "
-                "base64, e.g. from: echo whsec_$(openssl rand -base64 32)."
-            )
+    settings = kind.settings(read, where, env)
     read.done()
-    return Destination(name=name, kind=kind, url=url, secret=secret)
+    secret = getattr(settings, "secret", None)
+    return Destination(name=name, kind=kind, url=url, secret=secret, settings=settings)
 
 
 def _conditions(where_table: Any, where: str) -> tuple[Condition, ...]:
@@ -145,8 +139,13 @@ def _rule(
                 f"[destinations.{target}] or use one of: {known}."
             )
     text_source = read.get("text", str, hint='"{{ room.room_id }} ended"') or ""
-    if not text_source and any(destinations[t].kind == "slack" for t in send):
-        raise ConfigError(f'{where} sends to Slack but has no text; add text = "...".')
+    for target in send:
+        kind = destinations[target].kind
+        for key in kind.rule_keys:
+            if not table.get(key):
+                raise ConfigError(
+                    f'{where} sends to {kind.title} but has no {key}; add {key} = "...".'
+                )
     once_per = read.get("once_per", str, hint='"room-day"') or "event"
     if once_per not in ONCE_PER:
         raise ConfigError(f"{where}: once_per is {once_per!r}; use one of {', '.join(ONCE_PER)}.")
@@ -170,16 +169,20 @@ def _rule(
     )
 
 
-def parse_rules(text: str, env: Mapping[str, str] | None = None) -> Rules:
-    """Read a rules file's text, or say in one sentence what is wrong and where."""
+def parse_rules(
+    text: str, env: Mapping[str, str] | None = None, kinds: Kinds | None = None
+) -> Rules:
+    """Read a rules file's text, or say in one sentence what is wrong and where (``kinds``:
+    the destination kinds it may use; by default the built-in ones)."""
     env = os.environ if env is None else env
+    kinds = registry if kinds is None else kinds
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"the rules file is not valid TOML: {exc}.") from None
     top = Reader(document, "the rules file")
     tables = top.get("destinations", dict, hint="{ ... }") or {}
-    destinations = {name: _destination(name, table, env) for name, table in tables.items()}
+    destinations = {name: _destination(name, table, env, kinds) for name, table in tables.items()}
     listed = document.get("rules", [])
     top.read.add("rules")
     if not isinstance(listed, list):
@@ -190,7 +193,9 @@ def parse_rules(text: str, env: Mapping[str, str] | None = None) -> Rules:
     return Rules(destinations=destinations, rules=rules)
 
 
-def load_rules(path: str | None, env: Mapping[str, str] | None = None) -> Rules:
+def load_rules(
+    path: str | None, env: Mapping[str, str] | None = None, kinds: Kinds | None = None
+) -> Rules:
     """Read the rules file ``PNM_RULES_FILE`` names; no file means no rules."""
     if not path:
         return NO_RULES
@@ -202,6 +207,6 @@ def load_rules(path: str | None, env: Mapping[str, str] | None = None) -> Rules:
             f"PNM_RULES_FILE names {path}, which cannot be read ({reason})."
         ) from None
     try:
-        return parse_rules(text, env)
+        return parse_rules(text, env, kinds)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc.message}") from None

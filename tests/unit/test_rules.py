@@ -28,6 +28,10 @@ def test_the_example_file_works_as_written():
     assert lost.on == {"reconciled"}
     assert lost.paths == {"reconciled.sessions_closed", "reconciled.rooms"}
     assert SECRET not in repr(rules) and ENV["OPS_SLACK_URL"] not in repr(rules)
+    assert repr(rules.destinations["ops-slack"]) == "Destination(name='ops-slack', kind='slack')"
+    assert repr(rules.destinations["billing-app"]) == (
+        "Destination(name='billing-app', kind='webhook')"
+    )
 
 
 def _rule(body: str) -> str:
@@ -42,7 +46,7 @@ MISTAKES = [
     ),
     (
         '[destinations.s]\nkind = "teams"\nurl = "https://x.test"\n',
-        ["kind is 'teams'", '"slack" or "webhook"'],
+        ["""destinations.s: kind is 'teams'; use "slack" or "webhook"."""],
     ),
     (
         '[destinations.s]\nkind = "slack"\nurl = "ftp://x"\n',
@@ -60,6 +64,10 @@ MISTAKES = [
         '[destinations.h]\nkind = "webhook"\nurl = "https://x.test"\nsecret = "hunter2"\n',
         ["not a Standard Webhooks secret"],
     ),
+    (
+        SLACK + f'secret = "{SECRET}"\n',
+        ["destinations.s: a slack destination takes no secret; remove it."],
+    ),
     (SLACK + 'colour = "red"\n', ["destinations.s has the unknown key 'colour'"]),
     (_rule('on = "session_ended"\nsend = ["s"]\ntext = "x"\n'), ["rules[1] has no name"]),
     (
@@ -73,7 +81,7 @@ MISTAKES = [
     ),
     (
         _rule('name = "r"\non = "session_ended"\nsend = ["s"]\n'),
-        ["rule 'r' sends to Slack but has no text"],
+        ["""rule 'r' sends to Slack but has no text; add text = "..."."""],
     ),
     (
         _rule('name = "r"\non = "session_ended"\nsend = ["s"]\ntext = "{{ room.room_id "\n'),

@@ -4,14 +4,18 @@ its ``/slack`` URL) take the same."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from config import ConfigError
 from plugnmeet_webhooks.text import chat_text, cut
 from plugnmeet_webhooks.workflows.templates import chat_value
 
 if TYPE_CHECKING:
     from plugnmeet_webhooks.workflows.messages import Facts
-    from plugnmeet_webhooks.workflows.rules import Rule
+    from plugnmeet_webhooks.workflows.reader import Reader
+    from plugnmeet_webhooks.workflows.rules import Destination, Rule
 
 SESSION_EVENTS = frozenset({"session_ended", "room_finished"})
 
@@ -22,7 +26,44 @@ FIELD_CHARS = 2000
 MAX_FIELDS = 10
 
 
-def body(rule: Rule, facts: Facts, several_tenants: bool) -> dict[str, Any]:
+class SlackKind:
+    """A Slack-style incoming webhook: a chat message of the rule's text, not signed."""
+
+    name = "slack"
+    title = "Slack"
+    rule_keys = ("text",)
+    secret_keys = ()
+    content_type = "application/json"
+
+    def settings(self, read: Reader, where: str, env: Mapping[str, str]) -> None:
+        """A slack destination has no settings of its own: its URL is its secret."""
+        if read.get("secret", str, hint='"env:NAME" (a whsec_... secret)') is not None:
+            raise ConfigError(f"{where}: a slack destination takes no secret; remove it.")
+
+    def body(
+        self,
+        rule: Rule,
+        destination: Destination,
+        facts: Facts,
+        message_id: str,
+        several_tenants: bool,
+    ) -> bytes:
+        """The chat message, as compact JSON."""
+        message = _message(rule, facts, several_tenants)
+        return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def headers(
+        self, destination: Destination, message_id: str, body: bytes, now: float
+    ) -> dict[str, str]:
+        """None of its own."""
+        return {}
+
+    def url(self, destination: Destination) -> str:
+        """The incoming webhook's URL, as the rules file gives it."""
+        return destination.url
+
+
+def _message(rule: Rule, facts: Facts, several_tenants: bool) -> dict[str, Any]:
     """The chat message of a rule for one event."""
     assert rule.slack_text is not None
     event = facts.event

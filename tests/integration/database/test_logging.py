@@ -90,6 +90,7 @@ def test_no_destination_secret_reaches_the_log_even_at_debug(settings, capsys, r
     import urllib3
 
     from plugnmeet_webhooks.storage.outbox import Claimed
+    from plugnmeet_webhooks.workflows import kinds
     from plugnmeet_webhooks.workflows.dispatcher import send
     from plugnmeet_webhooks.workflows.rules import Destination
     from tests.support.sink import Sink
@@ -97,7 +98,7 @@ def test_no_destination_secret_reaches_the_log_even_at_debug(settings, capsys, r
     configure_logging(replace(settings, log_level="DEBUG"))
     path = "/services/T0/B0/path-secret-123?token=query-secret-456"
     with Sink() as slack:
-        destination = Destination(name="ops", kind="slack", url=slack.url(path))
+        destination = Destination(name="ops", kind=kinds.registry.get("slack"), url=slack.url(path))
         claimed = Claimed(1, "msg_1", "ops", b"{}", 1, 0, 0.0, None, "t")
         assert send(urllib3.PoolManager(), destination, claimed).sent
         slack.wait_for(path, 1)
