@@ -74,5 +74,5 @@ def test_a_schema_made_by_a_newer_version_is_named_as_such(app, client, caplog):
         }
     finally:
         runtime.of(fresh).close()
-    assert "at revision 9999, which this version (0009) does not know" in caplog.text
+    assert "at revision 9999, which this version (0010) does not know" in caplog.text
     assert "run that version, or restore a backup" in caplog.text
