@@ -29,7 +29,7 @@ from werkzeug.exceptions import (
 )
 
 import handlers
-from config import Settings, load_settings
+from config import ConfigError, Settings, load_settings
 from plugnmeet_webhooks import cli, runtime
 from plugnmeet_webhooks.billing.billing_file import load_billing
 from plugnmeet_webhooks.billing.documents import load_template
@@ -44,6 +44,7 @@ from plugnmeet_webhooks.text import plain, shown
 from plugnmeet_webhooks.web import api, auth, dashboard, ops
 from plugnmeet_webhooks.web.proxy import behind_proxies
 from plugnmeet_webhooks.workflows import kinds
+from plugnmeet_webhooks.workflows.rules import customers_needed
 from plugnmeet_webhooks.workflows.rules_file import load_rules
 from validation import VerificationError, body_digest
 
@@ -75,6 +76,8 @@ def create_app(test_config: Settings | Mapping[str, str] | None = None) -> Flask
     destination_kinds = kinds.registry.copy()
     rules = load_rules(settings.rules_file, kinds=destination_kinds)
     billing = load_billing(settings.billing_file)
+    if billing is None and (problem := customers_needed(rules)):
+        raise ConfigError(problem)
     # A bad template stops the start, not an issue; the runtime keeps the one read here.
     template = None if billing is None else load_template(settings.invoice_template)
     rt = Runtime(

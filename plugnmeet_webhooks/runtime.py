@@ -79,7 +79,9 @@ class Runtime:
         self.billing = billing
         self._invoice_template = invoice_template
         self.kinds = kinds_registry.copy() if kinds is None else kinds  # what rules may send to
-        self.workflows = Workflows(rules, several_tenants=len(settings.tenant_names) > 1)
+        self.workflows = Workflows(
+            rules, several_tenants=len(settings.tenant_names) > 1, billing=billing
+        )
         self.verifier = Verifier(settings.api_keys, leeway=settings.clock_leeway)
         self.metrics = Metrics()
         self.ingest = Ingest(registry, self.workflows)

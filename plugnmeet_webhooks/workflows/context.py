@@ -34,14 +34,28 @@ class Reconciled:
     since: str = ""  # the start of the window the pass looked at (ISO 8601)
 
 
+@dataclass(frozen=True, slots=True)
+class RoomCustomer:
+    """The customer who owns the event's room in the billing file (``customer``; None when
+    no customer does, or without a billing file)."""
+
+    key: str
+    name: str
+    stripe_customer: str | None
+    plan: str
+    timezone: str
+    tenant: str | None
+
+
 RECONCILED = "reconciled"
 """The event a pass that repaired something raises, for rules to tell someone."""
 
 EVENT_PARTS = tuple(f.name for f in dataclasses.fields(normalize.Event))
 """The names a rule reads from the normalised event itself: its every field."""
 
-LEDGER_PARTS = ("tenant", "session", "reconciled")
-"""The names a rule reads from the ledger: whose event it is, its session, a pass's repairs."""
+LEDGER_PARTS = ("tenant", "session", "reconciled", "customer")
+"""The names a rule reads beside the event: whose event it is, its session, a pass's repairs,
+and the customer of its room (from the billing file)."""
 
 
 def _fields_of(kind: Any) -> tuple[str, ...] | None:
@@ -92,6 +106,7 @@ CONTEXT: dict[str, Any] = {
     "tenant": str,
     "session": SESSION_FIELDS,
     "reconciled": Reconciled,
+    "customer": RoomCustomer,
 }
 """What a rule can read: each name, and what is below it (a dataclass's fields, a tuple of
 names, or nothing for a plain value)."""

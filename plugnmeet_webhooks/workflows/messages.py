@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 from sqlalchemy import Connection, bindparam, func, select
 
+from plugnmeet_webhooks.billing.billing_file import Billing
 from plugnmeet_webhooks.ledger.periods import epoch, iso
 from plugnmeet_webhooks.ledger.reports import cost, session_status
 from plugnmeet_webhooks.ledger.tables import session_end_column, sessions, usage
@@ -24,8 +25,13 @@ from plugnmeet_webhooks.storage.events import Receipt
 from plugnmeet_webhooks.storage.outbox import Message, enqueue, message_id, queued_already
 from plugnmeet_webhooks.storage.sql import compiled, execute
 from plugnmeet_webhooks.text import plain
-from plugnmeet_webhooks.workflows.context import EVENT_PARTS, SESSION_FIELDS, Reconciled
-from plugnmeet_webhooks.workflows.rules import Destination, Rule, Rules
+from plugnmeet_webhooks.workflows.context import (
+    EVENT_PARTS,
+    SESSION_FIELDS,
+    Reconciled,
+    RoomCustomer,
+)
+from plugnmeet_webhooks.workflows.rules import Destination, NothingToSend, Rule, Rules
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +135,13 @@ class Facts:
         event: Event,
         receipt: Receipt,
         reconciled: Reconciled | None = None,
+        customer: RoomCustomer | None = None,
     ) -> None:
         tenant = receipt.tenant
         when = event.created_at or int(receipt.received_at)
         self.event = event
         self.reconciled = reconciled
+        self.customer = customer
         self.tenant = tenant
         self.when = when
         self.room = RoomFacts(event.room, conn, tenant, when)
@@ -142,7 +150,7 @@ class Facts:
         # then the ledger's.
         self.context: dict[str, Any] = {name: getattr(event, name) for name in EVENT_PARTS}
         self.context |= {"room": self.room, "tenant": tenant, "session": self.session}
-        self.context["reconciled"] = reconciled
+        self.context |= {"reconciled": reconciled, "customer": customer}
 
     def resolve(self, path: str) -> Any:
         """Return the value at a dotted path, or None where something on the way is missing."""
@@ -183,9 +191,12 @@ def render(
 class Workflows:
     """The rules of one runtime, applied to events as they are stored."""
 
-    def __init__(self, rules: Rules, *, several_tenants: bool = False) -> None:
+    def __init__(
+        self, rules: Rules, *, several_tenants: bool = False, billing: Billing | None = None
+    ) -> None:
         self.rules = rules
         self.several_tenants = several_tenants  # chat messages then say whose event it is
+        self.billing = billing  # whose rooms are whose, for usage destinations
         self._by_event = {name: rules.for_event(name) for name in rules.events}
 
     def messages(
@@ -207,14 +218,14 @@ class Workflows:
         ]
         if not rules:
             return []
-        facts = Facts(conn, event, receipt, reconciled)
+        facts = Facts(conn, event, receipt, reconciled, self._customer(tenant, event))
         made = []
         for rule in rules:
             key = facts.once_key(rule, event_key)
             ids = {name: message_id(tenant, rule.name, name, key) for name in rule.send}
-            # A rule's messages are queued together: once the first is there, its once is
-            # spent, and the ledger need not be read for it.
-            if rule.once_per != "event" and queued_already(conn, ids[rule.send[0]]):
+            # A rule's messages are queued together: once one is there, its once is spent,
+            # and the ledger need not be read for it.
+            if rule.once_per != "event" and any(queued_already(conn, i) for i in ids.values()):
                 continue
             if not all(c.holds(facts.resolve(c.path)) for c in rule.conditions):
                 continue
@@ -227,6 +238,12 @@ class Workflows:
                         ids[name],
                         several_tenants=self.several_tenants,
                     )
+                except NothingToSend as reason:
+                    log.info(
+                        "rule %s sends nothing to %s for %s event %s: %s",
+                        rule.name, name, event.event, plain(event_key), plain(str(reason), 200),
+                    )  # fmt: skip
+                    continue
                 except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError) as exc:
                     log.error(
                         "rule %s could not render its message for %s event %s: %s: %s",
@@ -247,6 +264,20 @@ class Workflows:
                     )
                 )
         return made
+
+    def _customer(self, tenant: str, event: Event) -> RoomCustomer | None:
+        """The customer of the event's room, as a rule reads it."""
+        found = self.billing.customer_of(tenant, event.room.room_id) if self.billing else None
+        if found is None:
+            return None
+        return RoomCustomer(
+            key=found.key,
+            name=found.name,
+            stripe_customer=found.stripe_customer,
+            plan=found.plan.key,
+            timezone=found.timezone,
+            tenant=found.tenant,
+        )
 
     def enqueue(
         self,

@@ -48,6 +48,11 @@ class Destination:
         return shown + ")"
 
 
+class NothingToSend(Exception):
+    """A kind has nothing to send for this event (a meter event for a room no customer
+    owns, say); the message says why, and no message is queued."""
+
+
 @dataclass(frozen=True, slots=True)
 class Condition:
     """One test of a ``where`` table: a path, an operator, a value."""
@@ -91,11 +96,17 @@ class Rule:
     text_source: str = ""
     once_per: str = "event"
     tenant: str | None = None
+    value: jinja2.Template | None = None  # a meter's value (usage destinations)
+    value_source: str = ""
 
     @property
     def paths(self) -> frozenset[str]:
         """The context paths the rule reads (to fetch only the ledger facts it needs)."""
-        return frozenset(c.path for c in self.conditions) | template_paths(self.text_source)
+        return (
+            frozenset(c.path for c in self.conditions)
+            | template_paths(self.text_source)
+            | template_paths(self.value_source)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +127,18 @@ class Rules:
 
 
 NO_RULES = Rules(destinations={}, rules=())
+
+
+def customers_needed(rules: Rules) -> str | None:
+    """Say which destination sends per customer when there is no billing file to name them."""
+    for destination in rules.destinations.values():
+        if destination.kind.reads_customers:
+            return (
+                f"destinations.{destination.name} ({destination.kind.name}) sends usage for "
+                "the customer of each room, which the billing file names; set "
+                "PNM_BILLING_FILE (see the README's Billing)."
+            )
+    return None
 
 
 def tenant_warnings(rules: Rules, tenants: tuple[str, ...]) -> list[str]:

@@ -91,22 +91,22 @@ def _conditions(where_table: Any, where: str) -> tuple[Condition, ...]:
     return tuple(found)
 
 
-def _template(source: str, where: str) -> jinja2.Template:
+def _template(source: str, where: str, key: str = "text") -> jinja2.Template:
     try:
         parsed = ENV.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         raise ConfigError(
-            f"{where}.text is not a valid template: {exc.message} (line {exc.lineno})."
+            f"{where}.{key} is not a valid template: {exc.message} (line {exc.lineno})."
         ) from None
     for name in sorted(jinja2.meta.find_undeclared_variables(parsed)):
         if name not in CONTEXT:
             raise ConfigError(
-                f"{where}.text reads {name!r}, which a rule cannot see; use {', '.join(CONTEXT)}."
+                f"{where}.{key} reads {name!r}, which a rule cannot see; use {', '.join(CONTEXT)}."
             )
     for path in template_paths(source):
         problem = check_path(path)
         if problem:
-            raise ConfigError(f"{where}.text reads {path!r}, but {problem}.")
+            raise ConfigError(f"{where}.{key} reads {path!r}, but {problem}.")
     return ENV.from_string(source)
 
 
@@ -139,6 +139,7 @@ def _rule(
                 f"[destinations.{target}] or use one of: {known}."
             )
     text_source = read.get("text", str, hint='"{{ room.room_id }} ended"') or ""
+    value_source = read.get("value", str, hint='"{{ session.billable_minutes }}"') or ""
     for target in send:
         kind = destinations[target].kind
         for key in kind.rule_keys:
@@ -166,6 +167,8 @@ def _rule(
         text_source=text_source,
         once_per=once_per,
         tenant=tenant,
+        value=_template(value_source, where, "value") if value_source else None,
+        value_source=value_source,
     )
 
 

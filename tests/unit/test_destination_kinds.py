@@ -45,6 +45,7 @@ class MeterKind:
     title = "a meter"
     rule_keys = ("text",)
     secret_keys = ("api_key",)
+    reads_customers = False
     content_type = "application/x-www-form-urlencoded"
 
     def settings(self, read, where, env):
@@ -125,12 +126,13 @@ def test_a_registered_kind_is_read_rendered_and_sent_as_it_says():
 
 def test_the_default_registry_is_untouched_by_a_copys_kinds():
     with_meter()
-    assert registry.names == ("slack", "webhook")
+    assert registry.names == ("slack", "webhook", "stripe-meter", "cloudevents")
     assert registry.get("meter") is None
     with pytest.raises(ConfigError) as caught:
         parse_rules(meter_rules("https://meter.test"), ENV)
     assert str(caught.value) == (
-        """destinations.billing: kind is 'meter'; use "slack" or "webhook"."""
+        """destinations.billing: kind is 'meter'; use one of "slack", "webhook", """
+        '"stripe-meter", "cloudevents".'
     )
 
 
@@ -142,7 +144,7 @@ def test_a_kind_name_is_registered_once_unless_replaced():
     other = MeterKind()
     assert kinds.register(other, replace=True) is other
     assert kinds.get("meter") is other
-    assert kinds.names == ("slack", "webhook", "meter")
+    assert kinds.names == ("slack", "webhook", "stripe-meter", "cloudevents", "meter")
 
 
 def test_an_unknown_kind_is_told_the_registered_names():
@@ -150,12 +152,14 @@ def test_an_unknown_kind_is_told_the_registered_names():
     with pytest.raises(ConfigError) as caught:
         parse_rules('[destinations.x]\nkind = "teams"\nurl = "https://x.test"\n', ENV, kinds)
     assert str(caught.value) == (
-        """destinations.x: kind is 'teams'; use one of "slack", "webhook", "meter"."""
+        """destinations.x: kind is 'teams'; use one of "slack", "webhook", """
+        '"stripe-meter", "cloudevents", "meter".'
     )
     with pytest.raises(ConfigError) as caught:
         parse_rules('[destinations.x]\nurl = "https://x.test"\n', ENV, kinds)
     assert str(caught.value) == (
-        """destinations.x has no kind; add kind = one of "slack", "webhook", "meter"."""
+        """destinations.x has no kind; add kind = one of "slack", "webhook", """
+        '"stripe-meter", "cloudevents", "meter".'
     )
 
 
@@ -207,8 +211,11 @@ def test_the_runtime_has_its_own_kinds_and_rules_check_uses_them(tmp_path, monke
         assert "1 rules, 1 destinations, all correct." in checked.output
         refused = apps[1].test_cli_runner().invoke(args=["rules", "check", str(path)])
         assert refused.exit_code != 0
-        assert """kind is 'meter'; use "slack" or "webhook".""" in refused.output
-        assert registry.names == ("slack", "webhook")
+        assert (
+            """kind is 'meter'; use one of "slack", "webhook", "stripe-meter", "cloudevents"."""
+            in refused.output
+        )
+        assert registry.names == ("slack", "webhook", "stripe-meter", "cloudevents")
     finally:
         for app in apps:
             runtime.of(app).close()

@@ -11,6 +11,10 @@ from tests.support.helpers import ROOT
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ENV = {"OPS_SLACK_URL": "https://hooks.slack.test/T0/B0/x", "BILLING_WEBHOOK_SECRET": SECRET}
 SLACK = '[destinations.s]\nkind = "slack"\nurl = "https://hooks.slack.test/x"\n'
+STRIPE = (
+    '[destinations.st]\nkind = "stripe-meter"\nurl = "https://api.stripe.test"\n'
+    'secret = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"\nevent_name = "plugnmeet_minutes"\n'
+)
 HOOK = f'[destinations.h]\nkind = "webhook"\nurl = "https://b.test/h"\nsecret = "{SECRET}"\n'
 
 
@@ -42,11 +46,14 @@ MISTAKES = [
     ("this is = not toml [", ["not valid TOML"]),
     (
         '[destinations.s]\nurl = "https://x.test"\n',
-        ["destinations.s has no kind", 'kind = "slack"'],
+        ["destinations.s has no kind", 'kind = one of "slack"'],
     ),
     (
         '[destinations.s]\nkind = "teams"\nurl = "https://x.test"\n',
-        ["""destinations.s: kind is 'teams'; use "slack" or "webhook"."""],
+        [
+            """destinations.s: kind is 'teams'; use one of "slack", "webhook", """
+            '"stripe-meter", "cloudevents".'
+        ],
     ),
     (
         '[destinations.s]\nkind = "slack"\nurl = "ftp://x"\n',
@@ -124,6 +131,32 @@ MISTAKES = [
     ),
     (_rule('name = "r"\non = "a"\nsend = "s"\ntext = "x"\n'), ["rule 'r': send must be a list"]),
     ('rule = "oops"\n', ["the rules file has the unknown key 'rule'"]),
+    (
+        STRIPE + '[[rules]]\nname = "r"\non = "session_ended"\nsend = ["st"]\n',
+        ["""rule 'r' sends to a Stripe meter but has no value; add value = "..."."""],
+    ),
+    (
+        STRIPE.replace("sk_test_4eC39HqLyjWDarjtT1zdp7dc", "pk_live_123456789"),
+        ["destinations.st.secret is not a Stripe secret key", "sk_live_"],
+    ),
+    (
+        STRIPE.replace('event_name = "plugnmeet_minutes"', 'event_name = "my meter"'),
+        ["destinations.st: event_name must be the event name of a Stripe meter"],
+    ),
+    (
+        '[destinations.ce]\nkind = "cloudevents"\nurl = "https://m.test/e"\ntype = "t"\n',
+        ["""destinations.ce has no source; add source = "plugnmeet-webhooks"."""],
+    ),
+    (
+        '[destinations.ce]\nkind = "cloudevents"\nurl = "https://m.test/e"\nsource = "s"\n'
+        'type = "two words"\n',
+        ["destinations.ce: type must be 1 to 200 characters without spaces"],
+    ),
+    (
+        STRIPE + '[[rules]]\nname = "r"\non = "session_ended"\nsend = ["st"]\n'
+        'value = "{{ nope }}"\n',
+        ["rule 'r'.value reads 'nope', which a rule cannot see"],
+    ),
 ]
 
 

@@ -6,9 +6,10 @@ gives the headers and the URL of each attempt. The dispatcher sends every kind w
 same retries, leases and deadlines, and adds ``Content-Type`` (the kind's),
 ``User-Agent`` and ``Idempotency-Key`` itself.
 
-``registry`` holds the built-in kinds, ``slack`` and ``webhook``; every runtime reads its
-rules file with its own copy of it, so a test registers its own kinds without touching
-anyone else's.
+``registry`` holds the built-in kinds: ``slack`` and ``webhook`` to tell people and
+services, ``stripe-meter`` and ``cloudevents`` to send usage to billing systems. Every
+runtime reads its rules file with its own copy of it, so a test registers its own kinds
+without touching anyone else's.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
+from plugnmeet_webhooks.workflows.kinds.cloudevents import CloudEventsKind
 from plugnmeet_webhooks.workflows.kinds.slack import SlackKind
+from plugnmeet_webhooks.workflows.kinds.stripe_meter import StripeMeterKind
 from plugnmeet_webhooks.workflows.kinds.webhook import WebhookKind
 
 if TYPE_CHECKING:
@@ -48,6 +51,12 @@ class Kind(Protocol):
     @property
     def secret_keys(self) -> tuple[str, ...]:
         """The names of its settings that are secret: never shown, never logged."""
+        ...
+
+    @property
+    def reads_customers(self) -> bool:
+        """Whether what it sends is per customer of the billing file, so that it sends
+        nothing without one (``stripe-meter``: the customer's Stripe id)."""
         ...
 
     @property
@@ -115,5 +124,5 @@ class Kinds:
         return tuple(self._kinds)
 
 
-registry = Kinds([SlackKind(), WebhookKind()])
+registry = Kinds([SlackKind(), WebhookKind(), StripeMeterKind(), CloudEventsKind()])
 """The built-in kinds; a runtime takes a copy of it."""

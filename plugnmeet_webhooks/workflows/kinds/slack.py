@@ -33,6 +33,7 @@ class SlackKind:
     title = "Slack"
     rule_keys = ("text",)
     secret_keys = ()
+    reads_customers = False
     content_type = "application/json"
 
     def settings(self, read: Reader, where: str, env: Mapping[str, str]) -> None:

@@ -35,6 +35,7 @@ class WebhookKind:
     title = "a webhook"
     rule_keys = ()
     secret_keys = ("secret",)
+    reads_customers = False
     content_type = "application/json"
 
     def settings(self, read: Reader, where: str, env: Mapping[str, str]) -> Signing:
