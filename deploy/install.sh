@@ -299,6 +299,8 @@ EOF
 #PNM_METRICS_TOKEN=
 #PNM_RETENTION_DAYS=365
 #PNM_RULES_FILE=$prefix/rules.toml
+# Invoices (PDFs need the system's Pango: apt-get install libpango-1.0-0 libpangoft2-1.0-0)
+#PNM_BILLING_FILE=$prefix/billing.toml
 # Reconciliation with plugNmeet's API (the address its clients use).
 #PNM_PLUGNMEET_URL=https://plugnmeet.example.com
 EOF
