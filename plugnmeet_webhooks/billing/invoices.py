@@ -48,8 +48,9 @@ class Month:
     @classmethod
     def parse(cls, text: str) -> Month:
         """Read ``YYYY-MM``, or say what is wrong."""
-        found = re.fullmatch(r"(\d{4})-(\d{2})", text.strip())
-        if not found or not 1 <= int(found[2]) <= 12 or int(found[1]) < 1970:
+        found = re.fullmatch(r"([0-9]{4})-([0-9]{2})", text.strip())
+        # 9999-12 has no end: its following midnight is in a year datetime cannot hold.
+        if not found or not 1 <= int(found[2]) <= 12 or not 1970 <= int(found[1]) <= 9998:
             raise ValueError(f"a month is written like 2026-11, not {text[:20]!r}")
         return cls(int(found[1]), int(found[2]))
 

@@ -75,10 +75,17 @@ def test_currencies_without_and_with_three_decimals():
 def test_months():
     assert str(Month.parse("2026-02")) == "2026-02" and Month.parse("2026-02").last_day.day == 28
     assert Month(2026, 12).next() == Month(2027, 1)
-    for bad in ("2026-13", "2026-1", "26-01", "1969-12", "November"):
+    for bad in ("2026-13", "2026-1", "26-01", "1969-12", "November", "9999-12", "２０２６-１１"):
         try:
             Month.parse(bad)
         except ValueError as exc:
             assert "a month is written like 2026-11" in str(exc)
         else:
             raise AssertionError(bad)
+
+
+def test_the_last_month_there_is_has_bounds():
+    customer = Customer(key="c", name="C", plan=Plan(key="p", currency="USD"), rooms=("*",))
+    last = Month.parse("9998-12")
+    start, end = last.bounds(customer)
+    assert end - start == 31 * 86400

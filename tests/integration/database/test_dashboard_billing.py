@@ -217,6 +217,7 @@ def test_only_a_post_with_the_sessions_token_issues(billed, client):
     [
         ({"month": "2025-13"}, "A month is written like 2026-11, not &#39;2025-13&#39;."),
         ({"month": ""}, "A month is written like 2026-11, not &#39;&#39;."),
+        ({"month": "9999-12"}, "A month is written like 2026-11, not &#39;9999-12&#39;."),
         ({"month": "2025-11", "customer": "nobody"}, "&#39;nobody&#39; is not a customer"),
     ],
 )
@@ -225,6 +226,13 @@ def test_a_bad_month_or_customer_is_a_400_that_says_why(billed, client, form, se
     assert answer.status_code == 400
     assert sentence in answer.get_data(as_text=True)
     assert _stored(billed) == []
+
+
+def test_a_draft_of_a_month_out_of_range_is_a_400(client):
+    for month in ("9999-12", "2025-13", "２０２５-１１"):
+        answer = client.get(f"/dashboard/billing/drafts/acme/{month}.csv")
+        assert answer.status_code == 400, month
+        assert "A month is written like 2026-11" in answer.get_data(as_text=True)
 
 
 def test_an_issued_invoice_downloads_as_it_was_stored(billed, client):

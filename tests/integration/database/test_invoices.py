@@ -407,6 +407,7 @@ def test_mistakes_on_the_command_line(make_app, app, tmp_path):
             "a month is written like 2026-11, not '2025-13'.",
         ),
         (["invoice", "issue", "--month", "November"], "a month is written like 2026-11"),
+        (["invoice", "issue", "--month", "9999-12"], "not '9999-12'"),
         (
             ["invoice", "show", "EV-1999-0001"],
             "there is no invoice 'EV-1999-0001'; 'flask --app app invoice list' shows them.",
