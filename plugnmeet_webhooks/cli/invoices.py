@@ -78,7 +78,10 @@ def _write(data: bytes | str, output: str | None) -> None:
     """Write a document to ``-o FILE`` or standard output (a PDF needs a file or a pipe)."""
     raw = data.encode() if isinstance(data, str) else data
     if output:
-        Path(output).write_bytes(raw)
+        try:
+            Path(output).write_bytes(raw)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output}: {_reason(exc)}.") from None
         click.echo(f"Wrote {output} ({len(raw):,} bytes).", err=True)
         return
     if isinstance(data, bytes) and sys.stdout.isatty():
@@ -86,6 +89,11 @@ def _write(data: bytes | str, output: str | None) -> None:
     sys.stdout.flush()
     sys.stdout.buffer.write(raw)
     sys.stdout.buffer.flush()
+
+
+def _reason(exc: OSError) -> str:
+    """Why a file could not be written, as a few words: "Permission denied"."""
+    return exc.strerror or type(exc).__name__
 
 
 FORMATS = ("table", "json", "csv", "pdf")
@@ -162,8 +170,15 @@ def issue_command(month: str, customer: str | None, pdf_dir: str | None) -> None
         )
     folder = Path(pdf_dir) if pdf_dir else None
     if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot write {folder}: {_reason(exc)}; nothing was issued.",
+                param_hint="--pdf-dir",
+            ) from None
     issued = store.issue_month(database(), billing(), period, chosen, runtime().invoice_pdf)
+    unwritten = 0
     for done in issued:
         if isinstance(done, store.IssuedAlready):
             click.echo(str(done))
@@ -171,9 +186,22 @@ def issue_command(month: str, customer: str | None, pdf_dir: str | None) -> None
         said = f"{done.customer}: issued {done.number}, total {done.total} {done.currency}"
         if folder is not None:
             path = folder / f"{done.number.replace('/', '-')}.pdf"
-            path.write_bytes(done.pdf_bytes)
-            said += f": {path}"
+            try:
+                path.write_bytes(done.pdf_bytes)
+            except OSError as exc:
+                unwritten += 1
+                said += (
+                    f"; cannot write {path}: {_reason(exc)} (flask --app app invoice show "
+                    f"{done.number} --format pdf -o FILE writes it)"
+                )
+            else:
+                said += f": {path}"
         click.echo(f"{said}.")
+    if unwritten:
+        raise click.ClickException(
+            f"the PDF of {unwritten} issued invoice{'' if unwritten == 1 else 's'} could not "
+            "be written; the invoices are issued all the same."
+        )
 
 
 @invoice_group.command("list")

@@ -420,8 +420,30 @@ def test_mistakes_on_the_command_line(make_app, app, tmp_path):
         assert result.exit_code != 0, args
         assert sentence in result.output, (args, result.output)
         assert "Traceback" not in result.output
-    _invoke(billing, "invoice", "issue", "--month", "2025-11")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for args in (
+        [*draft, "acme", "--month", "2025-11", "-o", str(tmp_path / "no" / "such" / "x.csv")],
+        ["invoice", "issue", "--month", "2025-11", "--pdf-dir", str(a_file / "pdfs")],
+    ):
+        result = runner.invoke(args=args)
+        assert result.exit_code in (1, 2), (args, result.output)
+        assert "cannot write" in result.output and "No such file" not in str(result.exception)
+        assert "Traceback" not in result.output
+    assert json.loads(_invoke(billing, "invoice", "list", "--format", "json").stdout) == []
     number = f"EV-{YEAR}-0001"
+    taken = tmp_path / "pdfs" / f"{number}.pdf"
+    taken.mkdir(parents=True)  # the PDF's name is taken: issued all the same, and said so
+    issued = runner.invoke(
+        args=["invoice", "issue", "--month", "2025-11", "--pdf-dir", str(taken.parent)]
+    )
+    assert issued.exit_code == 1 and "Traceback" not in issued.output
+    assert f"acme: issued {number}, total 34.80 USD; cannot write {taken}" in issued.output
+    assert f"invoice show {number} --format pdf -o FILE" in issued.output
+    cannot = runner.invoke(
+        args=["invoice", "show", number, "--format", "pdf", "-o", str(a_file / "x.pdf")]
+    )
+    assert cannot.exit_code == 1 and f"cannot write {a_file / 'x.pdf'}" in cannot.output
     no_reason = runner.invoke(args=["invoice", "void", number, "--reason", "  "])
     assert no_reason.exit_code == 1 and "give a reason" in no_reason.output
     _invoke(billing, "invoice", "void", number, "--reason", "sent twice")
