@@ -191,7 +191,8 @@ class _Table:
             raise ConfigError(
                 f"{self.where}: {key} is {value}, with more than {MAX_DECIMALS} decimals; round it."
             )
-        return amount
+        # As an invoice prints it: "-0" is 0 (never "-0.00" on an invoice), "1E+3" is 1000.
+        return Decimal(format(amount.copy_abs(), "f"))
 
     def whole(self, key: str, default: int, hint: str) -> int:
         self.read.add(key)

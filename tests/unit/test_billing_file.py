@@ -13,6 +13,7 @@ import pytest
 from app import create_app
 from config import ConfigError, Settings
 from plugnmeet_webhooks.billing.billing_file import globs_overlap, load_billing, parse_billing
+from plugnmeet_webhooks.billing.invoices import ArtifactUsage, Figures, Invoice, Month, usage_lines
 from tests.support.helpers import KEY, ROOT, SECRET
 
 EXAMPLE = ROOT / "samples" / "billing.toml"
@@ -49,6 +50,36 @@ def test_the_example_file_works_as_written():
     assert not acme.owns("plugnmeet", "daily-weekly-x") and not acme.owns("plugnmeet", None)
     assert billing.customer_of("plugnmeet", "board-1") is acme
     assert billing.customer_of("plugnmeet", "other") is None
+
+
+def test_prices_are_plain_decimals_whatever_way_they_are_written():
+    text = (
+        ISSUER + '[plans.standard]\ncurrency = "USD"\nmonthly_fee = "-0"\n'
+        'per_attendee_minute = "1E+1"\nai_cost_multiplier = "-0.00"\ntax_rate = "-0"\n' + ACME
+    )
+    plan = parse_billing(text).plans["standard"]
+    assert [
+        str(price)
+        for price in (
+            plan.monthly_fee, plan.per_attendee_minute, plan.ai_cost_multiplier, plan.tax_rate,
+        )
+    ] == ["0", "10", "0.00", "0"]  # fmt: skip
+    figures = Figures(
+        billable_minutes=0,
+        attendee_minutes=2,
+        sessions=1,
+        usage={"MEETING_SUMMARY_USAGE": ArtifactUsage(1, (("tokens", 1),), Decimal("0.5"), 1)},
+    )
+    month = Month(2026, 1)
+    customer = parse_billing(text).customers["acme"]
+    invoice = Invoice(customer, month, plan, tuple(usage_lines(figures, plan, month)))
+    shown = invoice.as_dict()
+    assert [(line["unit_price"], line["amount"]) for line in shown["lines"]] == [
+        ("0", "0.00"), ("0", "0.00"), ("10", "20.00"), ("0.00", "0.00"),
+    ]  # fmt: skip
+    assert (shown["tax_rate"], shown["net"], shown["tax"], shown["total"]) == (
+        "0", "20.00", "0.00", "20.00",
+    )  # fmt: skip
 
 
 def test_no_file_means_no_billing():
