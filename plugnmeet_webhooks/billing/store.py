@@ -303,6 +303,18 @@ def void(conn: Connection, number: str, reason: str, *, now: float | None = None
     found = find(conn, number)
     if found.status == VOID:
         raise InvoiceError(f"invoice {number} is void already ({found.void_reason}).")
+    # A later invoice that corrects this one charged part of its month already: voided
+    # alone, the month issued again would charge that part a second time.
+    correcting = [
+        s.number
+        for s in listed(conn, found.customer)
+        if s.status == ISSUED and any(line.corrects == number for line in s.lines)
+    ]
+    if correcting:
+        raise InvoiceError(
+            f"{correcting[-1]} (issued) corrects {number}; void {correcting[-1]} first, "
+            f"then {number}, and issue both months again."
+        )
     conn.execute(
         invoices.update()
         .where(invoices.c.number == number, invoices.c.status == ISSUED)

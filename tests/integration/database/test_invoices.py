@@ -276,6 +276,46 @@ def test_issued_invoices_never_change_and_late_usage_is_corrected_next_month(mak
     ]
 
 
+def test_an_invoice_that_a_later_one_corrects_is_voided_after_it(make_app, tmp_path):
+    app = _billing_app(make_app, tmp_path)
+    client = app.test_client()
+    _deliver_corpus(client)
+    first, second = f"EV-{YEAR}-0001", f"EV-{YEAR}-0002"
+    _invoke(app, "invoice", "issue", "--month", "2025-11")
+    late = int(datetime(2025, 11, 28, 12, tzinfo=UTC).timestamp())
+    assert deliver(client, _late_artifact("0.40", late)).status == 200
+    _invoke(app, "invoice", "issue", "--month", "2025-12")  # +0.50 to November, on December
+
+    # Voided alone, November would be issued again with the late usage in it, while
+    # December still charges that usage as a correction: the customer would pay it twice.
+    refused = app.test_cli_runner().invoke(args=["invoice", "void", first, "--reason", "x"])
+    assert refused.exit_code == 1, refused.output
+    assert f"{second} (issued) corrects {first}; void {second} first" in refused.output
+    assert (
+        json.loads(_invoke(app, "invoice", "show", first, "--format", "json").stdout)["status"]
+        == "issued"
+    )
+
+    # Voided in that order and issued again, the late usage is charged once.
+    _invoke(app, "invoice", "void", second, "--reason", "redo")
+    _invoke(app, "invoice", "void", first, "--reason", "redo")
+    _invoke(app, "invoice", "issue", "--month", "2025-11")
+    _invoke(app, "invoice", "issue", "--month", "2025-12")
+    charged = Decimal(0)
+    for listed in json.loads(_invoke(app, "invoice", "list", "--format", "json").stdout):
+        if listed["status"] != "issued":
+            continue
+        shown = json.loads(
+            _invoke(app, "invoice", "show", listed["number"], "--format", "json").stdout
+        )
+        charged += sum(
+            Decimal(line["amount"])
+            for line in shown["lines"]
+            if line["key"] == "ai_usage:CHAT_TRANSLATION_USAGE"
+        )
+    assert charged == cents((Decimal("0.3646") + Decimal("0.40")) * Decimal("1.25"))  # 0.96
+
+
 def test_the_pdf_holds_the_number_the_lines_and_the_total(make_app, tmp_path):
     app = _billing_app(make_app, tmp_path)
     _deliver_corpus(app.test_client())
