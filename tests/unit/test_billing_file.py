@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from decimal import Decimal
 
@@ -129,6 +130,23 @@ def test_currencies_have_their_minor_units():
 def test_glob_overlap(a, b, overlap):
     assert globs_overlap(a, b) is overlap
     assert globs_overlap(b, a) is overlap
+
+
+def test_thousands_of_customers_are_checked_for_overlaps_in_a_moment():
+    customers = "".join(
+        f'[customers.c{n}]\nname = "C{n}"\nplan = "standard"\n'
+        f'rooms = ["r{n:05d}-*", "s{n:05d}", "t{n:05d}-?-*-x"]\n'
+        for n in range(3000)
+    )
+    started = time.monotonic()
+    assert len(parse_billing(ISSUER + PLAN + customers).customers) == 3000
+    assert time.monotonic() - started < 10  # every pair of globs tried in full took minutes
+    clash = '[customers.late]\nname = "L"\nplan = "standard"\nrooms = ["t02999-a*"]\n'
+    with pytest.raises(ConfigError) as caught:
+        parse_billing(ISSUER + PLAN + customers + clash)
+    assert "customers 'c2999' and 'late' could both own a room: 't02999-?-*-x' and" in str(
+        caught.value.message
+    )
 
 
 MISTAKES = [
