@@ -4,7 +4,8 @@ The PDF is made by WeasyPrint, which lays out HTML and CSS paged media: the temp
 ``@page`` rules number the pages, and a table's ``<thead>`` repeats on every page it spans.
 ``PNM_INVOICE_TEMPLATE`` names an operator's own template; it gets the same values as the
 built-in one (``invoice``, ``issuer``, ``customer``, ``money``). Templates may load images
-and styles from files and ``data:`` URLs only: nothing is fetched from the network.
+and styles from the files of the template's folder and ``data:`` URLs only: nothing is
+fetched from the network, and no other file is read.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import jinja2
 from babel.numbers import format_currency
@@ -94,14 +97,29 @@ def invoice_html(invoice: Invoice, billing: Billing, template: jinja2.Template) 
     )
 
 
+def _template_folder_only(folder: Path) -> Any:
+    """WeasyPrint's fetcher, kept to ``data:`` URLs and the files of the template's folder:
+    no network, and no file elsewhere (a template cannot attach the env file)."""
+    from weasyprint.urls import URLFetcher
+
+    class TemplateFolderFetcher(URLFetcher):
+        def fetch(self, url: str, headers: Any = None) -> Any:
+            if url.startswith("file:"):
+                path = Path(url2pathname(urlsplit(url).path)).resolve()
+                if folder.resolve() not in path.parents:
+                    raise ValueError("an invoice template reads the files of its folder only")
+            return super().fetch(url, headers)
+
+    return TemplateFolderFetcher(allowed_protocols=("file", "data"), allow_redirects=False)
+
+
 def invoice_pdf(invoice: Invoice, billing: Billing, template: jinja2.Template) -> bytes:
     """The invoice as a PDF an operator can send."""
     import weasyprint  # loaded on first use: it brings Pango, which the receiver needs not
-    from weasyprint.urls import URLFetcher
 
     html = invoice_html(invoice, billing, template)
     base = Path(template.filename or DEFAULT_TEMPLATE).parent
-    local_only = URLFetcher(allowed_protocols=("file", "data"), allow_redirects=False)
-    pdf = weasyprint.HTML(string=html, base_url=str(base), url_fetcher=local_only).write_pdf()
+    fetcher = _template_folder_only(base)
+    pdf = weasyprint.HTML(string=html, base_url=str(base), url_fetcher=fetcher).write_pdf()
     assert pdf is not None
     return bytes(pdf)

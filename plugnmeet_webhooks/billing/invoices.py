@@ -180,7 +180,7 @@ class Invoice:
             "net": str(self.net),
             "tax": str(self.tax),
             "total": str(self.total),
-        }
+        } | ({"notes": list(self.notes)} if self.notes else {})
 
 
 def plain(value: Decimal) -> Decimal:
@@ -359,9 +359,11 @@ class Billed:
 
 def adjustments(
     ledger: Ledger, customer: Customer, month: Month, issued: Sequence[Billed]
-) -> list[Line]:
+) -> tuple[list[Line], list[str]]:
     """The corrections a draft for ``month`` carries: for each invoice issued for an earlier
-    month, what the ledger now says of that month less what was billed for it."""
+    month, what the ledger now says of that month less what was billed for it. An invoice
+    issued in another currency than the customer's plan has now is not corrected here: a
+    note says so, for a credit or debit note by hand."""
     corrected: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
     for billed in issued:
         for line in billed.lines:
@@ -369,8 +371,16 @@ def adjustments(
                 q, a = corrected.get((line.corrects, line.key), (Decimal(0), Decimal(0)))
                 corrected[(line.corrects, line.key)] = (q + line.quantity, a + line.amount)
     made: list[Line] = []
+    notes: list[str] = []
     for billed in sorted(issued, key=lambda b: (b.month, b.number)):
         if billed.month >= month:
+            continue
+        if billed.plan.currency != customer.plan.currency:
+            notes.append(
+                f"{billed.number} was issued in {billed.plan.currency}, and this invoice is in "
+                f"{customer.plan.currency}: corrections to it are not added here; if its month "
+                "changed since, correct it with a credit or debit note of its own."
+            )
             continue
         now = {
             line.key: line
@@ -401,7 +411,7 @@ def adjustments(
                     corrects=billed.number,
                 )
             )
-    return made
+    return made, notes
 
 
 def draft(
@@ -410,5 +420,11 @@ def draft(
     """Compute a customer's invoice for a month; nothing is stored."""
     plan = customer.plan
     lines = usage_lines(ledger.figures(customer, month), plan, month)
-    lines += adjustments(ledger, customer, month, list(issued))
-    return Invoice(customer=customer, month=month, plan=plan, lines=tuple(lines))
+    corrections, notes = adjustments(ledger, customer, month, list(issued))
+    return Invoice(
+        customer=customer,
+        month=month,
+        plan=plan,
+        lines=tuple(lines + corrections),
+        notes=tuple(notes),
+    )

@@ -71,7 +71,8 @@ def invoice_table(document: Mapping[str, Any]) -> str:
         f"{name.rjust(8)}  {document[name]} {document['currency']}"
         for name in ("net", "tax", "total")
     )
-    return f"{head}\n\n{body}\n\n{sums}"
+    notes = "".join(f"\n\nnote: {note}" for note in document.get("notes", ()))
+    return f"{head}\n\n{body}\n\n{sums}{notes}"
 
 
 def _write(data: bytes | str, output: str | None) -> None:

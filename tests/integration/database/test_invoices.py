@@ -543,3 +543,67 @@ def test_numbers_are_gapless_across_customers_and_two_issuers_at_once(
     )
     with runtime.of(app).database().connect() as conn:
         assert conn.exec_driver_sql("SELECT last FROM invoice_numbers").scalar_one() == CUSTOMERS
+
+
+def test_a_template_reads_files_of_its_own_folder_only(make_app, tmp_path):
+    folder = tmp_path / "template"
+    folder.mkdir()
+    (folder / "terms.txt").write_text("Our own terms, from the template's folder.")
+    outside = tmp_path / "webhooks.env"
+    outside.write_text("PNM_API_SECRET=not-for-an-invoice")
+    template = folder / "mine.html"
+    template.write_text(
+        "<html><body><p>Invoice {{ invoice.total }}</p>"
+        '<link rel="attachment" href="terms.txt">'
+        f'<link rel="attachment" href="file://{outside}">'
+        '<img src="http://127.0.0.1:9/logo.png">'
+        "</body></html>"
+    )
+    example = tmp_path / "billing.toml"
+    example.write_text(EXAMPLE_TEXT)
+    app = make_app(billing_file=str(example), invoice_template=str(template))
+    _deliver_corpus(app.test_client())
+    out = tmp_path / "mine.pdf"
+    _invoke(
+        app,
+        "invoice",
+        "draft",
+        "--customer",
+        "acme",
+        "--month",
+        "2025-11",
+        "--format",
+        "pdf",
+        "-o",
+        str(out),
+    )
+    attached = pypdf.PdfReader(io.BytesIO(out.read_bytes())).attachments
+    assert list(attached) == ["terms.txt"]  # not the file outside the folder
+    assert attached["terms.txt"] == [b"Our own terms, from the template's folder."]
+
+
+def test_no_correction_crosses_currencies(make_app, tmp_path):
+    app = _billing_app(make_app, tmp_path)
+    client = app.test_client()
+    _deliver_corpus(client)
+    _invoke(app, "invoice", "issue", "--month", "2025-11")
+    late = int(datetime(2025, 11, 28, 12, tzinfo=UTC).timestamp())
+    assert deliver(client, _late_artifact("0.40", late)).status == 200
+    in_euros = tmp_path / "eur.toml"
+    in_euros.write_text(EXAMPLE_TEXT.replace('currency = "USD"', 'currency = "EUR"'))
+    euro_app = make_app(billing_file=str(in_euros))
+
+    december = _draft(euro_app, "acme", "2025-12")
+    assert [line["kind"] for line in december["lines"]] == [
+        "monthly_fee", "minutes", "attendee_minutes",
+    ]  # fmt: skip
+    assert december["notes"] == [
+        f"EV-{YEAR}-0001 was issued in USD, and this invoice is in EUR: corrections to it are "
+        "not added here; if its month changed since, correct it with a credit or debit note "
+        "of its own."
+    ]
+    table = _invoke(euro_app, "invoice", "draft", "--customer", "acme", "--month", "2025-12")
+    assert f"note: EV-{YEAR}-0001 was issued in USD" in table.stdout
+    # In the same currency, the correction is there and no note.
+    same = _draft(app, "acme", "2025-12")
+    assert "notes" not in same and same["lines"][-1]["kind"] == "adjustment"
