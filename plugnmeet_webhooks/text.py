@@ -92,3 +92,8 @@ def chat_text(value: object, limit: int = CHAT_VALUE_CHARS) -> str:
 def cut(text: str, limit: int) -> str:
     """Cut text to at most ``limit`` characters, marking a cut with an ellipsis."""
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def counted(n: int, thing: str) -> str:
+    """A count and its noun: 1 session, 2 sessions, 1,200 artifacts."""
+    return f"{n:,} {thing}{'' if n == 1 else 's'}"

@@ -28,6 +28,7 @@ from sqlalchemy import Connection
 from plugnmeet_webhooks.billing.billing_file import Customer, Plan
 from plugnmeet_webhooks.ledger.periods import Filters
 from plugnmeet_webhooks.ledger.reports import rooms_report, usage_report
+from plugnmeet_webhooks.text import counted
 
 MONTHLY_FEE = "monthly_fee"
 MINUTES = "minutes"
@@ -201,11 +202,6 @@ def _number(value: Decimal | int) -> str:
     return f"{value.normalize():,f}"
 
 
-def _count(n: int, thing: str) -> str:
-    """1 session, 2 sessions."""
-    return f"{n:,} {thing}{'' if n == 1 else 's'}"
-
-
 @dataclass(frozen=True, slots=True)
 class ArtifactUsage:
     """A customer's usage of one AI artifact type in a period."""
@@ -299,7 +295,7 @@ def usage_lines(figures: Figures, plan: Plan, month: Month) -> list[Line]:
         Line(
             MINUTES,
             f"Billable minutes beyond the {plan.included_minutes:,} included "
-            f"({figures.billable_minutes:,} used in {_count(figures.sessions, 'session')})",
+            f"({figures.billable_minutes:,} used in {counted(figures.sessions, 'session')})",
             Decimal(beyond),
             "minute",
             plan.per_billable_minute,
@@ -318,12 +314,12 @@ def usage_lines(figures: Figures, plan: Plan, month: Month) -> list[Line]:
     ]
     for artifact_type, used in figures.usage.items():
         amounts = ", ".join(f"{_number(q)} {unit}" for unit, q in used.quantities)
+        what = f"{_type_name(artifact_type)} ({counted(used.artifacts, 'artifact')}, {amounts})"
         if used.priced_artifacts:
             lines.append(
                 Line(
                     AI_USAGE,
-                    f"AI usage: {_type_name(artifact_type)} ({_count(used.artifacts, 'artifact')}, "
-                    f"{amounts}); reported cost × {plan.ai_cost_multiplier}",
+                    f"AI usage: {what}; reported cost × {plan.ai_cost_multiplier}",
                     plain(used.cost),
                     f"{plan.currency} reported",
                     plan.ai_cost_multiplier,

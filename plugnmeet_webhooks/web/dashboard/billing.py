@@ -23,6 +23,7 @@ from plugnmeet_webhooks.billing.billing_file import Billing, Customer
 from plugnmeet_webhooks.billing.documents import invoice_csv
 from plugnmeet_webhooks.billing.invoices import Invoice, Ledger, Month
 from plugnmeet_webhooks.runtime import current
+from plugnmeet_webhooks.text import counted
 from plugnmeet_webhooks.web.dashboard.access import check_csrf, login_required
 
 NO_BILLING = (
@@ -145,7 +146,7 @@ def issue_month() -> ResponseReturnValue:
                 if len(issued) == 1
                 else f"{issued[0].number} to {issued[-1].number}"
             )
-            flash(f"Issued {_count(issued, 'invoice')} for {month}: {span}.", "ok")
+            flash(f"Issued {counted(len(issued), 'invoice')} for {month}: {span}.", "ok")
         if already:
             shown = ", ".join(o.number for o in already[:3]) + (", …" if len(already) > 3 else "")
             flash(f"Issued already for {month}, and left as they were: {shown}.", "note")
@@ -191,11 +192,6 @@ def invoice_document(number: str, fmt: str) -> Response:
     if fmt == "csv":
         return _attachment(invoice_csv(found.as_dict()).encode(), f"{found.number}.csv", fmt)
     return _attachment(found.pdf_bytes, f"{found.number}.pdf", fmt)
-
-
-def _count(items: list[Any], thing: str) -> str:
-    """1 invoice, 2 invoices."""
-    return f"{len(items)} {thing}{'' if len(items) == 1 else 's'}"
 
 
 def _sentence(exc: ValueError) -> str:
