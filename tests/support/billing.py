@@ -11,28 +11,10 @@ from pathlib import Path
 CORPUS_MONTH = "2025-11"
 CORPUS_TOTAL = "36.98"
 
-EXAMPLE_BILLING = """\
-[issuer]
-name = "Example Video Ltd"
-address = "1 Example Street\\nLondon"
-invoice_prefix = "EV-"             # numbers EV-2026-0001, EV-2026-0002, … gapless per year
-
-[plans.standard]
-currency = "USD"  # the plugNmeet server's cost unit, or convert with ai_cost_multiplier
-monthly_fee = "29.00"
-included_minutes = 100             # billable minutes included each month
-per_billable_minute = "0.04"       # beyond the included minutes
-per_attendee_minute = "0.01"
-ai_cost_multiplier = "1.25"        # the reported AI cost, marked up 25 %
-tax_rate = "0.20"
-
-[customers.acme]
-name = "ACME Corp"
-plan = "standard"
-rooms = ["weekly-*", "board-*"]    # room_id globs; a tenant = "…" key narrows to one tenant
-timezone = "Europe/London"         # a month starts at midnight here (default UTC)
-stripe_customer = "cus_123"        # used by the stripe-meter destination
-"""
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "billing.toml"
+EXAMPLE_BILLING = SAMPLE.read_text(encoding="utf-8").split("\n# A second customer")[0]
+"""The example billing file as the issue wrote it: samples/billing.toml without its second
+customer (whose rooms are the samples')."""
 
 
 def billing_file(folder: Path, text: str = EXAMPLE_BILLING) -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 import pypdf
 
 from plugnmeet_webhooks import runtime
+from tests.support.billing import EXAMPLE_BILLING, billing_file
 from tests.support.helpers import (
     CORPUS,
     KEY,
@@ -28,9 +29,6 @@ from tests.support.helpers import (
     report,
 )
 
-# The example billing file as the issue wrote it: samples/billing.toml without its second
-# customer (whose rooms are the samples').
-EXAMPLE_TEXT = (ROOT / "samples" / "billing.toml").read_text().split("\n# A second customer")[0]
 YEAR = datetime.now(UTC).year
 CORPUS_START = 1764171000  # the corpus room's creation_time: 2025-11-26 15:30 UTC
 TIMES = re.compile(rb'"(created_at|creation_time|joined_at)":"(\d+)"')
@@ -52,10 +50,8 @@ def _deliver_corpus(client: Any, *, shift: int = 0, room_id: str | None = None) 
         assert deliver(client, body).status == 200
 
 
-def _billing_app(make_app: Any, tmp_path: Path, text: str = EXAMPLE_TEXT) -> Any:
-    path = tmp_path / "billing.toml"
-    path.write_text(text)
-    return make_app(billing_file=str(path))
+def _billing_app(make_app: Any, tmp_path: Path, text: str = EXAMPLE_BILLING) -> Any:
+    return make_app(billing_file=str(billing_file(tmp_path, text)))
 
 
 def _invoke(app: Any, *args: str) -> Any:
@@ -155,7 +151,7 @@ def test_a_month_is_midnight_to_midnight_in_the_customer_zone(make_app, tmp_path
     # The session starts at 23:30 UTC on 30 November: still November in London (UTC+0),
     # but already 1 December in Tokyo (UTC+9), and still November in New York.
     start = int(datetime(2025, 11, 30, 23, 30, tzinfo=UTC).timestamp())
-    text = EXAMPLE_TEXT.replace("included_minutes = 100", "included_minutes = 0")
+    text = EXAMPLE_BILLING.replace("included_minutes = 100", "included_minutes = 0")
     tokyo = text.replace('timezone = "Europe/London"', 'timezone = "Asia/Tokyo"')
     app = _billing_app(make_app, tmp_path, tokyo)
     _deliver_corpus(app.test_client(), shift=start - CORPUS_START)
@@ -402,9 +398,7 @@ def test_an_operator_template(make_app, tmp_path):
         "{{ money(line.amount) }}</p>{% endfor %}"
         "<p>Summe {{ money(invoice.total) }} {{ customer.name }}</p></body></html>"
     )
-    example = tmp_path / "billing.toml"
-    example.write_text(EXAMPLE_TEXT)
-    app = make_app(billing_file=str(example), invoice_template=str(template))
+    app = make_app(billing_file=str(billing_file(tmp_path)), invoice_template=str(template))
     _deliver_corpus(app.test_client())
     out = tmp_path / "mine.pdf"
     _invoke(
@@ -497,7 +491,7 @@ CUSTOMERS = 6
 
 
 def _many_customers(tmp_path: Path) -> Path:
-    text = EXAMPLE_TEXT
+    text = EXAMPLE_BILLING
     for n in range(CUSTOMERS - 1):
         text += f'\n[customers.c{n}]\nname = "C{n}"\nplan = "standard"\nrooms = ["room-{n}-*"]\n'
     path = tmp_path / "many.toml"
@@ -559,9 +553,7 @@ def test_a_template_reads_files_of_its_own_folder_only(make_app, tmp_path):
         '<img src="http://127.0.0.1:9/logo.png">'
         "</body></html>"
     )
-    example = tmp_path / "billing.toml"
-    example.write_text(EXAMPLE_TEXT)
-    app = make_app(billing_file=str(example), invoice_template=str(template))
+    app = make_app(billing_file=str(billing_file(tmp_path)), invoice_template=str(template))
     _deliver_corpus(app.test_client())
     out = tmp_path / "mine.pdf"
     _invoke(
@@ -590,7 +582,7 @@ def test_no_correction_crosses_currencies(make_app, tmp_path):
     late = int(datetime(2025, 11, 28, 12, tzinfo=UTC).timestamp())
     assert deliver(client, _late_artifact("0.40", late)).status == 200
     in_euros = tmp_path / "eur.toml"
-    in_euros.write_text(EXAMPLE_TEXT.replace('currency = "USD"', 'currency = "EUR"'))
+    in_euros.write_text(EXAMPLE_BILLING.replace('currency = "USD"', 'currency = "EUR"'))
     euro_app = make_app(billing_file=str(in_euros))
 
     december = _draft(euro_app, "acme", "2025-12")
