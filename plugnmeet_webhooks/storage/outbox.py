@@ -7,7 +7,9 @@ with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; ``BEGIN IMMEDIATE`` on S
 a message whose dispatcher died is claimed again once its lease runs out: delivery is at
 least once, and every attempt carries the same id. While a dispatcher holds a message, its
 ``next_attempt_at`` is the end of the lease, so "due" is one test on the waiting messages
-(pending or sending), which a partial index holds apart from the sent ones.
+(pending or sending), which a partial index holds apart from the sent ones. A dispatcher
+claims a batch of a destination's messages at once; those it does not attempt (a batch cut
+short) it gives back, due again at once and their claim not counted as an attempt.
 """
 
 from __future__ import annotations
@@ -191,7 +193,11 @@ def due_destinations(engine: Engine, names: Sequence[str]) -> set[str]:
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    """How an attempt ended, to record: the message's next state and what the answer was."""
+    """How an attempt ended, to record: the message's next state and what the answer was.
+
+    ``given_back``: no attempt was made (a batch stopped before it); the message is due
+    again at once, its claim not counted as an attempt, its last answer left as it was.
+    """
 
     claimed: Claimed
     state: State
@@ -200,6 +206,12 @@ class Settlement:
     next_attempt_at: float | None = None  # for a retry
     sent_at: float | None = None
     rate_limited: bool = False  # the destination asked to slow down: no retry spent
+    given_back: bool = False
+
+
+def given_back(claimed: Claimed) -> Settlement:
+    """The settlement of a claimed message that was not attempted: due again, at once."""
+    return Settlement(claimed, State.PENDING, given_back=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +220,54 @@ class Held:
 
     id: int
     lease_token: str
+
+
+# A finished attempt, recorded only by the dispatcher that still holds its message.
+_HOLDER = and_(outbox.c.id == bindparam("b_id"), outbox.c.lease_token == bindparam("b_token"))
+_SETTLE = (
+    outbox.update()
+    .where(_HOLDER)
+    .values(
+        state=bindparam("b_state"),
+        last_status=bindparam("b_status", type_=Integer),
+        last_error=bindparam("b_error", type_=Text),
+        lease_until=None,
+        lease_token=None,
+        next_attempt_at=func.coalesce(bindparam("b_next", type_=Float), outbox.c.next_attempt_at),
+        sent_at=func.coalesce(bindparam("b_sent", type_=Float), outbox.c.sent_at),
+        rate_limited=outbox.c.rate_limited + bindparam("b_limited", type_=Integer),
+    )
+)
+# A claimed message no attempt was made for: due again at once, the claim not counted.
+_GIVE_BACK = (
+    outbox.update()
+    .where(_HOLDER, outbox.c.state == State.SENDING.value)
+    .values(
+        state=State.PENDING.value,
+        lease_until=None,
+        lease_token=None,
+        next_attempt_at=bindparam("b_now", type_=Float),
+        attempts=outbox.c.attempts - 1,
+    )
+)
+
+_RENEW = (
+    outbox.update()
+    .where(_HOLDER, outbox.c.state == State.SENDING.value)
+    .values(
+        lease_until=bindparam("b_until", type_=Float),
+        next_attempt_at=bindparam("b_until", type_=Float),
+    )
+)
+
+
+def _settled_params(done: Settlement) -> dict[str, Any]:
+    return {
+        "b_id": done.claimed.id, "b_token": done.claimed.lease_token,
+        "b_state": done.state.value, "b_status": done.status, "b_error": done.error,
+        "b_next": done.next_attempt_at, "b_sent": done.sent_at,
+        "b_limited": 1 if done.rate_limited else 0,
+    }  # fmt: skip
 
 
 def cycle(
@@ -223,42 +283,30 @@ def cycle(
     ``wanted`` says how many messages to take per destination, none of those in ``holding``
     (whose attempts are still open here). A claimed message is
     ``sending`` under a lease of ``lease`` seconds; one whose lease ran out (its dispatcher
-    died mid-send) is due again. An attempt is recorded, and a lease renewed, only if this
-    dispatcher still holds its message. One transaction a cycle keeps the outbox from
-    taking the database's write lock once a message, away from the deliveries.
+    died mid-send) is due again. An attempt is recorded, a message given back and a lease
+    renewed only if this dispatcher still holds its message. One transaction a cycle, with
+    one statement for all the attempts it records, keeps the outbox from taking the
+    database's write lock once a message, away from the deliveries.
     """
     now = time.time()
     token = secrets.token_hex(16)
     claimed: list[Claimed] = []
     with write_transaction(engine) as conn:
-        for done in settled:
-            values: dict[str, Any] = {
-                "state": done.state.value, "last_status": done.status,
-                "last_error": done.error, "lease_until": None, "lease_token": None,
-            }  # fmt: skip
-            if done.next_attempt_at is not None:
-                values["next_attempt_at"] = done.next_attempt_at
-            if done.sent_at is not None:
-                values["sent_at"] = done.sent_at
-            if done.rate_limited:
-                values["rate_limited"] = outbox.c.rate_limited + 1
+        attempted = [_settled_params(done) for done in settled if not done.given_back]
+        if attempted:  # one statement for them all, not one per message
+            conn.execute(_SETTLE, attempted)
+        returned = [
+            {"b_id": done.claimed.id, "b_token": done.claimed.lease_token, "b_now": now}
+            for done in settled
+            if done.given_back
+        ]
+        if returned:
+            conn.execute(_GIVE_BACK, returned)
+        if renew:
+            until = now + lease
             conn.execute(
-                outbox.update()
-                .where(
-                    outbox.c.id == done.claimed.id,
-                    outbox.c.lease_token == done.claimed.lease_token,
-                )
-                .values(**values)
-            )
-        for held in renew:
-            conn.execute(
-                outbox.update()
-                .where(
-                    outbox.c.id == held.id,
-                    outbox.c.lease_token == held.lease_token,
-                    outbox.c.state == State.SENDING.value,
-                )
-                .values(lease_until=now + lease, next_attempt_at=now + lease)
+                _RENEW,
+                [{"b_id": h.id, "b_token": h.lease_token, "b_until": until} for h in renew],
             )
         for destination, limit in wanted.items():
             if limit > 0:
