@@ -9,6 +9,22 @@ open, so no other dispatcher sends it meanwhile. A destination that answers 429 
 one message at a time, spaced, for a while; its "slow down" answers spend no retries, only
 a budget of time. A dispatcher that dies mid-send leaves its messages to be claimed again
 when their leases run out.
+
+How a backlog drains fast. Each slot of a destination takes a *batch* of its messages and
+sends them one after another over the slot's kept-alive connection (one urllib3 pool per
+destination, as many connections as slots). A batch is sized from how fast the destination
+answers, so that it lasts about :data:`BATCH_SECONDS`: up to :data:`MAX_BATCH` messages to
+one that answers at once, one at a time to a slow one (:data:`FIRST_BATCH` before its
+first answers are timed). A batch stops early, and gives its unsent messages back (due
+again at once, no attempt counted), when that time is up, when an attempt fails or is
+answered 429, or when the dispatcher stops. One cycle claims the batches of every free
+slot of every destination, records the attempts that ended and renews open leases, in one
+transaction. While a destination still had more due than it could take, the next cycle
+runs as soon as one of its slots is free; only when no destination has both work and room
+does a cycle wait :data:`GATHER_SECONDS` after a wake, so that a burst of deliveries
+costs one transaction, not one each. A destination whose attempt failed (no answer, a 5xx)
+is sent nothing for :data:`FAILURE_PAUSE`, one message a slot: a dead destination is tried
+at the pace of old, not as fast as it refuses connections.
 """
 
 from __future__ import annotations
@@ -40,6 +56,7 @@ from plugnmeet_webhooks.storage.outbox import (
     State,
     cycle,
     due_destinations,
+    given_back,
 )
 from plugnmeet_webhooks.workflows.rules import Destination
 
@@ -53,8 +70,12 @@ PACE_SECONDS = 60.0  # a destination that said "slow down" is paced this long af
 MIN_SPACING = 1.0  # while paced, sends to it are at least this far apart
 MAX_SPACING = 60.0
 SLOTS_PER_DESTINATION = 4
+BATCH_SECONDS = 1.0  # a slot's batch is sized to last about this long, and ends after it
+FIRST_BATCH = 16  # a destination's batch before its answers were timed
+MAX_BATCH = 100
 POLL_SECONDS = 1.0  # a cycle at least this often
 GATHER_SECONDS = 0.25  # after a wake, for more wakes to come: one transaction for them all
+FAILURE_PAUSE = GATHER_SECONDS  # after a failed attempt, its destination is sent nothing
 USER_AGENT = "plugnmeet-webhooks"
 
 
@@ -109,9 +130,11 @@ def headers_for(destination: Destination, claimed: Claimed, now: float) -> dict[
     return headers | kind.headers(destination, claimed.message_id, claimed.body, now)
 
 
-def http_client(destinations: int) -> urllib3.PoolManager:
-    """A connection pool per destination whose attempts a :class:`Watch` can end."""
-    return watched_pools(max(4, destinations), SLOTS_PER_DESTINATION)
+def http_client() -> urllib3.PoolManager:
+    """One destination's connections, kept alive between its attempts, one per sending slot,
+    whose attempts a :class:`Watch` can end. Each destination has its own, so two on one
+    host do not take each other's connections."""
+    return watched_pools(2, SLOTS_PER_DESTINATION)
 
 
 DEADLINE_PASSED = f"no whole answer within {TOTAL_TIMEOUT:.0f} s"
@@ -164,6 +187,8 @@ def send(
         watching(None)
     try:
         response.read(64 * 1024, decode_content=False)  # enough to free the connection
+        if not response.closed:  # an answer longer than that: its connection is not kept
+            response.close()
     except (urllib3.exceptions.HTTPError, OSError, ValueError):
         pass
     finally:
@@ -192,15 +217,27 @@ class Pace:
     until: float
 
 
+@dataclass(slots=True)
+class Stats:
+    """What a dispatcher has done since it started: the cycles that wrote (one transaction
+    each), the messages claimed, the largest claim of one cycle, the messages given back."""
+
+    cycles: int = 0
+    claimed: int = 0
+    largest_claim: int = 0
+    given_back: int = 0
+
+
 class Dispatcher:
     """Send the outbox's messages from background threads until stopped.
 
     One thread runs cycles: each records the attempts that ended, renews the leases of the
-    attempts still open, and claims what is due, in one transaction, then hands the claimed
-    messages to the sending threads. Cycles follow a wake (a delivery queued messages, a
-    send ended) after a short gathering pause, or the poll interval; with nothing to record
-    and nothing due, a cycle writes nothing. Each cycle also ends the attempts past their
-    deadline.
+    messages still held, and claims batches of what is due for the free slots, in one
+    transaction, then hands each batch to a sending thread. A cycle follows at once while a
+    destination had more due than it took and has a free slot again; otherwise after a wake
+    (a delivery queued messages, a batch ended) and a short gathering pause, or the poll
+    interval. With nothing to record and nothing due, a cycle writes nothing. Apart from the
+    cycles, attempts past their deadline are ended.
     """
 
     def __init__(
@@ -219,17 +256,24 @@ class Dispatcher:
         self._lease = lease
         self._metrics = metrics
         self._rate_limit_budget = rate_limit_budget
-        self._busy: Counter[str] = Counter()
+        self._busy: Counter[str] = Counter()  # slots sending a batch, per destination
         self._settled: list[Settlement] = []
-        self._open: dict[int, tuple[Claimed, Watch, float]] = {}  # id: claim, watch, lease end
+        # Every message held, by id: its claim, its attempt's watch (None until the attempt
+        # starts), and when its lease ends.
+        self._open: dict[int, tuple[Claimed, Watch | None, float]] = {}
         self._paced: dict[str, Pace] = {}
+        self._seconds: dict[str, float] = {}  # how long a sent attempt takes (moving average)
+        self._failing: dict[str, float] = {}  # destinations whose last attempt failed: until
+        self._more: set[str] = set()  # destinations that had more due than they took
+        self.stats = Stats()
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._freed = threading.Event()  # a batch ended: its slot is free
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         quiet_http_client()
-        self._http = http_client(len(self._destinations))
+        self._http = {name: http_client() for name in self._destinations}
 
     def start(self) -> Dispatcher:
         """Start sending in the background."""
@@ -253,7 +297,8 @@ class Dispatcher:
     def stop(self, timeout: float = TOTAL_TIMEOUT + 1) -> None:
         """Stop claiming, wait up to ``timeout`` for the sends in flight, record them.
 
-        A send cut short leaves its message under a lease; it is sent again once the lease
+        The batches stop after their current attempt and give their other messages back. A
+        send cut short leaves its message under a lease; it is sent again once the lease
         runs out, with the same id.
         """
         self._stop.set()
@@ -261,7 +306,7 @@ class Dispatcher:
         if self._thread is not None:
             self._thread.join(timeout)
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=False)  # batches not begun start, and give all back
             deadline = time.monotonic() + timeout
             while self._in_flight() and time.monotonic() < deadline:
                 self._end_overdue()
@@ -277,8 +322,9 @@ class Dispatcher:
             return sum(self._busy.values())
 
     def _free_slots(self, now: float) -> dict[str, int]:
-        """How many messages each destination may take now: its free slots, or, while it is
-        paced, one at a time and no sooner than its pace allows."""
+        """How many batches each destination may take now: its free slots, or, while it is
+        paced, one at a time and no sooner than its pace allows; none for a while after a
+        failed attempt."""
         free = {}
         for name in self._destinations:
             slots = SLOTS_PER_DESTINATION - self._busy[name]
@@ -287,28 +333,44 @@ class Dispatcher:
                 del self._paced[name]
             elif pace is not None:
                 slots = 0 if now < pace.not_before else min(slots, 1 - self._busy[name])
+            if now < self._failing.get(name, 0.0):
+                slots = 0
             free[name] = slots
         return free
 
+    def _batch(self, name: str) -> int:
+        """How many messages one slot of this destination takes: as many as its answers
+        allow in about BATCH_SECONDS; one at a time while it is paced or failing."""
+        if name in self._paced or name in self._failing:
+            return 1
+        seconds = self._seconds.get(name)
+        if seconds is None:
+            return FIRST_BATCH
+        return max(1, min(MAX_BATCH, int(BATCH_SECONDS / max(seconds, 1e-4))))
+
     def run_once(self, *, claim: bool = True) -> int:
-        """Record the attempts that ended, renew the leases of open ones, and claim what is
-        due; return how many were claimed."""
+        """Record the attempts that ended, renew the leases of held messages, and claim
+        batches of what is due; return how many were claimed."""
         now = time.time()
         with self._lock:
             settled, self._settled = self._settled, []
             free = self._free_slots(now)
-            # Renewed once half the lease is gone: an attempt still open keeps its message.
+            batch = {name: self._batch(name) for name in free}
+            # Renewed once half the lease is gone: an attempt still open, or a message
+            # waiting its turn in a batch, keeps its message.
             renew = [
                 Held(claimed.id, claimed.lease_token)
                 for claimed, _, lease_end in self._open.values()
                 if lease_end - now < self._lease / 2
             ]
             holding = tuple(self._open)
-        wanted = {name: n for name, n in free.items() if n > 0} if claim else {}
+        wanted = {name: n * batch[name] for name, n in free.items() if n > 0} if claim else {}
         if wanted:
             due = due_destinations(self._engine, list(wanted))
             wanted = {name: n for name, n in wanted.items() if name in due}
         if not settled and not wanted and not renew:
+            with self._lock:
+                self._more.clear()
             return 0
         # The leases the cycle gives start no later than this, whatever the cycle waits.
         now = time.time()
@@ -318,28 +380,61 @@ class Dispatcher:
             with self._lock:  # record them with the next cycle
                 self._settled[:0] = settled
             raise
+        taken: dict[str, list[Claimed]] = {}
+        for message in claimed:
+            taken.setdefault(message.destination, []).append(message)
+        batches: list[list[Claimed]] = []
         with self._lock:
+            self.stats.cycles += 1
+            self.stats.claimed += len(claimed)
+            self.stats.largest_claim = max(self.stats.largest_claim, len(claimed))
+            self._more = {name for name, n in wanted.items() if len(taken.get(name, ())) >= n}
             for held in renew:
                 if held.id in self._open:
                     message, watch, _ = self._open[held.id]
                     self._open[held.id] = (message, watch, now + self._lease)
-            for message in claimed:
-                self._busy[message.destination] += 1
-                watch = Watch(time.monotonic() + TOTAL_TIMEOUT)
-                self._open[message.id] = (message, watch, now + self._lease)
-                pace = self._paced.get(message.destination)
+            for name, messages in taken.items():
+                for message in messages:
+                    self._open[message.id] = (message, None, now + self._lease)
+                # Spread over the free slots, in order: each slot sends its batch in turn.
+                slots = min(free[name], len(messages))
+                size = -(-len(messages) // slots)
+                for first in range(0, len(messages), size):
+                    batches.append(messages[first : first + size])
+                    self._busy[name] += 1
+                pace = self._paced.get(name)
                 if pace is not None:
                     pace.not_before = now + pace.spacing
-        for message in claimed:
+        for messages in batches:
             assert self._pool is not None
-            self._pool.submit(self._deliver, message)
+            self._pool.submit(self._send_batch, messages)
         return len(claimed)
+
+    def _work_and_room(self) -> bool:
+        """Whether a destination had more due than it took and has a free slot now."""
+        now = time.time()
+        with self._lock:
+            free = self._free_slots(now)
+            return any(free.get(name, 0) > 0 for name in self._more)
+
+    def _next_wait(self) -> float:
+        """How long the loop may sleep: the poll interval, or less when a pace or a pause
+        after a failure ends sooner."""
+        now = time.time()
+        with self._lock:
+            ends = [p.not_before for p in self._paced.values()] + list(self._failing.values())
+        later = [end - now for end in ends if end > now]
+        return min([POLL_SECONDS, *later]) + 0.01 if later else POLL_SECONDS
 
     def _end_overdue(self) -> None:
         """End the attempts past their deadline (their connections are shut)."""
         now = time.monotonic()
         with self._lock:
-            overdue = [watch for _, watch, _ in self._open.values() if watch.deadline <= now]
+            overdue = [
+                watch
+                for _, watch, _ in self._open.values()
+                if watch is not None and watch.deadline <= now
+            ]
         for watch in overdue:
             watch.expire()
 
@@ -356,23 +451,78 @@ class Dispatcher:
                 log.warning(
                     "dispatcher could not use the outbox, will try again: %s", describe(exc)
                 )
-            if self._wake.wait(POLL_SECONDS) and not self._stop.is_set():
-                time.sleep(GATHER_SECONDS)
+                self._more.clear()
+            woke = self._wake.wait(self._next_wait())
+            if woke and not self._stop.is_set() and not self._work_and_room():
+                self._gather()
             self._wake.clear()
 
-    def _held(self, claimed: Claimed) -> tuple[Claimed, Watch, float] | None:
-        """This claim's entry among the open attempts (not a later claim of the message)."""
+    def _gather(self) -> None:
+        """Let more wakes come for GATHER_SECONDS, one cycle for them all; but not while a
+        destination with more due has a slot free again."""
+        deadline = time.monotonic() + GATHER_SECONDS
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or (self._freed.wait(left) and self._work_and_room()):
+                return
+            self._freed.clear()
+
+    def _held(self, claimed: Claimed) -> tuple[Claimed, Watch | None, float] | None:
+        """This claim's entry among the held messages (not a later claim of the message)."""
         entry = self._open.get(claimed.id)
         return entry if entry is not None and entry[0].lease_token == claimed.lease_token else None
 
-    def _deliver(self, claimed: Claimed) -> None:
-        settlement: Settlement | None = None
+    def _send_batch(self, messages: list[Claimed]) -> None:
+        """Send a slot's batch in turn, over the slot's connection; give back what is left
+        when its time is up, an attempt did not pass, the destination is paced, or the
+        dispatcher stops."""
+        name = messages[0].destination
+        began = time.monotonic()
+        done = 0
         try:
+            for claimed in messages:
+                if self._stop.is_set() or (done and time.monotonic() - began > BATCH_SECONDS):
+                    break
+                if done and (name in self._paced or name in self._failing):
+                    break
+                done += 1
+                if not self._deliver(claimed):
+                    break
+        finally:
+            rest = messages[done:]
+            with self._lock:
+                for claimed in rest:
+                    if self._held(claimed) is not None:
+                        del self._open[claimed.id]
+                        self._settled.append(given_back(claimed))
+                self.stats.given_back += len(rest)
+                self._busy[name] -= 1
+            self._freed.set()
+            self._wake.set()
+
+    def _deliver(self, claimed: Claimed) -> bool:
+        """Make one attempt and settle it; return whether the destination took it."""
+        settlement: Settlement | None = None
+        sent = False
+        name = claimed.destination
+        try:
+            watch = Watch(time.monotonic() + TOTAL_TIMEOUT)
             with self._lock:
                 entry = self._held(claimed)
-            watch = entry[1] if entry is not None else None
-            attempt = send(self._http, self._destinations[claimed.destination], claimed, watch)
+                if entry is not None:
+                    self._open[claimed.id] = (claimed, watch, entry[2])
+            began = time.monotonic()
+            attempt = send(self._http[name], self._destinations[name], claimed, watch)
+            took = time.monotonic() - began
             settlement = self._settlement(claimed, attempt)
+            sent = attempt.sent
+            with self._lock:
+                if sent:
+                    last = self._seconds.get(name)
+                    self._seconds[name] = took if last is None else 0.8 * last + 0.2 * took
+                    self._failing.pop(name, None)
+                elif not attempt.rate_limited:  # a 429 is paced instead
+                    self._failing[name] = time.time() + FAILURE_PAUSE
         except Exception as exc:
             # A bug must neither keep the slot nor send the message again and again: the
             # attempt counts as failed, and the schedule decides what follows.
@@ -382,12 +532,11 @@ class Dispatcher:
                 settlement = self._settlement(claimed, failed)
         finally:
             with self._lock:
-                self._busy[claimed.destination] -= 1
                 if self._held(claimed) is not None:
                     del self._open[claimed.id]
                 if settlement is not None:
                     self._settled.append(settlement)
-            self._wake.set()
+        return sent
 
     def _settlement(self, claimed: Claimed, attempt: Attempt) -> Settlement:
         """Decide what becomes of a message after an attempt: sent, again later, or dead."""

@@ -35,16 +35,26 @@ class Answer:
 
 
 class Sink:
-    """Record POSTs to any path; answer from a script per path, then with the default."""
+    """Record POSTs to any path; answer from a script per path, then with the default.
+
+    It keeps connections alive (HTTP/1.1) and counts the connections it was opened."""
 
     def __init__(self, port: int = 0) -> None:
         self.received: list[Received] = []
+        self.connections = 0
         self._scripts: dict[str, deque[Answer]] = {}
         self._default: dict[str, Answer] = {}
         self._lock = threading.Lock()
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: every answer has its Content-Length
+
+            def setup(self) -> None:
+                super().setup()
+                with sink._lock:
+                    sink.connections += 1
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
