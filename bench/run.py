@@ -24,6 +24,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -32,11 +33,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import text
+
 from bench import reconcile
 from config import load_server_settings
 from plugnmeet_webhooks.storage.engine import make_engine, write_transaction
 from plugnmeet_webhooks.storage.events import events as events_table
 from plugnmeet_webhooks.storage.migrate import prepare_schema
+from plugnmeet_webhooks.storage.outbox import Message, counts, enqueue, message_id
 from tests.support import postgres
 from tests.support.sink import Answer, Sink
 from validation import sign
@@ -498,6 +502,226 @@ def time_dashboard(server: Server, times: int = 5) -> float:
     return sorted(walls)[len(walls) // 2]
 
 
+# --- the outbox drain -------------------------------------------------------------------------
+
+DRAIN_TARGET = 500.0  # messages a second from a backlog to a destination that answers at once
+DRAIN_RULES = """
+[destinations.billing-app]
+kind = "webhook"
+url = "{url}"
+secret = "env:BILLING_WEBHOOK_SECRET"
+
+[[rules]]
+name = "joined"
+on = "participant_joined"
+send = ["billing-app"]
+text = "{{{{ participant.name }}}} joined {{{{ room.room_id }}}}"
+
+[[rules]]
+name = "ended"
+on = "session_ended"
+send = ["billing-app"]
+text = "{{{{ room.room_id }}}} ended: {{{{ session.billable_minutes }}}} billable minutes"
+"""
+
+
+def drain_env(sink: Sink) -> dict[str, str]:
+    """Two rules (joins and session ends) to one signed webhook at the fast local server."""
+    path = OUT / "drain-rules.toml"
+    path.write_text(DRAIN_RULES.format(url=sink.url("/hook")))
+    return {"PNM_RULES_FILE": str(path), "BILLING_WEBHOOK_SECRET": BILLING_SECRET,
+            "PNM_DISPATCHER": "on"}  # fmt: skip
+
+
+def outbox_figures(engine) -> dict:
+    """Messages by state, sent so far, and the age of the oldest waiting one (the lag)."""
+    states, oldest = counts(engine)
+    with engine.connect() as conn:
+        last = conn.execute(text("SELECT max(sent_at) FROM outbox")).scalar()
+    return {
+        "states": states,
+        "queued": sum(states.values()),
+        "sent": states["sent"],
+        "lag": 0.0 if oldest is None else max(0.0, time.time() - oldest),
+        "last_sent_at": last,
+    }
+
+
+def queue_backlog(engine, count: int) -> None:
+    """``count`` messages for the billing app, as its rules would have queued them."""
+    templates = {t["event"]: t for t in _templates()}
+    event = templates["participant_joined"]
+    with write_transaction(engine) as conn:
+        messages = []
+        for n in range(count):
+            data = {"rule": "joined", "text": f"Person {n} joined room-{n % 500:05d}",
+                    "event": realistic_event(event, n, 500, int(time.time()))}  # fmt: skip
+            payload = {"type": "plugnmeet.participant_joined",
+                       "timestamp": "2026-12-01T10:00:00Z", "data": data}  # fmt: skip
+            key = f"backlog-{n}"
+            messages.append(Message(
+                message_id(KEY, "joined", "billing-app", key), KEY, "joined",
+                "billing-app", key, "participant_joined", f"room-{n % 500:05d}", compact(payload),
+            ))  # fmt: skip
+        enqueue(conn, messages)
+
+
+def wait_sent(engine, count: int, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        figures = outbox_figures(engine)
+        if figures["sent"] >= count or time.monotonic() > deadline:
+            return figures
+        time.sleep(0.25)
+
+
+def drain_backlog(database_url: str, label: str, count: int) -> dict:
+    """A backlog of ``count`` messages, then a receiver started with its dispatcher on and
+    nothing else to do: how fast it sends them all."""
+    engine = make_engine(database_url)
+    prepare_schema(engine)
+    say(f"outbox: queueing a backlog of {count:,} messages ({label}) ...")
+    queue_backlog(engine, count)
+    with Sink() as sink:
+        pin_threads(sink, LOAD_CPU)
+        env = drain_env(sink)
+        started = time.time()
+        server = start(database_url, None, f"drain-{label.lower()}", **env)
+        ready = time.time()
+        try:
+            figures = wait_sent(engine, count, timeout=max(120.0, count / 20))
+        finally:
+            server.stop()
+        ids = [r.headers.get("webhook-id") for r in sink.at("/hook")]
+        connections = sink.connections
+    engine.dispose()
+    if figures["sent"] < count:
+        raise SystemExit(f"FAILED: {label}: {figures['sent']:,} of {count:,} sent in time")
+    if len(ids) != len(set(ids)):
+        raise SystemExit(f"FAILED: {label}: {len(ids) - len(set(ids))} messages sent twice")
+    seconds = figures["last_sent_at"] - ready
+    return {"label": label, "count": count, "seconds": seconds, "rate": count / seconds,
+            "startup": ready - started, "connections": connections,
+            "received": len(ids)}  # fmt: skip
+
+
+def drain_under_load(deliveries: Path, first: int, per_run: int, seconds: int) -> dict:
+    """The receiver with the two rules under full load: what its dispatcher sent meanwhile,
+    its lag, then how long the rest took once the load stopped."""
+    database_url = f"sqlite:///{OUT / 'drain-load.db'}"
+    engine = make_engine(database_url)
+    samples: list[tuple[float, dict]] = []
+    with Sink() as sink:
+        pin_threads(sink, LOAD_CPU)
+        server = start(database_url, None, "drain-load", **drain_env(sink))
+        try:
+            check_guards(server)
+            say(f"outbox: {seconds} s of full load with the dispatcher sending ...")
+            began = time.time()
+            done = threading.Event()
+            watcher = threading.Thread(target=_sample, args=(engine, began, done, samples))
+            watcher.start()
+            load = wrk(server.url, deliveries, first, per_run, seconds)
+            done.set()
+            watcher.join()
+            at_end = outbox_figures(engine)
+            ended = time.time()
+            figures = wait_sent(engine, at_end["queued"], timeout=600)
+        finally:
+            server.stop()
+        ids = [r.headers.get("webhook-id") for r in sink.at("/hook")]
+    engine.dispose()
+    if load.non200 or load.wrapped:
+        raise SystemExit(f"FAILED: outbox load: {load.non200} answers not 200, "
+                         f"{load.wrapped} deliveries sent twice (raise --deliveries)")  # fmt: skip
+    if len(ids) != len(set(ids)):
+        raise SystemExit(f"FAILED: outbox load: {len(ids) - len(set(ids))} messages sent twice")
+    after = max(0.0, figures["last_sent_at"] - ended) if figures["last_sent_at"] else 0.0
+    return {
+        "seconds": seconds, "rps": load.rps, "answered": load.completed,
+        "queued": at_end["queued"], "sent": at_end["sent"], "lag": at_end["lag"],
+        "max_lag": max([f["lag"] for _, f in samples] + [at_end["lag"]]),
+        "samples": [(round(t), f["queued"], f["sent"], f["lag"]) for t, f in samples],
+        "rest": at_end["queued"] - at_end["sent"], "rest_seconds": after,
+    }  # fmt: skip
+
+
+def _sample(engine, began: float, done, samples: list) -> None:
+    while not done.wait(5.0):
+        samples.append((time.time() - began, outbox_figures(engine)))
+
+
+def pin_threads(sink: Sink, cpu: int) -> None:
+    """Run the local destination on the load core (its serving thread and the threads it
+    starts for connections), where taskset exists and there are two."""
+    if not pinned(cpu):
+        return
+    serving = sink._thread  # started: pin it and, through it, the connections' threads
+    assert isinstance(serving, threading.Thread) and serving.native_id is not None
+    os.sched_setaffinity(serving.native_id, {cpu})
+
+
+def outbox_drain(results: dict, args, deliveries: Path, slices: Slices) -> None:
+    """The outbox's drain rate from a backlog, on SQLite and PostgreSQL, and its lag under
+    full load."""
+    drains = [drain_backlog(f"sqlite:///{OUT / 'drain.db'}", "SQLite", args.backlog)]
+    if args.postgres != "off":
+        import psycopg
+
+        try:
+            psycopg.connect(args.postgres, connect_timeout=3).close()
+        except psycopg.Error:
+            pass
+        else:
+            with postgres.fresh_schema(args.postgres) as url:
+                drains.append(drain_backlog(url, "PostgreSQL", args.backlog))
+    results["drains"] = drains
+    results["drain_load"] = drain_under_load(
+        deliveries, slices.take(), slices.per_run, args.outbox_load_seconds
+    )
+
+
+def drain_section(results: dict) -> list[str]:
+    """BENCHMARKS.md's section on the outbox drain."""
+    drains, load = results["drains"], results["drain_load"]
+    slowest = min(d["rate"] for d in drains)
+    lines = [
+        "## The outbox drain",
+        "",
+        "**A backlog, the receiver idle.** The outbox held a backlog of messages for one "
+        "destination, a `webhook` (each attempt signed per Standard Webhooks) at a local server "
+        "that answers 200 at once and keeps connections alive (tests/support/sink.py, on the "
+        "load core). A receiver was then started as `make run` starts it (one worker, on the "
+        "server's core) with its dispatcher on and no deliveries; the time runs from when it "
+        "listened to the last message's `sent_at`. Every message arrived once.",
+        "",
+        "| database | backlog | seconds | messages/s | target | | connections opened |",
+        "| --- | ---: | ---: | ---: | --- | --- | ---: |",
+    ]
+    for d in drains:
+        lines.append(
+            f"| {d['label']} | {d['count']:,} | {d['seconds']:.1f} s | {d['rate']:,.0f} | "
+            f"≥ {DRAIN_TARGET:,.0f} | {verdict(d['rate'], DRAIN_TARGET, True)} | "
+            f"{d['connections']} |"
+        )
+    sampled = ", ".join(f"{lag:.1f} s at {t} s" for t, _, _, lag in load["samples"])
+    lines += [
+        "",
+        f"**Under full load.** The receiver (SQLite) with two rules, joins and session ends "
+        f"to that destination, was driven by wrk with {CONNECTIONS} connections for "
+        f"{load['seconds']} s: {load['answered']:,} deliveries answered 200 "
+        f"({load['rps']:,.0f}/s). They queued {load['queued']:,} messages, and the dispatcher "
+        f"sent {load['sent']:,} of them ({load['sent'] / max(1, load['queued']):.0%}) while the "
+        f"load lasted. **Lag at the end of the load** (the age of the oldest waiting message): "
+        f"{load['lag']:.1f} s; the largest seen during it {load['max_lag']:.1f} s "
+        f"(sampled every 5 s: {sampled or 'none'}). The {load['rest']:,} left were sent "
+        f"{load['rest_seconds']:.1f} s after the load stopped.",
+        "",
+        f"Slowest drain rate: {slowest:,.0f} messages/s.",
+    ]
+    return lines
+
+
 # --- output ---------------------------------------------------------------------------------
 
 
@@ -642,6 +866,7 @@ def write_report(results: dict, path: Path) -> str:
         "messages.",
     ]
     lines += ["", *reconcile_section(results)]
+    lines += ["", *drain_section(results)]
     notes = results.get("notes")
     if notes:
         lines += ["", "## Notes", "", notes.strip()]
@@ -714,10 +939,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="measured runs per server (median)")
     parser.add_argument("--notes", type=Path, help="a Markdown file appended to BENCHMARKS.md")
     parser.add_argument(
+        "--backlog", type=int, default=20_000, help="messages in the outbox the drain sends"
+    )
+    parser.add_argument(
+        "--outbox-load-seconds",
+        type=int,
+        default=30,
+        help="length of the full load the dispatcher sends under",
+    )
+    parser.add_argument(
         "--only",
-        choices=("reconcile",),
-        help="run only these parts, with the plain receiver as their peer, and write "
-        "bench/out/<part>.md instead of BENCHMARKS.md",
+        choices=("reconcile", "outbox"),
+        help="run only these parts (reconcile: with the plain receiver as its peer; outbox: "
+        "the drain and the lag under load) and write bench/out/<part>.md instead of "
+        "BENCHMARKS.md",
     )
     parser.add_argument(
         "--history-sessions",
@@ -746,6 +981,21 @@ def main() -> None:
         "threads": load_server_settings(service_env("", 0)).threads,
     }
     say(f"machine: {results['machine']}")
+    if args.only == "outbox":
+        slices = Slices(args.deliveries)
+        deliveries = OUT / "deliveries.tsv"
+        say(f"signing {args.deliveries:,} distinct deliveries ...")
+        write_deliveries(deliveries, args.deliveries + 1, 0)
+        outbox_drain(results, args, deliveries, slices)
+        text = "\n".join(drain_section(results)) + "\n"
+        (OUT / "outbox.md").write_text(text)
+        (OUT / "outbox.json").write_text(
+            json.dumps(
+                {k: results[k] for k in ("date", "machine", "drains", "drain_load")}, indent=1
+            )
+        )
+        print(text)
+        return
     everything = args.only is None
 
     rounds = args.rounds
@@ -753,7 +1003,7 @@ def main() -> None:
     deliveries = OUT / "deliveries.tsv"
     receivers = ("empty", "reconcile", "full", "rules") if everything else ("empty", "reconcile")
     # the floor and the guide reuse one slice for all their runs
-    count = args.deliveries * (1 + len(receivers) * (rounds + 1))
+    count = args.deliveries * (1 + len(receivers) * (rounds + 1) + (1 if everything else 0))
     say(f"signing {count:,} distinct deliveries ...")
     dated = write_deliveries(deliveries, count, 0)
 
@@ -847,6 +1097,7 @@ def main() -> None:
     results["outbox"] = outbox_states(rules_db)
     check_stored(results["full"], stored_events(full_db) - full_before - 1)
     check_stored(results["rules"], stored_events(rules_db) - 1)
+    outbox_drain(results, args, deliveries, slices)
 
     chart(results, ROOT / "bench" / "chart.png")
     print(write_report(results, ROOT / "BENCHMARKS.md"))
