@@ -7,9 +7,12 @@ nothing). Drives them with wrk from the other core using pre-signed distinct del
 checks that every answer was a 200 and every event was stored, repeats the service run over
 a database of 1,000,000 events and with the example workflow rules, times the reports,
 replay, rebuild-ledger and the dashboard, measures the receiver with reconciliation's
-background pass on (bench/reconcile.py) and times a pass over 10,000 past sessions, and writes
-BENCHMARKS.md and a chart. ``--only reconcile`` runs only the reconciliation parts, with the
-plain receiver as their peer, and writes bench/out/reconcile.md instead.
+background pass on (bench/reconcile.py) and times a pass over 10,000 past sessions, times the
+outbox's drain of a backlog of 20,000 messages to a local destination that answers at once and
+its lag under full load, and writes BENCHMARKS.md and a chart. ``--only reconcile`` runs only
+the reconciliation parts, with the plain receiver as their peer, and writes
+bench/out/reconcile.md instead; ``--only outbox`` runs only the outbox's parts and writes
+bench/out/outbox.md.
 """
 
 from __future__ import annotations
