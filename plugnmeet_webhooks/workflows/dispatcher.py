@@ -16,15 +16,17 @@ destination, as many connections as slots). A batch is sized from how fast the d
 answers, so that it lasts about :data:`BATCH_SECONDS`: up to :data:`MAX_BATCH` messages to
 one that answers at once, one at a time to a slow one (:data:`FIRST_BATCH` before its
 first answers are timed). A batch stops early, and gives its unsent messages back (due
-again at once, no attempt counted), when that time is up, when an attempt fails or is
-answered 429, or when the dispatcher stops. One cycle claims the batches of every free
-slot of every destination, records the attempts that ended and renews open leases, in one
-transaction. While a destination still had more due than it could take, the next cycle
-runs as soon as one of its slots is free; only when no destination has both work and room
-does a cycle wait :data:`GATHER_SECONDS` after a wake, so that a burst of deliveries
-costs one transaction, not one each. A destination whose attempt failed (no answer, a 5xx)
-is sent nothing for :data:`FAILURE_PAUSE`, one message a slot: a dead destination is tried
-at the pace of old, not as fast as it refuses connections.
+again at once, no attempt counted), when that time is up, when an attempt fails (no
+answer, 408, 5xx) or is answered 429, or when the dispatcher stops; a message refused for
+good (another 4xx) is that message's own fault, and the batch goes on. One cycle claims the
+batches of every free slot of every destination, records the attempts that ended and
+renews open leases, in one transaction. While a destination still had more due than it
+could take, the next cycle runs as soon as one of its slots is free; only when no
+destination has both work and room does a cycle wait :data:`GATHER_SECONDS` after a wake,
+so that a burst of deliveries costs one transaction, not one each. After a failed attempt
+(no answer, 408, a 5xx) its destination is sent nothing for :data:`FAILURE_PAUSE`, then one
+message a slot until it takes one again: a dead destination is tried at the pace of old,
+not as fast as it refuses connections.
 """
 
 from __future__ import annotations
@@ -474,8 +476,8 @@ class Dispatcher:
 
     def _send_batch(self, messages: list[Claimed]) -> None:
         """Send a slot's batch in turn, over the slot's connection; give back what is left
-        when its time is up, an attempt did not pass, the destination is paced, or the
-        dispatcher stops."""
+        when its time is up, an attempt failed, the destination is paced, or the dispatcher
+        stops."""
         name = messages[0].destination
         began = time.monotonic()
         done = 0
@@ -501,9 +503,11 @@ class Dispatcher:
             self._wake.set()
 
     def _deliver(self, claimed: Claimed) -> bool:
-        """Make one attempt and settle it; return whether the destination took it."""
+        """Make one attempt and settle it; return whether the batch may go on: the
+        destination took the message, or refused this one message for good (a 4xx other
+        than 408 and 429 is about the message, not about the destination's health)."""
         settlement: Settlement | None = None
-        sent = False
+        go_on = False
         name = claimed.destination
         try:
             watch = Watch(time.monotonic() + TOTAL_TIMEOUT)
@@ -515,13 +519,13 @@ class Dispatcher:
             attempt = send(self._http[name], self._destinations[name], claimed, watch)
             took = time.monotonic() - began
             settlement = self._settlement(claimed, attempt)
-            sent = attempt.sent
+            go_on = attempt.sent or not attempt.may_pass
             with self._lock:
-                if sent:
+                if attempt.sent:
                     last = self._seconds.get(name)
                     self._seconds[name] = took if last is None else 0.8 * last + 0.2 * took
                     self._failing.pop(name, None)
-                elif not attempt.rate_limited:  # a 429 is paced instead
+                elif attempt.may_pass and not attempt.rate_limited:  # a 429 is paced instead
                     self._failing[name] = time.time() + FAILURE_PAUSE
         except Exception as exc:
             # A bug must neither keep the slot nor send the message again and again: the
@@ -536,7 +540,7 @@ class Dispatcher:
                     del self._open[claimed.id]
                 if settlement is not None:
                     self._settled.append(settlement)
-        return sent
+        return go_on
 
     def _settlement(self, claimed: Claimed, attempt: Attempt) -> Settlement:
         """Decide what becomes of a message after an attempt: sent, again later, or dead."""
