@@ -150,7 +150,7 @@ def test_a_slow_and_a_rate_limited_destination_hold_back_no_other(drain_app, sin
         left = waiting(app)
         assert left["slow"] > 0
         assert left["limited"] > 0
-        assert sink.at("/slow") and sink.at("/limited")
+        assert sink.at("/limited")  # asked, and answered 429 (the slow one records later)
     finally:
         sending.stop()
     assert len(set(keys(sink, "/fast"))) == 200
