@@ -38,7 +38,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from bench import reconcile
+from bench import latency, node_peer, reconcile
 from config import load_server_settings
 from plugnmeet_webhooks.storage.engine import make_engine, write_transaction
 from plugnmeet_webhooks.storage.events import events as events_table
@@ -57,7 +57,7 @@ SECRET = "bench-secret-0123456789abcdefghijklmnop"  # noqa: S105 - a throw-away 
 PATH = "/webhook-listener"
 SERVER_CPU, LOAD_CPU = 0, 1
 CONNECTIONS = 16
-STATELESS = ("floor", "guide")  # peers that store nothing: they may see a delivery again
+STATELESS = ("floor", "guide", "express")  # peers that store nothing: they may see a delivery again
 TARGETS = {
     "ratio_to_floor": 0.60,
     "ratio_to_floor_aim": 0.75,
@@ -380,6 +380,270 @@ def measure(
             },
         )
     return results
+
+
+# --- the guide's own listener, in Express: a Node peer --------------------------------------
+
+
+class NodeServer(Server):
+    """The Express peer: one Node process, pinned to SERVER_CPU (taskset execs node, so the
+    process started is the one that serves)."""
+
+    def worker_pid(self) -> int:
+        return self.process.pid
+
+
+def start_express(label: str = "express") -> NodeServer:
+    port = free_port()
+    log_path = OUT / f"{label}.log"
+    try:
+        process = node_peer.start(pinned(SERVER_CPU), port, SECRET, log_path, say=say)
+    except node_peer.NodeMissing as exc:
+        raise SystemExit(f"FAILED: {exc}") from None
+    return NodeServer(process, port, log_path)
+
+
+def express_part(results: dict, args: argparse.Namespace) -> None:
+    """``--only express``: the Express peer, measured in turn with the floor, the Flask port
+    and the receiver on an empty database, as the full run measures them."""
+    rounds = args.rounds
+    slices = Slices(args.deliveries)
+    deliveries = OUT / "deliveries.tsv"
+    count = args.deliveries * (1 + rounds + 1)  # the peers' one slice, the receiver's runs
+    say(f"signing {count:,} distinct deliveries ...")
+    write_deliveries(deliveries, count, 0)
+    empty_db = OUT / "empty.db"
+    check_durability(f"sqlite:///{empty_db}")
+    say(f"load: floor, guide, express, empty, {rounds} rounds ...")
+    servers: dict[str, Server] = {}
+    try:
+        servers["floor"] = start(f"sqlite:///{OUT / 'floor.db'}", "bench.floor:app", "floor")
+        servers["guide"] = start(f"sqlite:///{OUT / 'guide.db'}", "bench.guide:app", "guide")
+        servers["express"] = start_express()
+        servers["empty"] = start(f"sqlite:///{empty_db}", None, "receiver-empty")
+        check_guards(servers["empty"])
+        loads = measure(servers, deliveries, slices, rounds, args.seconds,
+                        floor_slice=slices.take())  # fmt: skip
+    finally:
+        for server in servers.values():
+            server.stop()
+    results.update(loads)
+    results["rounds"] = rounds
+    check_stored(results["empty"], stored_events(empty_db) - 1)  # minus the guard's event
+
+
+def express_section(results: dict) -> list[str]:
+    """BENCHMARKS.md's section on the Express peer, beside the floor, the Flask port and the
+    receiver measured in the same rounds."""
+    floor, guide, express, empty = (results[n] for n in ("floor", "guide", "express", "empty"))
+    to_express, to_guide = empty.rps / express.rps, empty.rps / guide.rps
+    per_round = [r / e for r, e in zip(empty.extra["all_rps"], express.extra["all_rps"],
+                                        strict=True)]  # fmt: skip
+    lines = [
+        "## The guide's own listener, in Express",
+        "",
+        *results.get("alone", {}).get("express", []),
+        "The public guide's listener is an Express app (`bench/express/listener.js`, express, "
+        "body-parser and jsonwebtoken at the versions `package.json` pins): `jwt.verify` of the "
+        "`Authorization` token, a SHA-256 of the raw body compared with the token's claim, a "
+        "log line and a line per event; it stores nothing. It was fixed only so far as to "
+        "accept real deliveries (its parser is bound to `application/json` as well, and it "
+        "compares the digest as base64 as well as hex; the file says why). It ran as one Node "
+        f"{node_version()} process on CPU {SERVER_CPU}, as the guide deploys it, measured in "
+        "turn with the others, round after round; the table shows the median run. Every "
+        "answer was a 200.",
+        "",
+        "| server | requests/s (median) | every round | p50 | p99 | CPU per request | peak RSS |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for label, load in (("floor (bare Flask)", floor),
+                        ("the guide's listener in Flask (the port)", guide),
+                        ("**the guide's listener in Express** (one Node process)", express),
+                        ("receiver, empty database (stores everything)", empty)):  # fmt: skip
+        rounds = ", ".join(f"{r:,.0f}" for r in load.extra["all_rps"])
+        lines.append(
+            f"| {label} | {load.rps:,.0f} | {rounds} | {load.p50_ms:.2f} ms | "
+            f"{load.p99_ms:.2f} ms | {load.extra['cpu_us']:,.0f} µs | {load.rss_mb:.1f} MB |"
+        )
+    lines += [
+        "",
+        "| ratio (medians of the rounds) | result | round by round |",
+        "| --- | ---: | --- |",
+        f"| receiver / the guide's listener in Express | {to_express:.2f} | "
+        + ", ".join(f"{r:.2f}" for r in per_round) + " |",
+        f"| receiver / the guide's listener in Flask | {to_guide:.2f} | |",
+        f"| the guide's listener: Express / Flask | {express.rps / guide.rps:.2f} | |",
+        f"| floor (bare Flask) / Express | {floor.rps / express.rps:.2f} | |",
+    ]  # fmt: skip
+    return lines
+
+
+def node_version() -> str:
+    try:
+        return subprocess.run(["node", "--version"], capture_output=True, text=True,
+                              check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "(unknown version)"
+
+
+# --- latency of an end-of-session burst: 16 rooms ending at once ----------------------------
+
+LATENCY_P99_TARGET_MS = 50.0  # plugNmeet gives a delivery about 3 s, and a room's queue waits
+
+
+def burst_latency(server: Server, bursts: int, first: int) -> dict:
+    """Send ``bursts`` end-of-session bursts (bench/latency.py, pinned to the load core) after
+    one not timed; what every delivery met."""
+    command = [*pinned(LOAD_CPU), sys.executable, "-m", "bench.latency", server.url,
+               "--bursts", str(bursts), "--first", str(first)]  # fmt: skip
+    met = json.loads(subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                                    check=True).stdout)  # fmt: skip
+    statuses = met["statuses"]
+    met["answered_200"] = sum(1 for status in statuses if status == 200)
+    if met["answered_200"] != len(statuses):
+        wrong = sorted({str(s) for s in statuses if s != 200})
+        raise SystemExit(f"FAILED: {len(statuses) - met['answered_200']} of {len(statuses)} "
+                         f"burst deliveries were not answered 200 ({', '.join(wrong)}); see "
+                         f"{server.log_path}")  # fmt: skip
+    ms = met["latencies_ms"]
+    met |= {"p50_ms": latency.percentile(ms, 50), "p99_ms": latency.percentile(ms, 99),
+            "max_ms": max(ms), "slowest_burst_ms": max(met["burst_ms"])}  # fmt: skip
+    return met
+
+
+def latency_part(results: dict, bursts: int) -> None:
+    """The receiver (a fresh empty database) and the Express peer under the same bursts."""
+    db = OUT / "latency.db"
+    check_durability(f"sqlite:///{db}")
+    say(f"latency: {bursts} end-of-session bursts of {latency.ROOMS} rooms, receiver and "
+        "express ...")  # fmt: skip
+    servers: dict[str, Server] = {}
+    measured = {}
+    load_before = os.getloadavg()[0]
+    try:
+        servers["receiver"] = start(f"sqlite:///{db}", None, "receiver-latency")
+        servers["express"] = start_express("express-latency")
+        check_guards(servers["receiver"])
+        for number, (name, server) in enumerate(servers.items()):
+            measured[name] = burst_latency(server, bursts, first=number * (bursts + 1))
+    finally:
+        for server in servers.values():
+            server.stop()
+    stored = stored_events(db) - 1  # minus the guard's event
+    answered = measured["receiver"]["answered_200"]
+    measured["receiver"]["stored"] = f"{stored:,} of {answered:,}"
+    if stored != answered:
+        raise SystemExit(f"FAILED: {answered:,} burst deliveries answered 200, {stored:,} stored")
+    measured["express"]["stored"] = "— (stores nothing)"
+    results["latency"] = measured
+    results["latency_bursts"] = bursts
+    results["latency_loadavg"] = (load_before, os.getloadavg()[0])
+
+
+def latency_section(results: dict) -> list[str]:
+    """BENCHMARKS.md's section on the latency of an end-of-session burst."""
+    measured = results["latency"]
+    receiver = measured["receiver"]
+    rooms, per_room = receiver["rooms"], receiver["per_room"]
+    events = ", ".join(dict.fromkeys(
+        json.loads(body)["event"] for body in latency.end_of_session_bodies()))  # fmt: skip
+    p99 = receiver["p99_ms"]
+    lines = [
+        "## Latency when 16 rooms end at once",
+        "",
+        *results.get("alone", {}).get("latency", []),
+        "plugNmeet gives a delivery about 3 s in all, and a room's deliveries wait for each "
+        f"other. Here {rooms} rooms end their sessions at the same moment: each sends its "
+        f"{per_room} end-of-session deliveries from `tests/corpus` ({events}) in order over "
+        "its own connection, every room at once. Each room has its own room id, sids and "
+        "event ids, each delivery is signed as the other bench deliveries are. "
+        f"`bench/latency.py` sent {results['latency_bursts']} such bursts, 0.5 s apart, after "
+        f"one not timed, from CPU {LOAD_CPU}; the server ran on CPU {SERVER_CPU} (the receiver "
+        "as production runs it, on an empty SQLite database; the Express peer as above). A "
+        "latency runs from sending a delivery to reading its answer; a room's first delivery "
+        "includes connecting. The machine's load average (1 minute) was "
+        + " before and ".join(f"{x:.2f}" for x in results["latency_loadavg"])
+        + " after: on 2 cores, anything above the benchmark's own 1 to 1.5 is other work "
+        "sharing its cores.",
+        "",
+        "| server | deliveries timed | p50 | p99 | max | slowest burst (all rooms done) "
+        "| answered 200 | stored |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for label, name in (("receiver", "receiver"), ("the guide's listener in Express", "express")):
+        m = measured[name]
+        lines.append(
+            f"| {label} | {len(m['latencies_ms']):,} | {m['p50_ms']:.1f} ms | "
+            f"{m['p99_ms']:.1f} ms | {m['max_ms']:.1f} ms | {m['slowest_burst_ms']:.0f} ms | "
+            f"{m['answered_200']:,} of {len(m['statuses']):,} | {m['stored']} |"
+        )
+    lines += [
+        "",
+        "| measure | result | target | |",
+        "| --- | --- | --- | --- |",
+        f"| receiver's p99 under the burst | {p99:.1f} ms | ≤ {LATENCY_P99_TARGET_MS:.0f} ms | "
+        f"{verdict(p99, LATENCY_P99_TARGET_MS, False)} |",
+    ]
+    return lines
+
+
+# --- the parts run alone: their sections replace their own in BENCHMARKS.md -----------------
+
+OWN_PARTS = ("express", "latency")  # run alone, they rewrite only their sections
+
+
+ALONE_PARTS = ("reconcile", "outbox")  # each runs alone and writes bench/out/<part>.md
+
+
+def parts(value: str) -> set[str]:
+    """``--only``'s value: parts separated by commas."""
+    chosen = {part.strip() for part in value.split(",") if part.strip()}
+    unknown = chosen - {*ALONE_PARTS, *OWN_PARTS}
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown part {', '.join(sorted(unknown)) or value!r}: choose "
+            f"{' or '.join(ALONE_PARTS)}, or any of {', '.join(OWN_PARTS)}"
+        )
+    for alone in ALONE_PARTS:
+        if alone in chosen and len(chosen) > 1:
+            raise argparse.ArgumentTypeError(f"--only {alone} runs alone")
+    return chosen
+
+
+def run_own_parts(results: dict, args: argparse.Namespace) -> None:
+    """``--only express,latency``: run these parts alone and put their sections into
+    BENCHMARKS.md in place of the last full run's (the rest of the file stays as it was)."""
+    command = "python -m bench.run --only " + ",".join(p for p in OWN_PARTS if p in args.only)
+    alone = [f"Measured on {results['date']} by `{command}` alone (this section only; the "
+             "rest of this file is from the last full run).", ""]  # fmt: skip
+    results["alone"] = dict.fromkeys(args.only, alone)
+    sections = []
+    if "express" in args.only:
+        express_part(results, args)
+        sections.append(express_section(results))
+    if "latency" in args.only:
+        latency_part(results, args.latency_bursts)
+        sections.append(latency_section(results))
+    path = ROOT / "BENCHMARKS.md"
+    for lines in sections:
+        replace_section(path, lines)
+        print("\n".join(lines) + "\n")
+
+
+def replace_section(path: Path, lines: list[str]) -> None:
+    """Put a section (``lines[0]``, its ``## `` heading, first) into the file in place of the
+    section with the same heading; a new one goes before ``## Notes``."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    old = text.splitlines()
+    heading = lines[0]
+    headings = [n for n, line in enumerate(old) if line.startswith("## ")]
+    if heading in old:
+        begin = old.index(heading)
+        end = next((n for n in headings if n > begin), len(old))
+    else:
+        begin = end = next((n for n in headings if old[n] == "## Notes"), len(old))
+    new = [*old[:begin], *lines, *([""] if end < len(old) else []), *old[end:]]
+    path.write_text("\n".join(new) + "\n")
 
 
 # --- guards: the benchmark refuses to measure a weakened service ----------------------------
@@ -868,6 +1132,7 @@ def write_report(results: dict, path: Path) -> str:
         + ". Every delivery was still answered 200: a slow destination holds only its own "
         "messages.",
     ]
+    lines += ["", *express_section(results), "", *latency_section(results)]
     lines += ["", *reconcile_section(results)]
     lines += ["", *drain_section(results)]
     notes = results.get("notes")
@@ -952,10 +1217,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=("reconcile", "outbox"),
-        help="run only these parts (reconcile: with the plain receiver as its peer; outbox: "
-        "the drain and the lag under load) and write bench/out/<part>.md instead of "
-        "BENCHMARKS.md",
+        type=parts,
+        help="run only these parts: 'reconcile' (with the plain receiver as its peer) and "
+        "'outbox' (the drain and the lag under load) each run alone and write "
+        "bench/out/<part>.md instead of BENCHMARKS.md; 'express' and 'latency' (either, or "
+        "both: 'express,latency') replace only their own sections of BENCHMARKS.md",
+    )
+    parser.add_argument(
+        "--latency-bursts", type=int, default=20, help="end-of-session bursts timed per server"
     )
     parser.add_argument(
         "--history-sessions",
@@ -984,7 +1253,7 @@ def main() -> None:
         "threads": load_server_settings(service_env("", 0)).threads,
     }
     say(f"machine: {results['machine']}")
-    if args.only == "outbox":
+    if args.only == {"outbox"}:
         slices = Slices(args.deliveries)
         deliveries = OUT / "deliveries.tsv"
         say(f"signing {args.deliveries:,} distinct deliveries ...")
@@ -998,6 +1267,9 @@ def main() -> None:
             )
         )
         print(text)
+        return
+    if args.only and args.only <= set(OWN_PARTS):
+        run_own_parts(results, args)
         return
     everything = args.only is None
 
@@ -1044,6 +1316,7 @@ def main() -> None:
                                          "floor")  # fmt: skip
                 servers["guide"] = start(f"sqlite:///{OUT / 'guide.db'}", "bench.guide:app",
                                          "guide")  # fmt: skip
+                servers["express"] = start_express()
             servers["empty"] = start(f"sqlite:///{empty_db}", None, "receiver-empty")
             api, servers["reconcile"] = start_reconciling(reconcile_url, dated)
             if everything:
@@ -1102,6 +1375,7 @@ def main() -> None:
     check_stored(results["rules"], stored_events(rules_db) - 1)
     outbox_drain(results, args, deliveries, slices)
 
+    latency_part(results, args.latency_bursts)
     chart(results, ROOT / "bench" / "chart.png")
     print(write_report(results, ROOT / "BENCHMARKS.md"))
 
