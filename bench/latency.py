@@ -10,8 +10,9 @@ bench deliveries are; and it sends them as plugNmeet does: one connection per ro
 room's deliveries in order, every room at once.
 
 ``python -m bench.run --only latency`` runs it against the receiver and the Express peer.
-Run alone, ``python -m bench.latency URL`` sends ``--bursts`` bursts (after one not counted)
-and prints what each delivery met as JSON: its latency, its status.
+Run alone, ``python -m bench.latency URL [URL ...]`` sends each server ``--bursts`` bursts
+(after one not timed), the servers taking turns burst by burst, and prints as JSON what each
+delivery met: its latency, its status.
 """
 
 from __future__ import annotations
@@ -161,26 +162,38 @@ def percentile(values: list[float], p: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("url")
-    parser.add_argument("--bursts", type=int, default=20, help="bursts measured")
+    parser.add_argument("urls", nargs="+", metavar="URL", help="the servers, burst by burst")
+    parser.add_argument("--bursts", type=int, default=20, help="bursts timed per server")
     parser.add_argument("--first", type=int, default=0, help="number of the first burst (ids)")
     parser.add_argument("--pause", type=float, default=0.5, help="seconds between bursts")
     args = parser.parse_args()
-    # Signed before anything is sent, so that signing is never timed.
-    bursts = [build_bursts(n) for n in range(args.first, args.first + args.bursts + 1)]
-    warm = send_burst(args.url, bursts[0])  # not timed, but its answers count
-    measured = []
-    for rooms in bursts[1:]:
-        time.sleep(args.pause)
-        measured.append(send_burst(args.url, rooms))
+    # Signed before anything is sent, so that signing is never timed; each server's own ids.
+    per_server = args.bursts + 1
+    bursts = {
+        url: [build_bursts(args.first + n * per_server + b) for b in range(per_server)]
+        for n, url in enumerate(args.urls)
+    }
+    met: dict[str, list[dict]] = {url: [] for url in args.urls}
+    # The servers take turns, burst by burst, so the machine's noise falls on each alike; the
+    # first burst each server gets is not timed (its answers count).
+    for number in range(per_server):
+        for url in args.urls:
+            time.sleep(args.pause)
+            met[url].append(send_burst(url, bursts[url][number]))
+    rooms = bursts[args.urls[0]][0]
     json.dump(
-        {
-            "rooms": len(bursts[0]),
-            "per_room": len(bursts[0][0]),
-            "statuses": warm["statuses"] + [s for r in measured for s in r["statuses"]],
-            "latencies_ms": [ms for r in measured for ms in r["latencies_ms"]],
-            "burst_ms": [r["burst_ms"] for r in measured],
-        },
+        [
+            {
+                "url": url,
+                "rooms": len(rooms),
+                "per_room": len(rooms[0]),
+                "statuses": [s for r in met[url] for s in r["statuses"]],
+                "latencies_ms": [ms for r in met[url][1:] for ms in r["latencies_ms"]],
+                "burst_ms": [r["burst_ms"] for r in met[url][1:]],
+                "burst_p99_ms": [percentile(r["latencies_ms"], 99) for r in met[url][1:]],
+            }
+            for url in args.urls
+        ],
         sys.stdout,
     )
 
