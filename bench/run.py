@@ -403,6 +403,15 @@ def start_express(label: str = "express") -> NodeServer:
     return NodeServer(process, port, log_path)
 
 
+def require_node() -> None:
+    """Stop at once, saying what is missing, if the Express peer cannot run; install its
+    packages if they are missing."""
+    try:
+        node_peer.ensure_installed(say)
+    except node_peer.NodeMissing as exc:
+        raise SystemExit(f"FAILED: {exc}") from None
+
+
 def express_part(results: dict, args: argparse.Namespace) -> None:
     """``--only express``: the Express peer, measured in turn with the floor, the Flask port
     and the receiver on an empty database, as the full run measures them."""
@@ -1270,6 +1279,8 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk (Debian/Ubuntu), then retry.")
+    if args.only is None or args.only & set(OWN_PARTS):
+        require_node()  # before minutes of seeding, not after
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
