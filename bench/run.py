@@ -1171,9 +1171,9 @@ def write_report(results: dict, path: Path) -> str:
         + ". Every delivery was still answered 200: a slow destination holds only its own "
         "messages.",
     ]
-    lines += ["", *express_section(results), "", *latency_section(results)]
     lines += ["", *reconcile_section(results)]
     lines += ["", *drain_section(results)]
+    lines += ["", *express_section(results), "", *latency_section(results)]
     notes = results.get("notes")
     if notes:
         lines += ["", "## Notes", "", notes.strip()]
