@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import cache
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.numbers import get_currency_precision, list_currencies
 
 from config import ConfigError
+from plugnmeet_webhooks.workflows.reader import Reader, load_file
 
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _PREFIX = re.compile(r"[A-Za-z0-9/_.-]{0,20}")
@@ -135,15 +135,8 @@ def globs_overlap(a: str, b: str) -> bool:
     return meet(0, 0)
 
 
-class _Table:
-    """Read one table of the file, naming where each mistake is."""
-
-    def __init__(self, table: Any, where: str) -> None:
-        if not isinstance(table, dict):
-            raise ConfigError(f"{where} must be a table, like [{where}].")
-        self.table = table
-        self.where = where
-        self.read: set[str] = set()
+class _Table(Reader):
+    """Read one table of the billing file: text, money and whole numbers, each checked."""
 
     def text(self, key: str, *, required: bool = False, hint: str = '"..."') -> str | None:
         self.read.add(key)
@@ -202,14 +195,6 @@ class _Table:
                 f"{self.where}: {key} must be a whole number of 0 or more, like {key} = {hint}."
             )
         return value
-
-    def done(self) -> None:
-        unknown = sorted(set(self.table) - self.read)
-        if unknown:
-            raise ConfigError(
-                f"{self.where} has the unknown key {unknown[0]!r}; "
-                f"the keys are {', '.join(sorted(self.read))}."
-            )
 
 
 def _issuer(table: Any) -> Issuer:
@@ -387,14 +372,4 @@ def load_billing(path: str | None) -> Billing | None:
     """Read the billing file ``PNM_BILLING_FILE`` names; no file means no billing."""
     if not path:
         return None
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise ConfigError(
-            f"PNM_BILLING_FILE names {path}, which cannot be read ({reason})."
-        ) from None
-    try:
-        return parse_billing(text)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc.message}") from None
+    return load_file(path, "PNM_BILLING_FILE", parse_billing)

@@ -1,14 +1,17 @@
-"""Reading one table of the rules file: its keys checked, each mistake named where it is.
+"""Reading a TOML settings file: one table at a time, its keys checked, each mistake named
+where it is.
 
-:mod:`~plugnmeet_webhooks.workflows.rules_file` reads the file with it, and each destination
-kind (:mod:`~plugnmeet_webhooks.workflows.kinds`) its own keys of a destination's table.
+:mod:`~plugnmeet_webhooks.workflows.rules_file` reads the rules file with it, each
+destination kind (:mod:`~plugnmeet_webhooks.workflows.kinds`) its own keys of a
+destination's table, and :mod:`~plugnmeet_webhooks.billing.billing_file` the billing file.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
 
 from config import ConfigError
 
@@ -58,3 +61,19 @@ def env_value(text: str, where: str, env: Mapping[str, str]) -> str:
     if not found:
         raise ConfigError(f"{where} reads the environment variable {name}, which is not set.")
     return found
+
+
+Parsed = TypeVar("Parsed")
+
+
+def load_file(path: str, setting: str, parse: Callable[[str], Parsed]) -> Parsed:
+    """Read the file a setting names and parse it; a mistake's sentence starts with the path."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ConfigError(f"{setting} names {path}, which cannot be read ({reason}).") from None
+    try:
+        return parse(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc.message}") from None

@@ -11,7 +11,6 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -20,7 +19,7 @@ import jinja2.meta
 from config import ConfigError
 from plugnmeet_webhooks.workflows.context import CONTEXT, check_path
 from plugnmeet_webhooks.workflows.kinds import Kinds, registry
-from plugnmeet_webhooks.workflows.reader import NAME, Reader, env_value
+from plugnmeet_webhooks.workflows.reader import NAME, Reader, env_value, load_file
 from plugnmeet_webhooks.workflows.rules import (
     NO_RULES,
     ONCE_PER,
@@ -202,14 +201,4 @@ def load_rules(
     """Read the rules file ``PNM_RULES_FILE`` names; no file means no rules."""
     if not path:
         return NO_RULES
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise ConfigError(
-            f"PNM_RULES_FILE names {path}, which cannot be read ({reason})."
-        ) from None
-    try:
-        return parse_rules(text, env, kinds)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc.message}") from None
+    return load_file(path, "PNM_RULES_FILE", lambda text: parse_rules(text, env, kinds))
