@@ -67,6 +67,23 @@ def _draft(app: Any, customer: str, month: str) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
+def _draft_pdf(app: Any, out: Path) -> None:
+    """Write acme's draft for the corpus month as a PDF to ``out``."""
+    _invoke(
+        app,
+        "invoice",
+        "draft",
+        "--customer",
+        "acme",
+        "--month",
+        "2025-11",
+        "--format",
+        "pdf",
+        "-o",
+        str(out),
+    )
+
+
 def _pdf_text(data: bytes) -> str:
     reader = pypdf.PdfReader(io.BytesIO(data))
     return "\n".join(page.extract_text() for page in reader.pages)
@@ -340,19 +357,7 @@ def test_the_pdf_holds_the_number_the_lines_and_the_total(make_app, tmp_path):
 
     # A draft's PDF says it is a draft.
     draft_pdf = tmp_path / "draft.pdf"
-    _invoke(
-        app,
-        "invoice",
-        "draft",
-        "--customer",
-        "acme",
-        "--month",
-        "2025-11",
-        "--format",
-        "pdf",
-        "-o",
-        str(draft_pdf),
-    )
+    _draft_pdf(app, draft_pdf)
     assert "DRAFT: not issued" in _pdf_text(draft_pdf.read_bytes())
 
 
@@ -369,19 +374,7 @@ def test_long_invoices_repeat_the_table_header_on_every_page(make_app, tmp_path)
         )  # fmt: skip
         assert deliver(client, body).status == 200
     out = tmp_path / "long.pdf"
-    _invoke(
-        app,
-        "invoice",
-        "draft",
-        "--customer",
-        "acme",
-        "--month",
-        "2025-11",
-        "--format",
-        "pdf",
-        "-o",
-        str(out),
-    )
+    _draft_pdf(app, out)
     pages = pypdf.PdfReader(io.BytesIO(out.read_bytes())).pages
     assert len(pages) >= 2
     for n, page in enumerate(pages, 1):
@@ -401,19 +394,7 @@ def test_an_operator_template(make_app, tmp_path):
     app = make_app(billing_file=str(billing_file(tmp_path)), invoice_template=str(template))
     _deliver_corpus(app.test_client())
     out = tmp_path / "mine.pdf"
-    _invoke(
-        app,
-        "invoice",
-        "draft",
-        "--customer",
-        "acme",
-        "--month",
-        "2025-11",
-        "--format",
-        "pdf",
-        "-o",
-        str(out),
-    )
+    _draft_pdf(app, out)
     text = _pdf_text(out.read_bytes())
     assert "Rechnung Entwurf" in text and "Summe $36.98 ACME Corp" in text
 
@@ -556,19 +537,7 @@ def test_a_template_reads_files_of_its_own_folder_only(make_app, tmp_path):
     app = make_app(billing_file=str(billing_file(tmp_path)), invoice_template=str(template))
     _deliver_corpus(app.test_client())
     out = tmp_path / "mine.pdf"
-    _invoke(
-        app,
-        "invoice",
-        "draft",
-        "--customer",
-        "acme",
-        "--month",
-        "2025-11",
-        "--format",
-        "pdf",
-        "-o",
-        str(out),
-    )
+    _draft_pdf(app, out)
     attached = pypdf.PdfReader(io.BytesIO(out.read_bytes())).attachments
     assert list(attached) == ["terms.txt"]  # not the file outside the folder
     assert attached["terms.txt"] == [b"Our own terms, from the template's folder."]
