@@ -41,12 +41,6 @@ text = "{{ participant.name }} joined"
 
 
 @pytest.fixture
-def sink():
-    with Sink() as running:
-        yield running
-
-
-@pytest.fixture
 def drain_app(make_app, tmp_path, sink):
     def make():
         return make_app(api_keys={KEY: SECRET}, rules_file=rules_file(tmp_path, sink))

@@ -20,7 +20,6 @@ from plugnmeet_webhooks.storage import outbox
 from plugnmeet_webhooks.storage.engine import write_transaction
 from tests.integration.database.test_dashboard import ADMIN, login
 from tests.support.helpers import KEY, SECRET, corpus_bodies, corpus_json, deliver, handler_messages
-from tests.support.sink import Sink
 
 HOOK_SECRET = "whsec_" + base64.b64encode(b"privacy-hook-secret-0123456789ab").decode()
 CAROL = ("u-carol", "Carol (VIP) \U0001f3af")
@@ -53,12 +52,6 @@ text = ":star: {{{{ participant.name }}}} ({{{{ participant.identity | upper }}}
 """
     )
     return str(path)
-
-
-@pytest.fixture
-def sink():
-    with Sink() as running:
-        yield running
 
 
 @pytest.fixture

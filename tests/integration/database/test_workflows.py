@@ -27,12 +27,6 @@ EXPECTED_SLACK = [
 ]
 
 
-@pytest.fixture
-def sink():
-    with Sink() as running:
-        yield running
-
-
 def example_rules(tmp_path: Path, base: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The README's example file, with Slack and the billing app at ``base``."""
     monkeypatch.setenv("OPS_SLACK_URL", f"{base}/slack")
