@@ -6,7 +6,10 @@ import base64
 import hashlib
 import time
 
+import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support.helpers import KEY, OTHER_KEY, OTHER_SECRET, SECRET, forge, good_claims
 from validation import (
@@ -121,5 +124,56 @@ def test_a_proxy_credential_in_authorization_does_not_hide_hash_token():
     verifier = Verifier(KEYS)
     claims = verifier.verify_delivery(BODY, "Basic dXNlcjpwYXNz", token)
     assert claims["iss"] == KEY
-    with pytest.raises(VerificationError, match="token rejected"):
+    with pytest.raises(VerificationError, match="not three dot-separated segments"):
         verifier.verify_delivery(BODY, "Basic dXNlcjpwYXNz", "also.not.valid")
+
+
+def _pyjwt_accepts(token: str) -> bool:
+    """PyJWT's own HS256 check of the token's form and signature, as a second opinion."""
+    try:
+        jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_iss": False})
+    except (jwt.PyJWTError, ValueError, TypeError, RecursionError):
+        return False
+    return True
+
+
+def _ours_accepts(token: str) -> bool:
+    try:
+        Verifier(KEYS).verify(BODY, token)
+    except VerificationError:
+        return False
+    return True
+
+
+_TOKEN_CHARACTERS = st.sampled_from(
+    "AZaz09-_.=+/ é\x00" + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(st.sampled_from(["replace", "insert", "delete"]), st.integers(0, 10**6),
+                  _TOKEN_CHARACTERS),
+        min_size=0, max_size=3,
+    ),
+    header=st.sampled_from([HS256, {"alg": "HS256"}, {"alg": "HS384"}, {"alg": "none"},
+                            {"typ": "JWT"}, {"alg": "HS256", "kid": "k1"}, b"[1]", b"{nope"]),
+)  # fmt: skip
+def test_the_token_check_agrees_with_pyjwt_on_form_and_signature(edits, header):
+    token = forge(header, good_claims(BODY))
+    for operation, position, character in edits:
+        at = position % (len(token) + 1)
+        if operation == "replace" and at < len(token):
+            token = token[:at] + character + token[at + 1 :]
+        elif operation == "insert":
+            token = token[:at] + character + token[at:]
+        elif operation == "delete":
+            token = token[:at] + token[at + 1 :]
+    assert _ours_accepts(token) == _pyjwt_accepts(token)
+
+
+def test_a_header_that_asks_for_extensions_is_refused_though_signed():
+    token = forge({"alg": "HS256", "crit": ["b64"], "b64": False}, good_claims(BODY))
+    with pytest.raises(VerificationError, match="crit"):
+        Verifier(KEYS).verify(BODY, token)
