@@ -36,7 +36,7 @@ from plugnmeet_webhooks.billing.documents import load_template
 from plugnmeet_webhooks.metrics import event_label
 from plugnmeet_webhooks.normalize import NormalizationError, peek, to_str
 from plugnmeet_webhooks.runtime import Runtime, current
-from plugnmeet_webhooks.storage.batch import Delivery, Outcome
+from plugnmeet_webhooks.storage.batch import Delivery, Outcome, Result
 from plugnmeet_webhooks.storage.committer import CommitterStopped
 from plugnmeet_webhooks.storage.errors import Fault, classify, describe
 from plugnmeet_webhooks.storage.events import HandlerStatus, StoredEvent, now
@@ -130,10 +130,11 @@ def _count_delivery(response: Response) -> Response:
     return response
 
 
-def _reply(status: int, word: str, **headers: str) -> Response:
+def _reply(status: int, word: str, headers: Mapping[str, str] | None = None) -> Response:
     g.pnm_outcome = word
     response = Response(_body(word), status=status, mimetype="application/json")
-    response.headers.update(headers)
+    if headers:
+        response.headers.update(headers)
     return response
 
 
@@ -143,9 +144,11 @@ def _body(word: str) -> bytes:
     return json.dumps({"status": word}).encode()
 
 
-def _reject(status: int, word: str, reason: str, **headers: str) -> Response:
+def _reject(
+    status: int, word: str, reason: str, headers: Mapping[str, str] | None = None
+) -> Response:
     log.warning("rejected delivery from %s: %s (%d)", request.remote_addr, reason, status)
-    return _reply(status, word, **headers)
+    return _reply(status, word, headers)
 
 
 def http_error(exc: HTTPException) -> Response:
@@ -168,7 +171,7 @@ def unverified(exc: VerificationError) -> Response:
     """
     g.pnm_reason = exc.kind if current().settings.metrics_token else "token"
     if exc.missing_token:
-        return _reject(401, "unauthorized", exc.reason, **{"WWW-Authenticate": "Bearer"})
+        return _reject(401, "unauthorized", exc.reason, {"WWW-Authenticate": "Bearer"})
     return _reject(403, "forbidden", exc.reason)
 
 
@@ -179,20 +182,28 @@ def bad_event(exc: BadEvent) -> Response:
 
 def database_error(exc: SQLAlchemyError) -> Response:
     """Answer a database error by its kind: 503 to retry, 400 for refused data, 500 for a bug."""
+    return _reply(*_database_answer(exc))
+
+
+Answer = tuple[int, str, dict[str, str]]
+"""A delivery's answer: its status, the word of its body and any further headers."""
+
+
+def _database_answer(exc: SQLAlchemyError) -> Answer:
     if isinstance(exc, CommitterStopped):
         # A reload or a restart: the sender's retry a second later finds another worker,
         # or waits in the socket's queue for the next process.
         log.warning("the receiver is stopping: delivery answered 503 for a retry")
-        return _reply(503, "unavailable", **{"Retry-After": "1"})
+        return 503, "unavailable", {"Retry-After": "1"}
     fault = classify(exc)
     if fault is Fault.TRANSIENT:
         log.error("database unavailable, answered 503 for a retry: %s", describe(exc))
-        return _reply(503, "unavailable", **{"Retry-After": "5"})
+        return 503, "unavailable", {"Retry-After": "5"}
     if fault is Fault.DATA:
         log.error("the database refused the data, answered 400: %s", describe(exc))
-        return _reply(400, "bad_request")
+        return 400, "bad_request", {}
     log.error("database error (a bug), answered 500: %s", describe(exc))
-    return _reply(500, "internal_error")
+    return 500, "internal_error", {}
 
 
 def parse_event(body: bytes) -> dict[str, Any]:
@@ -283,32 +294,43 @@ def receive() -> Response:
     problem = rt.schema_problem()
     if problem:
         log.error("delivery of %s answered 503: %s", shown(payload["event"]), problem)
-        return _reply(503, "unavailable", **{"Retry-After": "30"})
+        return _reply(503, "unavailable", {"Retry-After": "30"})
 
     api_key = claims["iss"]
     delivery = _delivery(body, digest, payload, api_key, rt.settings.tenant_of(api_key))
-    stored = delivery.stored
     try:
-        outcome = rt.committer.submit(delivery)
+        result: Result = rt.committer.submit(delivery)
     except SQLAlchemyError as exc:
-        if classify(exc) is not Fault.DATA:
-            raise  # database_error answers it
+        result = exc
+    return _reply(*_settle(rt, delivery.stored, result))
+
+
+def _settle(rt: Runtime, stored: StoredEvent, result: Result) -> Answer:
+    """The answer to a delivery from what became of it: an outcome, or the error that kept
+    it out (a refused row is told apart from the other database errors by the event)."""
+    if isinstance(result, SQLAlchemyError):
+        if classify(result) is not Fault.DATA:
+            return _database_answer(result)
         log.error(
             "the database refused %s event %s, answered 400: %s",
-            shown(stored.event), plain(stored.dedupe_key), describe(exc),
+            shown(stored.event), plain(stored.dedupe_key), describe(result),
         )  # fmt: skip
-        return _reply(400, "refused_data")
-    if outcome is Outcome.DUPLICATE:
+        return 400, "refused_data", {}
+    if isinstance(result, BaseException):
+        log.error("storing %s event %s failed (a bug), answered 500",
+                  shown(stored.event), plain(stored.dedupe_key), exc_info=result)  # fmt: skip
+        return 500, "internal_error", {}
+    if result is Outcome.DUPLICATE:
         log.info(
             "Duplicate %s event %s acknowledged; nothing changed.",
             shown(stored.event),
             plain(stored.dedupe_key),
         )
-        return _reply(200, "duplicate")
-    if outcome is Outcome.CONFLICT:  # the committer has logged both digests
-        return _reply(200, "conflict")
+        return 200, "duplicate", {}
+    if result is Outcome.CONFLICT:  # the committer has logged both digests
+        return 200, "conflict", {}
     label = event_label(stored.event, rt.registry.names)
     rt.metrics.events.labels(label).inc()
-    if outcome is Outcome.HANDLER_FAILED:
+    if result is Outcome.HANDLER_FAILED:
         rt.metrics.handler_failures.labels(label).inc()
-    return _reply(200, "accepted")
+    return 200, "accepted", {}
