@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -36,6 +36,7 @@ from plugnmeet_webhooks.billing.documents import load_template
 from plugnmeet_webhooks.metrics import event_label
 from plugnmeet_webhooks.normalize import NormalizationError, peek, to_str
 from plugnmeet_webhooks.runtime import Runtime, current
+from plugnmeet_webhooks.serving import ANSWER_LATER, Respond
 from plugnmeet_webhooks.storage.batch import Delivery, Outcome, Result
 from plugnmeet_webhooks.storage.committer import CommitterStopped
 from plugnmeet_webhooks.storage.errors import Fault, classify, describe
@@ -298,11 +299,34 @@ def receive() -> Response:
 
     api_key = claims["iss"]
     delivery = _delivery(body, digest, payload, api_key, rt.settings.tenant_of(api_key))
+    later = request.environ.get(ANSWER_LATER)
+    if later is not None:
+        # The worker answers once the delivery's batch has committed, and counts it then.
+        started = g.pop("pnm_started")
+        later(functools.partial(_store_later, rt, delivery, started))
+        return Response(status=202)  # never sent: the worker writes the real answer
     try:
         result: Result = rt.committer.submit(delivery)
     except SQLAlchemyError as exc:
         result = exc
     return _reply(*_settle(rt, delivery.stored, result))
+
+
+def _store_later(
+    rt: Runtime, delivery: Delivery, started: float, respond: Respond, flush: Callable[[], None]
+) -> None:
+    """Hand a delivery to the committer; once its batch commits, count it and ``respond``,
+    and ``flush`` once the whole batch is answered."""
+
+    def answer(result: Result) -> None:
+        status, word, headers = _settle(rt, delivery.stored, result)
+        rt.metrics.latency.observe(time.perf_counter() - started)
+        rt.metrics.deliveries.labels(word, "").inc()
+        body = _body(word)
+        fields = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        respond(status, [*fields, *headers.items()], body)
+
+    rt.committer.submit_later(delivery, answer, flush)
 
 
 def _settle(rt: Runtime, stored: StoredEvent, result: Result) -> Answer:

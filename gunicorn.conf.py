@@ -5,6 +5,7 @@ The master imports only ``config``: the app and its package are loaded by each w
 """
 
 import glob
+import inspect
 import os
 import shutil
 import signal
@@ -88,7 +89,9 @@ def _runtime(worker: Any) -> Any:
     """Return the runtime of the worker's app, or None (another app, or none loaded yet)."""
     from plugnmeet_webhooks import runtime
 
-    extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
+    # The worker wraps the app it serves (plugnmeet_webhooks/serving.py); unwrap finds it.
+    served = getattr(worker, "wsgi", None)
+    extensions = {} if served is None else getattr(inspect.unwrap(served), "extensions", {})
     return extensions.get(runtime.EXTENSION)
 
 

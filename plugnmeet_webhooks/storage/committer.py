@@ -6,23 +6,34 @@ once, then wakes each waiting thread with its own outcome; while it commits, the
 deliveries gather for the next batch. No delivery is answered before the commit that holds
 it, and a fault fails only the deliveries of that batch: with the database error, which the
 route answers by its kind (503 for an outage, so the sender retries).
+
+A delivery is handed over in one of two ways. :meth:`GroupCommitter.submit` waits for its
+outcome (any WSGI server). :meth:`GroupCommitter.submit_later` waits for nothing: it is told
+its outcome by a callback, which the thread that stores the batch calls once the batch is
+committed. The gunicorn worker uses the second (``plugnmeet_webhooks.serving``), so that a
+request thread hands its delivery over and is free again, instead of sleeping until the
+commit and waking once for its answer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import gc
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
 
 from plugnmeet_webhooks.storage.batch import Delivery, Outcome, Result
 from plugnmeet_webhooks.storage.engine import PoolTimeout, writer
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 64
 
@@ -30,6 +41,12 @@ MAX_BATCH = 64
 StoreBatch = Callable[[Connection, list[Delivery]], list[Result]]
 """What a batch's leader calls with the connection and the batch (the runtime binds engine and
 apply)."""
+
+Answer = Callable[[Result], None]
+"""Told the result of a delivery handed over with :meth:`GroupCommitter.submit_later`, once."""
+
+Flush = Callable[[], None]
+"""Called once after a batch's answers have all been given, for each distinct one in it."""
 
 
 class CommitTimeout(PoolTimeout):
@@ -43,10 +60,17 @@ class CommitterStopped(PoolTimeout):
 @dataclass
 class _Job:
     delivery: Delivery
-    done: threading.Event = field(default_factory=threading.Event)
+    answer: Answer | None = None  # told its result; else a thread waits on ``done``
+    flush: Flush | None = None  # called once its batch's answers are given
+    done: threading.Event | None = None
     taken: bool = False  # into a batch: from then on it will be answered
     lead: bool = False  # this delivery's thread stores the next batch
     result: Result | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """A thread waits for this delivery's result (it can be handed the lead)."""
+        return self.answer is None and not self.lead
 
 
 class GroupCommitter:
@@ -54,11 +78,12 @@ class GroupCommitter:
 
     No thread is handed the work: the first delivery to find no batch in progress stores
     every delivery waiting at that moment (its own included) in one transaction, answers
-    them, and passes the lead to the oldest delivery still waiting. Others wait for their
-    answer. One connection serves every batch, one batch at a time; after ``idle_seconds``
-    without a batch it is closed and the memory of the burst handed back.
-    ``store`` does the work of one batch; ``wait_seconds`` bounds how long a delivery waits
-    for a batch to take it.
+    them, and goes on with the next batch while deliveries are waiting, unless a thread waits
+    for its own answer: then it passes the lead to the oldest delivery whose thread waits.
+    One connection serves every batch, one batch at a time; after ``idle_seconds`` without a
+    batch it is closed and the memory of the burst handed back.
+    ``store`` does the work of one batch; ``wait_seconds`` bounds how long a delivery handed
+    over with :meth:`submit` waits for a batch to take it.
     """
 
     def __init__(
@@ -90,27 +115,56 @@ class GroupCommitter:
 
     def submit(self, delivery: Delivery) -> Outcome:
         """Store one delivery with the next batch; return its outcome once it is committed."""
-        job = _Job(delivery)
-        with self._cond:
-            if self._stopped:
-                raise CommitterStopped("the receiver is stopping; the sender will retry")
-            self._queue.append(job)
-            if not self._leading:
-                self._leading = job.lead = True
-        if not job.lead and not job.done.wait(self._wait):
+        job = _Job(delivery, done=threading.Event())
+        done = job.done
+        assert done is not None
+        self._enqueue(job)
+        if not job.lead and not done.wait(self._wait):
             with self._cond:
                 if not job.taken and not job.lead:  # never started: it will not be stored
                     self._queue.remove(job)
                     raise CommitTimeout(f"the committer did not start it within {self._wait:.0f} s")
             # Its batch is running (or it leads the next): its outcome must not be lost.
-            if not job.lead and not job.done.wait(self._wait):
+            if not job.lead and not done.wait(self._wait):
                 raise CommitTimeout(f"its batch did not commit within {2 * self._wait:.0f} s")
         if job.result is None:  # the lead was passed to it: store the next batch
-            self._lead()
+            self._lead(job)
         if isinstance(job.result, BaseException):
             raise job.result
         assert job.result is not None
         return job.result
+
+    def submit_later(self, delivery: Delivery, answer: Answer, flush: Flush | None = None) -> None:
+        """Store one delivery with the next batch and call ``answer`` with its result (an
+        :class:`Outcome`, or the error that kept it out) once, after the commit that holds it;
+        then, once every answer of that batch is given, ``flush`` (called once a batch for each
+        distinct one: the place to send what the answers gathered).
+
+        Nothing here waits for another thread. If no batch is in progress, this thread
+        stores batches until no delivery is waiting, calling each delivery's ``answer`` (its
+        own among them) as its batch commits. ``answer`` runs on the storing thread: it must
+        be quick and must not wait. A delivery handed over while the committer is stopping is
+        answered at once with :class:`CommitterStopped`.
+        """
+        job = _Job(delivery, answer=answer, flush=flush)
+        if not self._enqueue(job):
+            stopped = CommitterStopped("the receiver is stopping; the sender will retry")
+            self._answer([job], [stopped])
+        elif job.lead:
+            self._lead(job)
+
+    def _enqueue(self, job: _Job) -> bool:
+        """Queue a job, making it the lead if no batch is in progress; False once stopped
+        (a waiting caller is told with :class:`CommitterStopped`)."""
+        with self._cond:
+            if self._stopped:
+                if job.answer is None:
+                    raise CommitterStopped("the receiver is stopping; the sender will retry")
+                return False
+            self._queue.append(job)
+            if not self._leading:
+                self._leading = job.lead = True
+            return True
 
     def _take(self) -> list[_Job]:
         with self._cond:
@@ -119,27 +173,46 @@ class GroupCommitter:
                 job.taken = True
             return batch
 
-    def _lead(self) -> None:
-        """Store one batch (this thread's delivery is the oldest waiting), then pass the lead."""
-        batch: list[_Job] = []
-        try:
-            batch = self._take()
-            results = self._store_on_connection([job.delivery for job in batch])
-            self._answer(batch, results)
-        except BaseException as exc:  # every delivery of the batch must hear of it
-            self._answer(batch, [exc] * len(batch))
-            raise
-        finally:
-            with self._cond:
-                self._last_batch = time.monotonic()
-                waiting = next((job for job in self._queue if not job.lead), None)
-                if waiting is not None and not self._stopped:
+    def _lead(self, own: _Job) -> None:
+        """Store batches while deliveries wait (``own`` is the oldest waiting now).
+
+        After each batch the lead goes on, unless a thread waits for ``own``'s answer and
+        another thread waits for its own: then the lead passes to the oldest of those, so that
+        no waiting thread's answer is held behind batches that are not its own.
+        """
+        while True:
+            batch: list[_Job] = []
+            try:
+                batch = self._take()
+                results = self._store_on_connection([job.delivery for job in batch])
+                self._answer(batch, results)
+            except BaseException as exc:  # every delivery of the batch must hear of it
+                self._answer(batch, [exc] * len(batch))
+                self._hand_on(own, after_fault=True)
+                raise
+            if not self._hand_on(own):
+                return
+
+    def _hand_on(self, own: _Job, *, after_fault: bool = False) -> bool:
+        """After a batch: True if this thread stores the next one; else the lead is passed
+        to the oldest waiting thread, or no batch is in progress any more."""
+        with self._cond:
+            self._last_batch = time.monotonic()
+            self._ensure_janitor()
+            if self._queue and not self._stopped:
+                waiting = next((job for job in self._queue if job.waiting), None)
+                if waiting is not None and (own.answer is None or after_fault):
                     waiting.lead = True
+                    assert waiting.done is not None
                     waiting.done.set()  # wakes it to lead; its result is still None
-                else:
-                    self._leading = False
-                    self._cond.notify_all()
-                self._ensure_janitor()
+                    return False
+                if not after_fault:
+                    return True
+            # Deliveries handed over with submit_later may still wait after a fault that ends
+            # this thread (SystemExit, KeyboardInterrupt): the next delivery leads them.
+            self._leading = False
+            self._cond.notify_all()
+            return False
 
     def _store_on_connection(self, deliveries: list[Delivery]) -> list[Result]:
         try:
@@ -186,11 +259,13 @@ class GroupCommitter:
     def _refuse_queued(self) -> None:
         with self._cond:
             self._stopped = True
-            for job in [job for job in self._queue if not job.lead]:
+            refused = [job for job in self._queue if not job.lead]
+            for job in refused:
                 self._queue.remove(job)
-                job.result = CommitterStopped("the receiver stopped before storing it")
-                job.done.set()
+                job.taken = True  # it will be answered (below): a waiting thread must wait for it
             self._cond.notify_all()
+        stopped = CommitterStopped("the receiver stopped before storing it")
+        self._answer(refused, [stopped] * len(refused))
 
     def close(self, timeout: float | None = None) -> None:
         """Let the batches of deliveries already queued finish, then free the connection."""
@@ -211,8 +286,25 @@ class GroupCommitter:
     @staticmethod
     def _answer(batch: list[_Job], results: list[Result]) -> None:
         for job, result in zip(batch, results, strict=True):
+            if job.result is not None:  # answered already (a fault after its answer)
+                continue
             job.result = result
-            job.done.set()
+            if job.answer is not None:
+                _guarded(functools.partial(job.answer, result))
+            else:
+                assert job.done is not None
+                job.done.set()
+        for flush in {job.flush for job in batch if job.flush is not None}:
+            _guarded(flush)
+
+
+def _guarded(call: Callable[[], None]) -> None:
+    """Give a handed-over delivery its answer (or flush a batch's answers); a failing one
+    must not fail the batch."""
+    try:
+        call()
+    except Exception:
+        log.exception("the answer to a stored delivery could not be given")
 
 
 def release_memory() -> None:

@@ -11,7 +11,7 @@ import pytest
 from app import create_app
 from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.storage.batch import Delivery, Outcome, store_batch
-from plugnmeet_webhooks.storage.committer import CommitTimeout, GroupCommitter
+from plugnmeet_webhooks.storage.committer import CommitterStopped, CommitTimeout, GroupCommitter
 from plugnmeet_webhooks.storage.engine import writer
 from plugnmeet_webhooks.storage.events import StoredEvent
 from tests.support.helpers import KEY, SECRET, corpus_bodies, deliver, stored_count, stored_rows
@@ -213,3 +213,133 @@ def test_a_locked_batch_waits_once_not_once_per_event(sqlite_only, settings):
     assert all(isinstance(r, Exception) for r in results)
     # The batch waited for the lock once; no event was tried again alone, to wait again.
     assert begins.count("BEGIN IMMEDIATE") == 1, begins
+
+
+class _Gate:
+    """A store that holds its first batch until opened, recording each batch's size."""
+
+    def __init__(self, app_runtime) -> None:
+        self.runtime = app_runtime
+        self.holding, self.open = threading.Event(), threading.Event()
+        self.sizes: list[int] = []
+
+    def __call__(self, conn, deliveries):
+        self.sizes.append(len(deliveries))
+        if len(self.sizes) == 1:
+            self.holding.set()
+            assert self.open.wait(10)
+        return self.runtime.store_deliveries(conn, deliveries)
+
+
+def _record(answers: dict[int, list], app, n: int):
+    """An answer that records its result and how many rows a fresh connection sees then."""
+
+    def answer(result) -> None:
+        answers.setdefault(n, []).append((result, stored_count(app)))
+
+    return answer
+
+
+def test_deliveries_handed_over_are_answered_once_each_after_their_commit(app, app_runtime):
+    gate = _Gate(app_runtime)
+    writer = GroupCommitter(app_runtime.database(), gate, wait_seconds=5)
+    answers: dict[int, list] = {}
+    leader = threading.Thread(
+        target=writer.submit_later, args=(_delivery(0, "RM_a"), _record(answers, app, 0))
+    )
+    leader.start()
+    try:
+        assert gate.holding.wait(5)
+        for n in range(1, 6):  # a batch is in progress: these return at once, unanswered
+            writer.submit_later(_delivery(n, "RM_a"), _record(answers, app, n))
+        assert answers == {}
+        gate.open.set()
+        leader.join(10)
+        assert not leader.is_alive()
+    finally:
+        gate.open.set()
+        writer.close()
+    # The thread that led stored the five that waited too, in one batch, before it returned.
+    assert gate.sizes == [1, 5]
+    assert {n: [result for result, _ in got] for n, got in answers.items()} == {
+        n: [Outcome.ACCEPTED] for n in range(6)
+    }
+    assert answers[0][0][1] == 1  # committed (seen from another connection) when answered
+    assert all(seen == 6 for n in range(1, 6) for _, seen in answers[n])
+
+
+def test_a_waiting_delivery_behind_handed_over_ones_gets_its_answer(app, app_runtime):
+    gate = _Gate(app_runtime)
+    writer = GroupCommitter(app_runtime.database(), gate, wait_seconds=5)
+    answers: dict[int, list] = {}
+    waited: list[object] = []
+    leader = threading.Thread(target=lambda: waited.append(writer.submit(_delivery(0, "RM_a"))))
+    leader.start()
+    try:
+        assert gate.holding.wait(5)
+        writer.submit_later(_delivery(1, "RM_a"), _record(answers, app, 1))
+        behind = threading.Thread(target=lambda: waited.append(writer.submit(_delivery(2, "RM_b"))))
+        behind.start()
+        time.sleep(0.1)  # it waits in the queue behind the handed-over one
+        gate.open.set()
+        leader.join(10)
+        behind.join(10)
+    finally:
+        gate.open.set()
+        writer.close()
+    assert waited == [Outcome.ACCEPTED, Outcome.ACCEPTED]
+    assert [result for result, _ in answers[1]] == [Outcome.ACCEPTED]
+    assert stored_count(app) == 3
+
+
+def test_a_stopping_committer_answers_handed_over_deliveries_with_stopped(app, app_runtime):
+    gate = _Gate(app_runtime)
+    writer = GroupCommitter(app_runtime.database(), gate, wait_seconds=5)
+    answers: dict[int, list] = {}
+    leader = threading.Thread(
+        target=writer.submit_later, args=(_delivery(0, "RM_a"), _record(answers, app, 0))
+    )
+    leader.start()
+    try:
+        assert gate.holding.wait(5)
+        writer.submit_later(_delivery(1, "RM_a"), _record(answers, app, 1))
+        writer.stop_taking(0)  # what SIGTERM does: the queued one is refused
+        deadline = time.monotonic() + 5
+        while 1 not in answers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        writer.submit_later(_delivery(2, "RM_a"), _record(answers, app, 2))  # answered at once
+        assert sorted(answers) == [1, 2]
+        gate.open.set()
+        leader.join(10)
+    finally:
+        gate.open.set()
+        writer.close()
+    assert [result for result, _ in answers[0]] == [Outcome.ACCEPTED]
+    for n in (1, 2):
+        [(result, _)] = answers[n]
+        assert isinstance(result, CommitterStopped)
+    assert {r["event_id"] for r in stored_rows(app)} == {"e0"}
+
+
+def test_an_answer_that_fails_fails_nothing_else(app, app_runtime, caplog):
+    gate = _Gate(app_runtime)
+    writer = GroupCommitter(app_runtime.database(), gate, wait_seconds=5)
+    answers: dict[int, list] = {}
+
+    def broken(result) -> None:
+        raise RuntimeError("the connection is gone")
+
+    leader = threading.Thread(target=writer.submit_later, args=(_delivery(0, "RM_a"), broken))
+    leader.start()
+    try:
+        assert gate.holding.wait(5)
+        writer.submit_later(_delivery(1, "RM_a"), broken)
+        writer.submit_later(_delivery(2, "RM_a"), _record(answers, app, 2))
+        gate.open.set()
+        leader.join(10)
+    finally:
+        gate.open.set()
+        writer.close()
+    assert [result for result, _ in answers[2]] == [Outcome.ACCEPTED]
+    assert stored_count(app) == 3
+    assert caplog.text.count("the answer to a stored delivery could not be given") == 2

@@ -183,3 +183,62 @@ def test_metrics_add_up_both_workers(server):
         statuses = list(pool.map(lambda b: post(server.url, b, sign(b, KEY, SECRET))[0], bodies))
     assert statuses == [200] * 40
     assert metric(server.url, ACCEPTED) - before == 40
+
+
+def _raw_delivery(path: str, body: bytes, *, close: bool = False) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: {sign(body, KEY, SECRET)}\r\nContent-Length: {len(body)}\r\n"
+    )
+    if close:
+        head += "Connection: close\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+def _read_answers(sock: socket.socket, count: int) -> list[tuple[str, dict[str, str], bytes]]:
+    """Read ``count`` whole answers (each with a Content-Length) from a raw connection."""
+    data, answers = b"", []
+    while len(answers) < count:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0:
+            lines = data[:head_end].decode("latin-1").split("\r\n")
+            fields = dict(line.split(": ", 1) for line in lines[1:])
+            end = head_end + 4 + int(fields["Content-Length"])
+            if len(data) >= end:
+                answers.append((lines[0], fields, data[head_end + 4 : end]))
+                data = data[end:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {len(answers)} of {count} answers"
+        data += chunk
+    assert data == b"", "nothing may follow the answers asked for"
+    return answers
+
+
+def test_deliveries_on_one_kept_alive_connection_are_answered_in_turn_and_in_order(server):
+    path = urllib.parse.urlsplit(server.url).path
+    bodies = [
+        json.dumps({"event": "room_started", "id": f"kept-{n}", "room": {"sid": "k"}}).encode()
+        for n in range(3)
+    ]
+    address = urllib.parse.urlsplit(server.url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        for body in bodies:  # one at a time: each answer before the next request
+            sock.sendall(_raw_delivery(path, body))
+            [(status, fields, answer)] = _read_answers(sock, 1)
+            assert status == "HTTP/1.1 200 OK"
+            assert json.loads(answer) == {"status": "accepted"}
+            assert fields["Content-Type"] == "application/json"
+            assert fields["Connection"] == "keep-alive"
+            assert _count(server, json.loads(body)["id"]) == 1  # stored before its answer
+        # Pipelined: two deliveries (the second a redelivery) in one write, answered in order.
+        sock.sendall(_raw_delivery(path, bodies[0]) + _raw_delivery(path, bodies[1]))
+        words = [json.loads(answer)["status"] for _, _, answer in _read_answers(sock, 2)]
+        assert words == ["duplicate", "duplicate"]
+        # A delivery that asks to close gets its answer, then the connection ends.
+        last = json.dumps({"event": "room_started", "id": "kept-last", "room": {"sid": "k"}})
+        sock.sendall(_raw_delivery(path, last.encode(), close=True))
+        [(status, fields, _)] = _read_answers(sock, 1)
+        assert (status, fields["Connection"]) == ("HTTP/1.1 200 OK", "close")
+        assert sock.recv(100) == b""
+    assert _count(server, "kept-last") == 1
