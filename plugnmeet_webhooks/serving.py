@@ -38,7 +38,12 @@ from http import HTTPStatus
 from typing import Any
 
 from gunicorn.http.wsgi import Response as GunicornResponse
-from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT, TConn, ThreadWorker
+from gunicorn.workers.gthread import (
+    DEFAULT_WORKER_DATA_TIMEOUT,
+    PollableMethodQueue,
+    TConn,
+    ThreadWorker,
+)
 
 ANSWER_LATER = "pnm.answer_later"
 """The environ key of the callable through which the app answers a request later."""
@@ -61,12 +66,35 @@ class _AnsweredLater(BaseException):
     """Raised through gunicorn's request handling (which catches ``Exception``) once the app
     has asked to answer later, so that nothing is written for the request now."""
 
-    def __init__(self, start: Start, resp: GunicornResponse, environ: dict[str, Any]) -> None:
+    def __init__(
+        self, start: Start, resp: GunicornResponse, environ: dict[str, Any], began: datetime
+    ) -> None:
         super().__init__()
         self.start = start
         self.resp = resp
         self.environ = environ
-        self.began = datetime.now()
+        self.began = began
+
+
+class _ClosingQueue(PollableMethodQueue):
+    """gunicorn's queue of calls for the worker's loop, refusing calls once closed: an answer
+    given after the loop has ended (a batch that outlived the graceful timeout) must not
+    write to the pipe's file descriptor, which by then may be another file's."""
+
+    def init(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
+        super().init()
+
+    def defer(self, callback: Callable[..., Any], *args: Any) -> None:
+        with self._lock:
+            if not self._closed:
+                super().defer(callback, *args)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            super().close()
 
 
 class _Finished:
@@ -99,6 +127,7 @@ class DrainingWorker(ThreadWorker):
             resp = getattr(start_response, "__self__", None)
             if not plain_http or type(resp) is not GunicornResponse:
                 return app(environ, start_response)
+            began = datetime.now()
             started: list[Start] = []
             environ[ANSWER_LATER] = started.append
 
@@ -112,7 +141,7 @@ class DrainingWorker(ThreadWorker):
                 return body
             if hasattr(body, "close"):
                 body.close()
-            raise _AnsweredLater(started[0], resp, environ)
+            raise _AnsweredLater(started[0], resp, environ, began)
 
         offering_later.__wrapped__ = app  # type: ignore[attr-defined]  # inspect.unwrap finds the app
         self.wsgi = offering_later
@@ -120,6 +149,7 @@ class DrainingWorker(ThreadWorker):
     def init_process(self) -> None:
         self._answered: deque[tuple[TConn, bool]] = deque()  # written, not yet handed back
         self._hand_back_due = False
+        self.method_queue = _ClosingQueue()
         super().init_process()
 
     def enqueue_req(self, conn: TConn) -> None:
@@ -141,7 +171,7 @@ class DrainingWorker(ThreadWorker):
         try:
             return super().handle(conn)
         except _AnsweredLater as later:
-            self._start_later(conn, later)
+            self._start_later(conn, later)  # from here on, the answer owns the connection
             return _LATER
 
     def _start_later(self, conn: TConn, later: _AnsweredLater) -> None:
@@ -160,9 +190,9 @@ class DrainingWorker(ThreadWorker):
 
         try:
             later.start(respond, self._flush_answered)
-        except Exception:
-            self.log.exception("a request to be answered later failed before its answer")
-            respond(500, [("Content-Length", "0")], b"")
+        except BaseException:  # whatever it was, the connection gets an answer
+            self.log.exception("a request to be answered later failed")
+            respond(500, [("Content-Length", "0")], b"")  # unless answered already
             self._flush_answered()
 
     def _answer(
@@ -179,6 +209,10 @@ class DrainingWorker(ThreadWorker):
         resp = later.resp
         keep = False
         try:
+            if not any(name.lower() == "content-length" for name, _ in headers):
+                headers = [*headers, ("Content-Length", str(len(body)))]  # never chunked
+            if not drained:
+                resp.force_close()  # the rest of its body is unread: the connection ends
             resp.start_response(f"{status} {HTTPStatus(status).phrase}", headers)
             lines = resp.default_headers()
             lines.extend(f"{name}: {value}\r\n" for name, value in resp.headers)

@@ -173,19 +173,23 @@ class GroupCommitter:
                 job.taken = True
             return batch
 
-    def _lead(self, own: _Job) -> None:
-        """Store batches while deliveries wait (``own`` is the oldest waiting now).
+    def _lead(self, own: _Job | None) -> None:
+        """Store batches while deliveries wait. ``own`` is this thread's delivery, the oldest
+        waiting now (None for a thread started only to lead).
 
-        After each batch the lead goes on, unless a thread waits for ``own``'s answer and
-        another thread waits for its own: then the lead passes to the oldest of those, so that
-        no waiting thread's answer is held behind batches that are not its own.
+        The lead goes on after each batch, except when this thread's caller waits for it to
+        return (``own`` came through :meth:`submit`) and its delivery is answered: then the
+        lead passes to the oldest delivery whose thread waits or, if only handed-over
+        deliveries are left, to a new thread, so that no caller is held behind batches that
+        are not its own.
         """
         while True:
             batch: list[_Job] = []
             try:
                 batch = self._take()
-                results = self._store_on_connection([job.delivery for job in batch])
-                self._answer(batch, results)
+                if batch:  # another thread may have emptied the queue (stopping, a timeout)
+                    results = self._store_on_connection([job.delivery for job in batch])
+                    self._answer(batch, results)
             except BaseException as exc:  # every delivery of the batch must hear of it
                 self._answer(batch, [exc] * len(batch))
                 self._hand_on(own, after_fault=True)
@@ -193,26 +197,48 @@ class GroupCommitter:
             if not self._hand_on(own):
                 return
 
-    def _hand_on(self, own: _Job, *, after_fault: bool = False) -> bool:
+    def _hand_on(self, own: _Job | None, *, after_fault: bool = False) -> bool:
         """After a batch: True if this thread stores the next one; else the lead is passed
-        to the oldest waiting thread, or no batch is in progress any more."""
+        on, or no batch is in progress any more."""
         with self._cond:
             self._last_batch = time.monotonic()
-            self._ensure_janitor()
-            if self._queue and not self._stopped:
-                waiting = next((job for job in self._queue if job.waiting), None)
-                if waiting is not None and (own.answer is None or after_fault):
-                    waiting.lead = True
-                    assert waiting.done is not None
-                    waiting.done.set()  # wakes it to lead; its result is still None
-                    return False
-                if not after_fault:
-                    return True
-            # Deliveries handed over with submit_later may still wait after a fault that ends
-            # this thread (SystemExit, KeyboardInterrupt): the next delivery leads them.
-            self._leading = False
-            self._cond.notify_all()
+            try:
+                return self._pass_lead(own, after_fault=after_fault)
+            finally:
+                with contextlib.suppress(RuntimeError):  # no thread to spare: tidied later
+                    self._ensure_janitor()
+
+    def _pass_lead(self, own: _Job | None, *, after_fault: bool) -> bool:
+        """Decide who stores the next batch (the condition is held): True for this thread."""
+        if self._queue and not self._stopped:
+            if not after_fault and own is not None and own.result is None:
+                return True  # its own delivery is still queued: it stays in the lead
+            caller_waits = own is not None and own.answer is None
+            if not caller_waits and not after_fault:
+                return True
+            waiting = next((job for job in self._queue if job.waiting), None)
+            if waiting is not None:
+                waiting.lead = True
+                assert waiting.done is not None
+                waiting.done.set()  # wakes it to lead; its result is still None
+                return False
+            if self._start_leader():
+                return False
+            if not after_fault:
+                return True  # no thread to spare: this one goes on
+        self._leading = False
+        self._cond.notify_all()
+        return False
+
+    def _start_leader(self) -> bool:
+        """Start a thread that leads the handed-over deliveries left waiting."""
+        try:
+            threading.Thread(
+                target=self._lead, args=(None,), name="pnm-commit-lead", daemon=True
+            ).start()
+        except RuntimeError:
             return False
+        return True
 
     def _store_on_connection(self, deliveries: list[Delivery]) -> list[Result]:
         try:

@@ -11,7 +11,12 @@ import pytest
 from app import create_app
 from plugnmeet_webhooks import runtime
 from plugnmeet_webhooks.storage.batch import Delivery, Outcome, store_batch
-from plugnmeet_webhooks.storage.committer import CommitterStopped, CommitTimeout, GroupCommitter
+from plugnmeet_webhooks.storage.committer import (
+    MAX_BATCH,
+    CommitterStopped,
+    CommitTimeout,
+    GroupCommitter,
+)
 from plugnmeet_webhooks.storage.engine import writer
 from plugnmeet_webhooks.storage.events import StoredEvent
 from tests.support.helpers import KEY, SECRET, corpus_bodies, deliver, stored_count, stored_rows
@@ -343,3 +348,100 @@ def test_an_answer_that_fails_fails_nothing_else(app, app_runtime, caplog):
     assert [result for result, _ in answers[2]] == [Outcome.ACCEPTED]
     assert stored_count(app) == 3
     assert caplog.text.count("the answer to a stored delivery could not be given") == 2
+
+
+def test_a_waiting_delivery_queued_behind_a_full_batch_of_handed_over_ones_gets_its_own_answer(
+    app, app_runtime
+):
+    gate = _Gate(app_runtime)
+    writer = GroupCommitter(app_runtime.database(), gate, wait_seconds=10)
+    answers: dict[int, list] = {}
+    results: dict[str, object] = {}
+
+    def waits(name: str, n: int) -> None:
+        results[name] = writer.submit(_delivery(n, "RM_a"))
+
+    leader = threading.Thread(target=waits, args=("leader", 0))
+    leader.start()
+    try:
+        assert gate.holding.wait(5)
+        later = range(1, MAX_BATCH + 6)  # more than a batch takes
+        for n in later:
+            writer.submit_later(_delivery(n, "RM_a"), _record(answers, app, n))
+        behind = threading.Thread(target=waits, args=("behind", 1000))
+        behind.start()
+        deadline = time.monotonic() + 5
+        while not any(job.delivery.stored.event_id == "e1000" for job in writer._queue):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        gate.open.set()
+        leader.join(10)
+        behind.join(10)
+    finally:
+        gate.open.set()
+        writer.close()
+    # The lead went to the thread behind; its delivery was not in the first batch it stored,
+    # so it went on until its own was stored, then returned with its own outcome.
+    assert results == {"leader": Outcome.ACCEPTED, "behind": Outcome.ACCEPTED}
+    assert gate.sizes == [1, MAX_BATCH, 6]
+    assert sorted(answers) == list(later)
+    assert all([result for result, _ in answers[n]] == [Outcome.ACCEPTED] for n in later)
+
+
+def test_a_waiting_leader_returns_once_its_own_is_stored_and_another_thread_leads_the_rest(
+    app, app_runtime
+):
+    holding_second, open_second = threading.Event(), threading.Event()
+    sizes: list[int] = []
+    first = _Gate(app_runtime)
+
+    def store(conn, deliveries):
+        sizes.append(len(deliveries))
+        if len(sizes) == 2:
+            holding_second.set()
+            assert open_second.wait(10)
+            return app_runtime.store_deliveries(conn, deliveries)
+        return first(conn, deliveries)
+
+    writer = GroupCommitter(app_runtime.database(), store, wait_seconds=10)
+    answers: dict[int, list] = {}
+    leader = threading.Thread(target=writer.submit, args=(_delivery(0, "RM_a"),))
+    leader.start()
+    try:
+        assert first.holding.wait(5)
+        for n in (1, 2, 3):
+            writer.submit_later(_delivery(n, "RM_a"), _record(answers, app, n))
+        first.open.set()
+        assert holding_second.wait(5)
+        # The second batch (the handed-over three) is being stored by another thread: the
+        # caller that waited for its own delivery has its answer already.
+        leader.join(10)
+        assert not leader.is_alive()
+        assert answers == {}
+        open_second.set()
+        deadline = time.monotonic() + 10
+        while len(answers) < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        first.open.set()
+        open_second.set()
+        writer.close()
+    assert sizes == [1, 3]
+    assert all([result for result, _ in answers[n]] == [Outcome.ACCEPTED] for n in (1, 2, 3))
+
+
+def test_handed_over_deliveries_of_a_failed_batch_are_told_the_fault(app, app_runtime):
+    from sqlalchemy.exc import OperationalError
+
+    def down(conn, deliveries):
+        raise OperationalError("BEGIN", {}, Exception("database is locked"))
+
+    writer = GroupCommitter(app_runtime.database(), down, wait_seconds=5)
+    answers: dict[int, list] = {}
+    try:
+        writer.submit_later(_delivery(1, "RM_a"), _record(answers, app, 1))
+    finally:
+        writer.close()
+    [(result, seen)] = answers[1]
+    assert isinstance(result, OperationalError) and seen == 0
