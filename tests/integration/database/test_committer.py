@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import replace
@@ -245,25 +246,33 @@ def _record(answers: dict[int, list], app, n: int):
     return answer
 
 
-def test_deliveries_handed_over_are_answered_once_each_after_their_commit(app, app_runtime):
+@contextlib.contextmanager
+def _held_first(app, app_runtime, first_answer=None):
+    """A committer whose first delivery (e0, handed over) is held in its batch until the gate
+    opens: yields the committer, the gate, the answers recorded and the leading thread."""
     gate = _Gate(app_runtime)
     writer = GroupCommitter(app_runtime.database(), gate, wait_seconds=5)
     answers: dict[int, list] = {}
-    leader = threading.Thread(
-        target=writer.submit_later, args=(_delivery(0, "RM_a"), _record(answers, app, 0))
-    )
+    first = first_answer or _record(answers, app, 0)
+    leader = threading.Thread(target=writer.submit_later, args=(_delivery(0, "RM_a"), first))
     leader.start()
     try:
         assert gate.holding.wait(5)
+        yield writer, gate, answers, leader
+    finally:
+        gate.open.set()
+        leader.join(10)
+        writer.close()
+
+
+def test_deliveries_handed_over_are_answered_once_each_after_their_commit(app, app_runtime):
+    with _held_first(app, app_runtime) as (writer, gate, answers, leader):
         for n in range(1, 6):  # a batch is in progress: these return at once, unanswered
             writer.submit_later(_delivery(n, "RM_a"), _record(answers, app, n))
         assert answers == {}
         gate.open.set()
         leader.join(10)
         assert not leader.is_alive()
-    finally:
-        gate.open.set()
-        writer.close()
     # The thread that led stored the five that waited too, in one batch, before it returned.
     assert gate.sizes == [1, 5]
     assert {n: [result for result, _ in got] for n, got in answers.items()} == {
@@ -298,15 +307,7 @@ def test_a_waiting_delivery_behind_handed_over_ones_gets_its_answer(app, app_run
 
 
 def test_a_stopping_committer_answers_handed_over_deliveries_with_stopped(app, app_runtime):
-    gate = _Gate(app_runtime)
-    writer = GroupCommitter(app_runtime.database(), gate, wait_seconds=5)
-    answers: dict[int, list] = {}
-    leader = threading.Thread(
-        target=writer.submit_later, args=(_delivery(0, "RM_a"), _record(answers, app, 0))
-    )
-    leader.start()
-    try:
-        assert gate.holding.wait(5)
+    with _held_first(app, app_runtime) as (writer, gate, answers, leader):
         writer.submit_later(_delivery(1, "RM_a"), _record(answers, app, 1))
         writer.stop_taking(0)  # what SIGTERM does: the queued one is refused
         deadline = time.monotonic() + 5
@@ -316,9 +317,6 @@ def test_a_stopping_committer_answers_handed_over_deliveries_with_stopped(app, a
         assert sorted(answers) == [1, 2]
         gate.open.set()
         leader.join(10)
-    finally:
-        gate.open.set()
-        writer.close()
     assert [result for result, _ in answers[0]] == [Outcome.ACCEPTED]
     for n in (1, 2):
         [(result, _)] = answers[n]
@@ -327,24 +325,14 @@ def test_a_stopping_committer_answers_handed_over_deliveries_with_stopped(app, a
 
 
 def test_an_answer_that_fails_fails_nothing_else(app, app_runtime, caplog):
-    gate = _Gate(app_runtime)
-    writer = GroupCommitter(app_runtime.database(), gate, wait_seconds=5)
-    answers: dict[int, list] = {}
-
     def broken(result) -> None:
         raise RuntimeError("the connection is gone")
 
-    leader = threading.Thread(target=writer.submit_later, args=(_delivery(0, "RM_a"), broken))
-    leader.start()
-    try:
-        assert gate.holding.wait(5)
+    with _held_first(app, app_runtime, broken) as (writer, gate, answers, leader):
         writer.submit_later(_delivery(1, "RM_a"), broken)
         writer.submit_later(_delivery(2, "RM_a"), _record(answers, app, 2))
         gate.open.set()
         leader.join(10)
-    finally:
-        gate.open.set()
-        writer.close()
     assert [result for result, _ in answers[2]] == [Outcome.ACCEPTED]
     assert stored_count(app) == 3
     assert caplog.text.count("the answer to a stored delivery could not be given") == 2
