@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -38,7 +38,7 @@ from plugnmeet_webhooks.normalize import NormalizationError, peek, to_str
 from plugnmeet_webhooks.runtime import Runtime, current
 from plugnmeet_webhooks.serving import ANSWER_LATER, Respond
 from plugnmeet_webhooks.storage.batch import Delivery, Outcome, Result
-from plugnmeet_webhooks.storage.committer import CommitterStopped
+from plugnmeet_webhooks.storage.committer import CommitterStopped, Flush
 from plugnmeet_webhooks.storage.errors import Fault, classify, describe
 from plugnmeet_webhooks.storage.events import HandlerStatus, StoredEvent, now
 from plugnmeet_webhooks.text import plain, shown
@@ -313,7 +313,7 @@ def receive() -> Response:
 
 
 def _store_later(
-    rt: Runtime, delivery: Delivery, started: float, respond: Respond, flush: Callable[[], None]
+    rt: Runtime, delivery: Delivery, started: float, respond: Respond, flush: Flush
 ) -> None:
     """Hand a delivery to the committer; once its batch commits, count it and ``respond``,
     and ``flush`` once the whole batch is answered."""

@@ -247,14 +247,18 @@ def _record(answers: dict[int, list], app, n: int):
 
 
 @contextlib.contextmanager
-def _held_first(app, app_runtime, first_answer=None):
-    """A committer whose first delivery (e0, handed over) is held in its batch until the gate
-    opens: yields the committer, the gate, the answers recorded and the leading thread."""
+def _held_first(app, app_runtime, lead=None, wait_seconds: float = 5):
+    """A committer whose first delivery (e0) is held in its batch until the gate opens:
+    yields the committer, the gate, the answers recorded and the leading thread, which runs
+    ``lead(writer, answers)`` (by default, e0 handed over with its answer recorded)."""
     gate = _Gate(app_runtime)
-    writer = GroupCommitter(app_runtime.database(), gate, wait_seconds=5)
+    writer = GroupCommitter(app_runtime.database(), gate, wait_seconds=wait_seconds)
     answers: dict[int, list] = {}
-    first = first_answer or _record(answers, app, 0)
-    leader = threading.Thread(target=writer.submit_later, args=(_delivery(0, "RM_a"), first))
+
+    def handed_over(writer, answers) -> None:
+        writer.submit_later(_delivery(0, "RM_a"), _record(answers, app, 0))
+
+    leader = threading.Thread(target=lead or handed_over, args=(writer, answers))
     leader.start()
     try:
         assert gate.holding.wait(5)
@@ -283,14 +287,12 @@ def test_deliveries_handed_over_are_answered_once_each_after_their_commit(app, a
 
 
 def test_a_waiting_delivery_behind_handed_over_ones_gets_its_answer(app, app_runtime):
-    gate = _Gate(app_runtime)
-    writer = GroupCommitter(app_runtime.database(), gate, wait_seconds=5)
-    answers: dict[int, list] = {}
     waited: list[object] = []
-    leader = threading.Thread(target=lambda: waited.append(writer.submit(_delivery(0, "RM_a"))))
-    leader.start()
-    try:
-        assert gate.holding.wait(5)
+
+    def waits(writer, _answers) -> None:
+        waited.append(writer.submit(_delivery(0, "RM_a")))
+
+    with _held_first(app, app_runtime, waits) as (writer, gate, answers, leader):
         writer.submit_later(_delivery(1, "RM_a"), _record(answers, app, 1))
         behind = threading.Thread(target=lambda: waited.append(writer.submit(_delivery(2, "RM_b"))))
         behind.start()
@@ -298,9 +300,6 @@ def test_a_waiting_delivery_behind_handed_over_ones_gets_its_answer(app, app_run
         gate.open.set()
         leader.join(10)
         behind.join(10)
-    finally:
-        gate.open.set()
-        writer.close()
     assert waited == [Outcome.ACCEPTED, Outcome.ACCEPTED]
     assert [result for result, _ in answers[1]] == [Outcome.ACCEPTED]
     assert stored_count(app) == 3
@@ -328,7 +327,10 @@ def test_an_answer_that_fails_fails_nothing_else(app, app_runtime, caplog):
     def broken(result) -> None:
         raise RuntimeError("the connection is gone")
 
-    with _held_first(app, app_runtime, broken) as (writer, gate, answers, leader):
+    def hands_over_broken(writer, _answers) -> None:
+        writer.submit_later(_delivery(0, "RM_a"), broken)
+
+    with _held_first(app, app_runtime, hands_over_broken) as (writer, gate, answers, leader):
         writer.submit_later(_delivery(1, "RM_a"), broken)
         writer.submit_later(_delivery(2, "RM_a"), _record(answers, app, 2))
         gate.open.set()
@@ -341,22 +343,19 @@ def test_an_answer_that_fails_fails_nothing_else(app, app_runtime, caplog):
 def test_a_waiting_delivery_queued_behind_a_full_batch_of_handed_over_ones_gets_its_own_answer(
     app, app_runtime
 ):
-    gate = _Gate(app_runtime)
-    writer = GroupCommitter(app_runtime.database(), gate, wait_seconds=10)
-    answers: dict[int, list] = {}
     results: dict[str, object] = {}
 
-    def waits(name: str, n: int) -> None:
+    def waits(writer, name: str, n: int) -> None:
         results[name] = writer.submit(_delivery(n, "RM_a"))
 
-    leader = threading.Thread(target=waits, args=("leader", 0))
-    leader.start()
-    try:
-        assert gate.holding.wait(5)
+    def leads(writer, _answers) -> None:
+        waits(writer, "leader", 0)
+
+    with _held_first(app, app_runtime, leads, wait_seconds=10) as (writer, gate, answers, leader):
         later = range(1, MAX_BATCH + 6)  # more than a batch takes
         for n in later:
             writer.submit_later(_delivery(n, "RM_a"), _record(answers, app, n))
-        behind = threading.Thread(target=waits, args=("behind", 1000))
+        behind = threading.Thread(target=waits, args=(writer, "behind", 1000))
         behind.start()
         deadline = time.monotonic() + 5
         while not any(job.delivery.stored.event_id == "e1000" for job in writer._queue):
@@ -365,9 +364,6 @@ def test_a_waiting_delivery_queued_behind_a_full_batch_of_handed_over_ones_gets_
         gate.open.set()
         leader.join(10)
         behind.join(10)
-    finally:
-        gate.open.set()
-        writer.close()
     # The lead went to the thread behind; its delivery was not in the first batch it stored,
     # so it went on until its own was stored, then returned with its own outcome.
     assert results == {"leader": Outcome.ACCEPTED, "behind": Outcome.ACCEPTED}
