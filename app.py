@@ -319,17 +319,21 @@ def _store_later(
     and ``flush`` once the whole batch is answered."""
 
     def answer(result: Result) -> None:
-        # The connection must be answered whatever happens here: a failure is a 500.
+        # The connection must be answered whatever happens here: a failure is a 500. It is
+        # counted before it is written, so that no answer the sender has is left uncounted.
         try:
             status, word, headers = _settle(rt, delivery.stored, result)
         except Exception:
             log.exception("the answer to a delivery could not be made, answered 500")
             status, word, headers = 500, "internal_error", {}
+        try:
+            rt.metrics.latency.observe(time.perf_counter() - started)
+            rt.metrics.deliveries.labels(word, "").inc()
+        except Exception:
+            log.exception("a delivery's answer could not be counted")
         body = _body(word)
         fields = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         respond(status, [*fields, *headers.items()], body)
-        rt.metrics.latency.observe(time.perf_counter() - started)
-        rt.metrics.deliveries.labels(word, "").inc()
 
     rt.committer.submit_later(delivery, answer, flush)
 
